@@ -1,0 +1,55 @@
+"""Named people that traces are bound to."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+def new_identity_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class Identity(models.Model):
+    """A named person. ``name`` is a display label, not unique; ``identity_uuid`` is the key."""
+
+    class Source(models.TextChoices):
+        AUTO = "auto", "auto"
+        USER_DEFINED = "user_defined", "user defined"
+        IMPORT = "import", "import"
+        MERGED = "merged", "merged"
+
+    class Status(models.TextChoices):
+        CONFIRMED = "confirmed", "confirmed"
+        PENDING = "pending", "pending"
+        INACTIVE = "inactive", "inactive"
+
+    class IdentityType(models.TextChoices):
+        PEOPLE = "people", "people"
+
+    identity_uuid = models.CharField(max_length=32, unique=True, default=new_identity_uuid, editable=False)
+    name = models.CharField(max_length=200, db_index=True)
+    identity_type = models.CharField(
+        max_length=20, choices=IdentityType.choices, null=True, blank=True, default=IdentityType.PEOPLE
+    )
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.USER_DEFINED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONFIRMED, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name_plural = "identities"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def aliases(self) -> list[str]:
+        aliases = (self.metadata or {}).get("aliases") or []
+        return [str(a) for a in aliases] if isinstance(aliases, list) else []

@@ -1,0 +1,34 @@
+"""manage.py register_file PATH… — probe, hash and index videos; prints each file_uuid."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from media_api.services.files import ProbeError, register_file
+
+
+class Command(BaseCommand):
+    help = "Register video files: probe, SHA-256 file_uuid, frame index. Idempotent."
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", metavar="PATH")
+
+    def handle(self, *args, paths, **options):
+        failures = 0
+        last_uuid = None
+        for path in paths:
+            try:
+                result = register_file(path)
+            except ProbeError as exc:
+                failures += 1
+                self.stderr.write(f"error: {exc}")
+                continue
+            f = result.file
+            state = "already_exists" if result.already_exists else "registered"
+            self.stdout.write(
+                f"{state}: {f.name} {f.width}x{f.height} {f.fps_rational} fps, {f.total_frames} frames, "
+                f"{f.duration:.3f} s, audio={'yes' if f.has_audio else 'no'} file_uuid={f.file_uuid}"
+            )
+            last_uuid = f.file_uuid
+        if failures:
+            raise CommandError(f"{failures} of {len(paths)} path(s) could not be registered")
+        if last_uuid:
+            self.stdout.write(last_uuid)

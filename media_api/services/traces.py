@@ -1,0 +1,41 @@
+"""Keeping trace summaries right whenever detections change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Avg, Count, F, IntegerField, Max, Min, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+
+from media_api.models import Detection, Trace
+
+
+def _per_trace(aggregate):
+    return Subquery(
+        Detection.objects.filter(trace_id=OuterRef("pk"))
+        .order_by()
+        .values("trace_id")
+        .annotate(value=aggregate)
+        .values("value")[:1]
+    )
+
+
+def refresh_trace_summaries(trace_pks: Iterable[int]) -> int:
+    """Recompute face_count/start/end/avg_confidence in one UPDATE and bump the version.
+
+    Bumping ``detections_version`` makes the cached representative face stale, so it is
+    recomputed on next use. Returns the number of traces updated.
+    """
+    pks = list(trace_pks)
+    if not pks:
+        return 0
+    updated = 0
+    for start in range(0, len(pks), 5000):
+        updated += Trace.objects.filter(pk__in=pks[start : start + 5000]).update(
+            face_count=Coalesce(_per_trace(Count("id")), 0, output_field=IntegerField()),
+            start_frame=_per_trace(Min("frame_number")),
+            end_frame=_per_trace(Max("frame_number")),
+            avg_confidence=_per_trace(Avg("confidence")),
+            detections_version=F("detections_version") + 1,
+        )
+    return updated

@@ -1,0 +1,196 @@
+"""One JSON error envelope for everything under /api/ and /health.
+
+Every error a client can see has the shape
+``{"success": false, "error": {"code": ..., "message": ..., "details": {...}}}``.
+Views raise :class:`ApiError` (or a DRF exception); DRF's handler and the middleware
+below turn it, and anything Django itself answers (404 from the URL resolver, 405, 500),
+into that envelope, so no HTML page or traceback ever reaches an API client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.views import exception_handler as drf_default_handler
+
+logger = logging.getLogger("momentry.errors")
+
+JSON_PREFIXES = ("/api/", "/health")
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, machine code, message and details."""
+
+    status = 500
+    code = "INTERNAL_ERROR"
+    default_message = "Internal server error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class BadRequest(ApiError):
+    status, code, default_message = 400, "BAD_REQUEST", "Invalid request."
+
+    def __init__(self, message: str | None = None, param: str | None = None, **details: Any) -> None:
+        if param is not None:
+            details = {"parameter": param, **details}
+        super().__init__(message, details)
+
+
+class Unauthorized(ApiError):
+    status, code, default_message = 401, "UNAUTHORIZED", "Authentication credentials were not provided or are invalid."
+
+
+class Forbidden(ApiError):
+    status, code, default_message = 403, "FORBIDDEN", "You do not have permission to perform this action."
+
+
+class NotFound(ApiError):
+    status, code, default_message = 404, "NOT_FOUND", "Not found."
+
+
+class FrameOutOfRange(ApiError):
+    status, code, default_message = 416, "FRAME_OUT_OF_RANGE", "Frame number is past the end of the video."
+
+
+class RangeNotSatisfiable(ApiError):
+    status, code, default_message = 416, "RANGE_NOT_SATISFIABLE", "Requested range not satisfiable."
+
+
+class Busy(ApiError):
+    status, code, default_message = 503, "BUSY", "Media workers are saturated; retry shortly."
+
+    def __init__(self, message: str | None = None, retry_after: int = 2) -> None:
+        super().__init__(message, {"retry_after": retry_after}, {"Retry-After": str(retry_after)})
+
+
+class MediaError(ApiError):
+    status, code, default_message = 500, "MEDIA_ERROR", "Media processing failed."
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    body = {"success": False, "error": {"code": code, "message": message, "details": details or {}}}
+    response = JsonResponse(body, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def response_for_api_error(exc: ApiError) -> JsonResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "THROTTLED",
+}
+
+
+def _drf_details(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        return {"fields": detail}
+    if isinstance(detail, list):
+        return {"errors": detail}
+    return {}
+
+
+def _drf_message(exc: drf_exceptions.APIException) -> str:
+    if isinstance(exc, drf_exceptions.ValidationError):
+        detail = exc.detail
+        if isinstance(detail, dict) and detail:
+            field, errors = next(iter(detail.items()))
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            return f"{field}: {first}"
+        if isinstance(detail, list) and detail:
+            return str(detail[0])
+        return "Invalid request."
+    return str(exc.detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    """DRF's exception handler: every exception becomes the envelope."""
+    if isinstance(exc, ApiError):
+        if exc.status >= 500:
+            logger.error("API error %s: %s", exc.code, exc.message)
+        return response_for_api_error(exc)
+    if isinstance(exc, Http404):
+        return error_response(404, "NOT_FOUND", "Not found.")
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    if isinstance(exc, drf_exceptions.APIException):
+        response = drf_default_handler(exc, context)
+        status = response.status_code if response is not None else exc.status_code
+        headers = {}
+        if response is not None:
+            for name in ("WWW-Authenticate", "Retry-After", "Allow"):
+                if name in response:
+                    headers[name] = response[name]
+        code = _STATUS_CODES.get(status, "ERROR")
+        if status == 401 and "WWW-Authenticate" not in headers:
+            headers["WWW-Authenticate"] = 'Bearer realm="api", X-API-Key'
+        return error_response(status, code, _drf_message(exc), _drf_details(exc.detail), headers)
+    logger.exception("Unhandled error in API view")
+    return error_response(500, "INTERNAL_ERROR", "Internal server error.")
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+class JsonErrorMiddleware:
+    """Turns Django's own error pages under /api/ and /health into the JSON envelope."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not wants_json(request) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        status = response.status_code
+        code = _STATUS_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "ERROR")
+        message = {404: "Not found.", 405: "Method not allowed."}.get(
+            status, "Internal server error." if status >= 500 else "Request failed."
+        )
+        headers = {k: response[k] for k in ("Allow", "WWW-Authenticate", "Retry-After") if k in response}
+        return error_response(status, code, message, headers=headers)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not wants_json(request):
+            return None
+        if isinstance(exc, ApiError):
+            return response_for_api_error(exc)
+        if isinstance(exc, Http404):
+            return error_response(404, "NOT_FOUND", "Not found.")
+        logger.exception("Unhandled error on %s", request.path)
+        message = f"Internal server error: {exc}" if settings.DEBUG else "Internal server error."
+        return error_response(500, "INTERNAL_ERROR", message)

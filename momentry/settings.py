@@ -1,0 +1,172 @@
+"""Settings, all read from the environment (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _default_ffmpeg() -> str:
+    """The ffmpeg the set-up installs: the static build inside the imageio-ffmpeg wheel."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # pragma: no cover - only without the wheel
+        return "ffmpeg"
+
+
+DATA_DIR = Path(os.environ.get("MOMENTRY_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+CACHE_DIR = DATA_DIR / "cache"
+
+SECRET_KEY = os.environ.get("MOMENTRY_SECRET_KEY", "insecure-dev-key-change-me-" + "x" * 24)
+DEBUG = _env_bool("MOMENTRY_DEBUG", False)
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("MOMENTRY_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+    if h.strip()
+]
+FFMPEG_BINARY = os.environ.get("MOMENTRY_FFMPEG") or _default_ffmpeg()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "momentry",
+    "media_api",
+    "identities",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "momentry.errors.JsonErrorMiddleware",
+]
+
+ROOT_URLCONF = "momentry.urls"
+WSGI_APPLICATION = "momentry.wsgi.application"
+ASGI_APPLICATION = "momentry.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'momentry.sqlite3'}",
+        conn_max_age=_env_int("MOMENTRY_DB_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers go on while an import writes; the timeout rides out short write locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+SESSION_COOKIE_AGE = 24 * 3600
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "momentry.auth.SessionAuthentication",
+        "momentry.auth.JWTAuthentication",
+        "momentry.auth.APIKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "momentry.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(hours=1),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Momentry media API",
+    "DESCRIPTION": "Serve video by face track: ranges, frame-exact thumbnails and clips, overlays, identities.",
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Media behaviour
+MOMENTRY_API_KEY_DAYS = _env_int("MOMENTRY_API_KEY_DAYS", 90)
+MOMENTRY_CACHE_MAX_AGE = _env_int("MOMENTRY_CACHE_MAX_AGE", 86400)
+MOMENTRY_MAX_CLIP_SECONDS = _env_int("MOMENTRY_MAX_CLIP_SECONDS", 600)
+MOMENTRY_MAX_FFMPEG_JOBS = _env_int("MOMENTRY_MAX_FFMPEG_JOBS", 4)
+MOMENTRY_FFMPEG_WAIT_SECONDS = float(os.environ.get("MOMENTRY_FFMPEG_WAIT_SECONDS", "2"))
+MOMENTRY_FFMPEG_TIMEOUT = _env_int("MOMENTRY_FFMPEG_TIMEOUT", 600)
+# "" (Django streams the bytes), "x-accel-redirect" (nginx) or "x-sendfile" (Apache/lighttpd).
+MOMENTRY_SENDFILE = os.environ.get("MOMENTRY_SENDFILE", "").strip().lower()
+MOMENTRY_SENDFILE_PREFIX = os.environ.get("MOMENTRY_SENDFILE_PREFIX", "/protected-media")
+MOMENTRY_SENDFILE_ROOT = os.environ.get("MOMENTRY_SENDFILE_ROOT", "/")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "momentry": {"handlers": ["console"], "level": os.environ.get("MOMENTRY_LOG_LEVEL", "INFO")},
+        "media_api": {"handlers": ["console"], "level": os.environ.get("MOMENTRY_LOG_LEVEL", "INFO")},
+    },
+}
