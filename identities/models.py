@@ -53,3 +53,32 @@ class Identity(models.Model):
     def aliases(self) -> list[str]:
         aliases = (self.metadata or {}).get("aliases") or []
         return [str(a) for a in aliases] if isinstance(aliases, list) else []
+
+
+class CurationChange(models.Model):
+    """What a merge, deletion or bulk bind changed, so staff can undo it.
+
+    ``payload`` holds exactly what is needed to put things back: the traces' previous
+    identities, the merged identities' previous status/source, a deleted identity's fields.
+    """
+
+    class Kind(models.TextChoices):
+        MERGE = "merge", "merge"
+        DELETE = "delete", "delete"
+        BIND = "bind", "bulk bind"
+        UNBIND = "unbind", "unbind"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    identity_uuid = models.CharField(max_length=32, db_index=True, help_text="the identity the change is shown on")
+    summary = models.CharField(max_length=300)
+    payload = models.JSONField(default=dict)
+    user = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["identity_uuid", "-created_at"], name="curation_identity_recent")]
+
+    def __str__(self) -> str:
+        return self.summary

@@ -1,0 +1,207 @@
+"""Admin for identities: name people, see their faces, merge with a clear survivor, undo."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery, TextField
+from django.db.models.functions import Cast
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from identities import curation
+from identities.models import CurationChange, Identity
+from media_api.admin import face_img
+from media_api.models import Trace
+
+
+class IdentityForm(forms.ModelForm):
+    aliases = forms.CharField(required=False, help_text="Other names, separated by commas.")
+
+    class Meta:
+        model = Identity
+        fields = ["name", "status", "identity_type", "aliases", "metadata"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["aliases"].initial = ", ".join(self.instance.aliases)
+        self.fields["metadata"].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        metadata = dict(cleaned.get("metadata") or {})
+        aliases = [a.strip() for a in (cleaned.get("aliases") or "").split(",") if a.strip()]
+        if aliases:
+            metadata["aliases"] = aliases
+        else:
+            metadata.pop("aliases", None)
+        cleaned["metadata"] = metadata
+        return cleaned
+
+
+class BoundTraceInline(admin.TabularInline):
+    model = Trace
+    fk_name = "identity"
+    fields = ["face", "trace_link", "file", "span", "face_count"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "bound traces"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("file")
+
+    @admin.display(description="face")
+    def face(self, obj: Trace) -> str:
+        return face_img(obj.file.file_uuid, obj.trace_id, 64)
+
+    @admin.display(description="trace")
+    def trace_link(self, obj: Trace) -> str:
+        url = reverse("admin:media_api_trace_change", args=[obj.pk])
+        return format_html('<a href="{}">trace {}</a>', url, obj.trace_id)
+
+    @admin.display(description="frames")
+    def span(self, obj: Trace) -> str:
+        return f"{obj.start_frame}–{obj.end_frame}"
+
+
+def _top_trace(field: str):
+    return Subquery(Trace.objects.filter(identity=OuterRef("pk")).order_by("-face_count", "pk").values(field)[:1])
+
+
+@admin.register(Identity)
+class IdentityAdmin(admin.ModelAdmin):
+    form = IdentityForm
+    list_display = ["face", "name", "status", "source", "trace_count", "file_count", "updated_at"]
+    list_display_links = ["face", "name"]
+    list_filter = ["status", "source"]
+    search_fields = ["name"]
+    list_per_page = 50
+    show_full_result_count = False
+    inlines = [BoundTraceInline]
+    actions = ["merge_selected"]
+    readonly_fields = ["identity_uuid", "source", "created_at", "updated_at", "merged_into"]
+    change_form_template = "admin/identities/identity/change_form.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            trace_count=Count("traces", distinct=True),
+            file_count=Count("traces__file", distinct=True),
+            face_trace_id=_top_trace("trace_id"),
+            face_file_uuid=_top_trace("file__file_uuid"),
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        """Name or any alias (aliases live in metadata; searched as text on every database)."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term:
+            aliased = self.model.objects.annotate(meta_text=Cast("metadata", TextField())).filter(
+                meta_text__icontains=search_term).values("pk")
+            queryset = queryset | self.get_queryset(request).filter(pk__in=aliased)
+        return queryset, may_have_duplicates
+
+    @admin.display(description="face")
+    def face(self, obj: Identity) -> str:
+        if getattr(obj, "face_trace_id", None) is None:
+            return "—"
+        return face_img(obj.face_file_uuid, obj.face_trace_id, 64)
+
+    @admin.display(description="traces", ordering="trace_count")
+    def trace_count(self, obj: Identity) -> int:
+        return obj.trace_count
+
+    @admin.display(description="files", ordering="file_count")
+    def file_count(self, obj: Identity) -> int:
+        return obj.file_count
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/undo/", self.admin_site.admin_view(self.undo_view), name="identities_identity_undo"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        identity = self.get_object(request, object_id)
+        if identity is not None:
+            extra_context["last_change"] = curation.last_undoable_change(identity.identity_uuid)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def undo_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        identity = get_object_or_404(Identity, pk=object_id)
+        change = curation.last_undoable_change(identity.identity_uuid)
+        if change is None:
+            self.message_user(request, "Nothing to undo.", messages.WARNING)
+        else:
+            try:
+                self.message_user(request, curation.undo(change, request.user), messages.SUCCESS)
+            except curation.UndoError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:identities_identity_change", args=[identity.pk]))
+
+    def delete_model(self, request, obj):
+        curation.delete_identity(obj, request.user)
+
+    def delete_queryset(self, request, queryset):
+        for identity in queryset:
+            curation.delete_identity(identity, request.user)
+
+    @admin.action(description="Merge selected identities…", permissions=["change"])
+    def merge_selected(self, request, queryset):
+        identities = list(queryset.order_by("-trace_count", "name"))
+        if len(identities) < 2:
+            self.message_user(request, "Select at least two identities to merge.", messages.WARNING)
+            return None
+        if "confirm" in request.POST:
+            survivor = next((i for i in identities if str(i.pk) == request.POST.get("survivor")), None)
+            if survivor is None:
+                self.message_user(request, "Pick the identity that stays.", messages.ERROR)
+            else:
+                change = curation.merge_identities(survivor, identities, request.user)
+                url = reverse("admin:identities_identity_change", args=[survivor.pk])
+                self.message_user(request, format_html('{} — <a href="{}">undo is on {}’s page</a>.', change.summary,
+                                                       url, survivor.name), messages.SUCCESS)
+                return HttpResponseRedirect(url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Merge identities",
+            "opts": self.model._meta,
+            "identities": [(i, face_img(i.face_file_uuid, i.face_trace_id, 96) if i.face_trace_id else "")
+                           for i in identities],
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return render(request, "admin/identities/identity/merge_intermediate.html", context)
+
+
+@admin.register(CurationChange)
+class CurationChangeAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "summary", "user", "undone_at"]
+    list_filter = ["kind", ("undone_at", admin.EmptyFieldListFilter)]
+    search_fields = ["summary", "=identity_uuid"]
+    list_select_related = ["user"]
+    actions = ["undo_selected"]
+    readonly_fields = ["kind", "identity_uuid", "summary", "payload", "user", "created_at", "undone_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Undo selected changes", permissions=["change"])
+    def undo_selected(self, request, queryset):
+        for change in queryset.filter(undone_at__isnull=True).order_by("-created_at"):
+            try:
+                self.message_user(request, curation.undo(change, request.user), messages.SUCCESS)
+            except curation.UndoError as exc:
+                self.message_user(request, f"{change.summary}: {exc}", messages.ERROR)

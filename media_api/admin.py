@@ -1,0 +1,265 @@
+"""Admin for files, traces and detections: browse traces by face, bind them to people.
+
+Lists stay fast with 100 000 traces: related rows come with ``list_select_related``,
+counts are annotated, thumbnails are ``<img loading="lazy">`` tags pointing at the cached
+thumbnail route, so the server never renders a face while building a list page.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from identities import curation
+from identities.models import Identity
+from media_api.models import Detection, MediaFile, Trace
+
+DETECTIONS_PER_PAGE = 25
+
+
+def trace_thumbnail_url(file_uuid: str, trace_id: int) -> str:
+    return f"/api/v1/file/{file_uuid}/trace/{trace_id}/thumbnail"
+
+
+def face_img(file_uuid: str, trace_id: int, size: int = 64) -> str:
+    return format_html(
+        '<img src="{}" width="{}" height="{}" loading="lazy" alt="trace {}" class="momentry-face" '
+        'style="border-radius:4px;object-fit:cover;background:#ddd">',
+        trace_thumbnail_url(file_uuid, trace_id), size, size, trace_id,
+    )
+
+
+@admin.register(MediaFile)
+class MediaFileAdmin(admin.ModelAdmin):
+    list_display = ["name", "file_uuid", "duration_display", "resolution", "fps_display", "total_frames",
+                    "trace_count_link", "identity_count"]
+    search_fields = ["name", "=file_uuid"]
+    readonly_fields = ["file_uuid", "name", "path", "size", "container", "video_codec", "resolution", "fps_display",
+                       "total_frames", "duration_display", "has_audio", "audio_codec", "created_at", "player"]
+    fields = readonly_fields
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            trace_count=Count("traces", distinct=True),
+            identity_count=Count("traces__identity", distinct=True),
+        )
+
+    def has_add_permission(self, request):
+        return False  # files are registered with `manage.py register_file` (probe + frame index)
+
+    @admin.display(description="duration", ordering="duration")
+    def duration_display(self, obj: MediaFile) -> str:
+        return f"{obj.duration:.2f} s"
+
+    @admin.display(description="resolution")
+    def resolution(self, obj: MediaFile) -> str:
+        return f"{obj.width}×{obj.height}"
+
+    @admin.display(description="fps", ordering="fps")
+    def fps_display(self, obj: MediaFile) -> str:
+        return f"{obj.fps:.3f} ({obj.fps_rational})"
+
+    @admin.display(description="traces", ordering="trace_count")
+    def trace_count_link(self, obj: MediaFile) -> str:
+        url = reverse("admin:media_api_trace_changelist") + f"?file__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} traces</a>', url, obj.trace_count)
+
+    @admin.display(description="identities", ordering="identity_count")
+    def identity_count(self, obj: MediaFile) -> int:
+        return obj.identity_count
+
+    @admin.display(description="video")
+    def player(self, obj: MediaFile) -> str:
+        return format_html(
+            '<video controls preload="metadata" style="max-width:640px;width:100%" src="/api/v1/file/{}/video">'
+            "</video>", obj.file_uuid)
+
+
+class IdentityFilter(admin.SimpleListFilter):
+    """Bound / unbound / one identity (the most used ones listed; any id works in the URL)."""
+
+    title = "identity"
+    parameter_name = "identity"
+
+    def lookups(self, request, model_admin):
+        top = (Identity.objects.filter(traces__isnull=False).annotate(n=Count("traces")).order_by("-n", "name")
+               .values_list("pk", "name")[:30])
+        return [("unbound", "Unbound"), ("bound", "Bound"), *[(str(pk), name) for pk, name in top]]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "unbound":
+            return queryset.filter(identity__isnull=True)
+        if value == "bound":
+            return queryset.filter(identity__isnull=False)
+        if value and value.isdigit():
+            return queryset.filter(identity_id=int(value))
+        return queryset
+
+
+class BindForm(forms.Form):
+    identity = forms.ModelChoiceField(
+        queryset=Identity.objects.exclude(status=Identity.Status.INACTIVE),
+        widget=AutocompleteSelect(Trace._meta.get_field("identity"), admin.site),
+        help_text="Type to search by name.",
+    )
+
+
+class NewIdentityForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="The person's name as staff should see it.")
+
+
+@admin.register(Trace)
+class TraceAdmin(admin.ModelAdmin):
+    list_display = ["face", "trace_id", "file_name", "span", "face_count", "identity_link"]
+    list_display_links = ["face", "trace_id"]
+    list_filter = [IdentityFilter, ("file", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["file", "identity"]
+    search_fields = ["identity__name", "=trace_id"]
+    list_per_page = 50
+    show_full_result_count = False
+    ordering = ["file_id", "trace_id"]
+    actions = ["bind_to_identity", "create_identity", "unbind"]
+    autocomplete_fields = ["identity"]
+    readonly_fields = ["file", "trace_id", "span", "face_count", "avg_confidence", "representative_face",
+                       "trace_video", "detections_table"]
+    fields = ["identity", *readonly_fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="face")
+    def face(self, obj: Trace) -> str:
+        return face_img(obj.file.file_uuid, obj.trace_id)
+
+    @admin.display(description="file", ordering="file__name")
+    def file_name(self, obj: Trace) -> str:
+        return obj.file.name
+
+    @admin.display(description="frames", ordering="start_frame")
+    def span(self, obj: Trace) -> str:
+        if obj.start_frame is None:
+            return "—"
+        return f"{obj.start_frame}–{obj.end_frame}"
+
+    @admin.display(description="identity", ordering="identity__name")
+    def identity_link(self, obj: Trace) -> str:
+        if obj.identity is None:
+            return "—"
+        url = reverse("admin:identities_identity_change", args=[obj.identity.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.identity.name)
+
+    @admin.display(description="representative face")
+    def representative_face(self, obj: Trace) -> str:
+        return face_img(obj.file.file_uuid, obj.trace_id, size=320)
+
+    @admin.display(description="trace video")
+    def trace_video(self, obj: Trace) -> str:
+        return format_html(
+            '<video controls preload="none" style="max-width:640px;width:100%" '
+            'src="/api/v1/file/{}/trace/{}/video"></video>', obj.file.file_uuid, obj.trace_id)
+
+    @admin.display(description="detections")
+    def detections_table(self, obj: Trace) -> str:
+        request = getattr(self, "_request", None)
+        page_number = request.GET.get("det_page", 1) if request is not None else 1
+        queryset = Detection.objects.filter(trace=obj).order_by("frame_number", "id")
+        page = Paginator(queryset, DETECTIONS_PER_PAGE).get_page(page_number)
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}, {}</td><td>{}×{}</td><td>{:.3f}</td><td>{}</td></tr>",
+            ((d.frame_number, d.x, d.y, d.width, d.height, d.confidence, d.label) for d in page),
+        )
+        nav = []
+        if page.has_previous():
+            nav.append(format_html('<a href="?det_page={}">‹ previous</a>', page.previous_page_number()))
+        nav.append(f"page {page.number} of {page.paginator.num_pages} ({page.paginator.count} detections)")
+        if page.has_next():
+            nav.append(format_html('<a href="?det_page={}">next ›</a>', page.next_page_number()))
+        return format_html(
+            '<table><thead><tr><th>frame</th><th>x, y</th><th>size</th><th>confidence</th><th>label</th></tr>'
+            "</thead><tbody>{}</tbody></table><p>{}</p>", rows, format_html(" · ".join(["{}"] * len(nav)), *nav))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._request = request
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        if change and "identity" in form.changed_data:
+            previous = form.initial.get("identity")
+            super().save_model(request, obj, form, change)
+            if obj.identity_id is None and previous:
+                Trace.objects.filter(pk=obj.pk).update(identity_id=previous)
+                curation.unbind_traces([obj.pk], request.user)
+            elif obj.identity_id is not None:
+                Trace.objects.filter(pk=obj.pk).update(identity_id=previous)
+                curation.bind_traces(obj.identity, [obj.pk], request.user)
+            return
+        super().save_model(request, obj, form, change)
+
+    def _selected(self, request: HttpRequest, queryset) -> list[int]:
+        return list(queryset.values_list("pk", flat=True))
+
+    def _intermediate(self, request, queryset, title, form, action) -> HttpResponse:
+        traces = queryset.select_related("file", "identity")[:200]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "form": form,
+            "media": self.media + form.media,
+            "traces": [(t, face_img(t.file.file_uuid, t.trace_id, 96)) for t in traces],
+            "count": queryset.count(),
+            "action": action,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return render(request, "admin/media_api/trace/bind_intermediate.html", context)
+
+    @admin.action(description="Bind selected traces to an existing identity…", permissions=["change"])
+    def bind_to_identity(self, request, queryset):
+        form = BindForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            identity = form.cleaned_data["identity"]
+            change = curation.bind_traces(identity, self._selected(request, queryset), request.user)
+            self.message_user(request, change.summary, messages.SUCCESS)
+            return None
+        return self._intermediate(request, queryset, "Bind traces to an identity", form, "bind_to_identity")
+
+    @admin.action(description="Create a new identity from selected traces…", permissions=["change"])
+    def create_identity(self, request, queryset):
+        form = NewIdentityForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            identity, change = curation.create_identity_from_traces(
+                form.cleaned_data["name"], self._selected(request, queryset), request.user)
+            url = reverse("admin:identities_identity_change", args=[identity.pk])
+            self.message_user(request, format_html('Created <a href="{}">{}</a>: {}', url, identity.name,
+                                                   change.summary), messages.SUCCESS)
+            return None
+        return self._intermediate(request, queryset, "Create an identity from traces", form, "create_identity")
+
+    @admin.action(description="Unbind selected traces (not this person)", permissions=["change"])
+    def unbind(self, request, queryset):
+        changes = curation.unbind_traces(self._selected(request, queryset), request.user)
+        count = sum(len(c.payload["traces"]) for c in changes)
+        self.message_user(request, f"Unbound {count} trace(s). Undo is on each identity's page.", messages.SUCCESS)
+
+
+@admin.register(Detection)
+class DetectionAdmin(admin.ModelAdmin):
+    list_display = ["id", "file", "trace", "frame_number", "x", "y", "width", "height", "confidence", "label"]
+    list_select_related = ["file", "trace"]
+    raw_id_fields = ["file", "trace"]
+    show_full_result_count = False
+    list_per_page = 100
+
+    def get_search_results(self, request, queryset, search_term):
+        if search_term.isdigit():
+            return queryset.filter(Q(frame_number=int(search_term))), False
+        return queryset, False
