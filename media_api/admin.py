@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from identities import curation
 from identities.models import Identity
 from media_api.models import Detection, MediaFile, Trace
+from media_api.services.traces import refresh_trace_summaries
 
 DETECTIONS_PER_PAGE = 25
 
@@ -174,8 +175,8 @@ class TraceAdmin(admin.ModelAdmin):
         queryset = Detection.objects.filter(trace=obj).order_by("frame_number", "id")
         page = Paginator(queryset, DETECTIONS_PER_PAGE).get_page(page_number)
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}, {}</td><td>{}×{}</td><td>{:.3f}</td><td>{}</td></tr>",
-            ((d.frame_number, d.x, d.y, d.width, d.height, d.confidence, d.label) for d in page),
+            "", "<tr><td>{}</td><td>{}, {}</td><td>{}×{}</td><td>{}</td><td>{}</td></tr>",
+            ((d.frame_number, d.x, d.y, d.width, d.height, f"{d.confidence:.3f}", d.label) for d in page),
         )
         nav = []
         if page.has_previous():
@@ -258,6 +259,21 @@ class DetectionAdmin(admin.ModelAdmin):
     raw_id_fields = ["file", "trace"]
     show_full_result_count = False
     list_per_page = 100
+
+    def save_model(self, request, obj, form, change):
+        old_trace = form.initial.get("trace")
+        super().save_model(request, obj, form, change)
+        refresh_trace_summaries({obj.trace_id, *([old_trace] if old_trace else [])})
+
+    def delete_model(self, request, obj):
+        trace_pk = obj.trace_id
+        super().delete_model(request, obj)
+        refresh_trace_summaries([trace_pk])
+
+    def delete_queryset(self, request, queryset):
+        trace_pks = set(queryset.values_list("trace_id", flat=True))
+        super().delete_queryset(request, queryset)
+        refresh_trace_summaries(trace_pks)
 
     def get_search_results(self, request, queryset, search_term):
         if search_term.isdigit():
