@@ -1,0 +1,111 @@
+"""manage.py demo — the demo clips with their traces, named people, a user and an API key.
+
+Idempotent: running it again re-uses what exists (same file_uuids, same identities) and
+issues a fresh API key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from identities.models import Identity
+from media_api.models import Trace
+from media_api.services.detections_import import import_detections, read_rows
+from media_api.services.files import register_file
+
+DEMO_DIR = Path(settings.BASE_DIR) / "demo"
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-password"
+
+
+class Command(BaseCommand):
+    help = "Register the demo clips, load their traces, name a few people, create a demo user and API key."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="http://127.0.0.1:8000", help="base URL used in the printed examples")
+
+    def handle(self, *args, host: str, **options):
+        files = []
+        for video in sorted((DEMO_DIR / "media").glob("*.mp4")):
+            media_file = register_file(video).file
+            self._load_traces(media_file, video.stem)
+            files.append(media_file)
+        named = self._name_people(files)
+        key = self._demo_user_and_key()
+        self._print_examples(host.rstrip("/"), files, named, key)
+
+    def _load_traces(self, media_file, stem: str) -> None:
+        detections = DEMO_DIR / "detections" / f"{stem}.json"
+        if Trace.objects.filter(file=media_file).exists() or not detections.exists():
+            return
+        result = import_detections(media_file, read_rows(detections))
+        self.stdout.write(f"{media_file.name}: {result.detections} detections in {result.traces_touched} traces")
+
+    @transaction.atomic
+    def _name_people(self, files) -> list[Identity]:
+        """Bind the traces listed in demo/identities.json (picked by looking at their faces)."""
+        path = DEMO_DIR / "identities.json"
+        if not path.exists():
+            return []
+        by_stem = {Path(f.name).stem: f for f in files}
+        named: dict[str, Identity] = {}
+        for entry in json.loads(path.read_text()):
+            media_file = by_stem.get(entry["file"])
+            if media_file is None:
+                continue
+            identity = Identity.objects.filter(name=entry["name"]).order_by("id").first()
+            if identity is None:
+                identity = Identity.objects.create(name=entry["name"], metadata=entry.get("metadata", {}))
+            Trace.objects.filter(file=media_file, trace_id__in=entry["traces"], identity__isnull=True).update(
+                identity=identity)
+            named[identity.identity_uuid] = identity
+        return list(named.values())
+
+    def _demo_user_and_key(self) -> str:
+        from momentry.services import create_api_key
+
+        user_model = get_user_model()
+        user, created = user_model.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True,
+                                                                                       "is_superuser": True})
+        if created or not user.check_password(DEMO_PASSWORD):
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        return create_api_key(user, name="demo", write=True).key
+
+    def _print_examples(self, host: str, files, named, key: str) -> None:
+        out = self.stdout.write
+        out("")
+        out(f"Demo user: {DEMO_USER} / {DEMO_PASSWORD} (staff: {host}/admin/)")
+        out(f"API docs: {host}/api/v1/docs/")
+        out("Try:")
+        out(f'  export API={host} KEY="{key}"')
+        out('  curl -s "$API/api/v1/files" -H "X-API-Key: $KEY"')
+        for media_file in files:
+            trace = Trace.objects.filter(file=media_file).order_by("-face_count").first()
+            u = media_file.file_uuid
+            out(f"  # {media_file.name}")
+            out(f'  curl -s "$API/api/v1/file/{u}" -H "X-API-Key: $KEY"')
+            out(f'  curl -s "$API/api/v1/file/{u}/traces?sort=-face_count" -H "X-API-Key: $KEY"')
+            out(f'  curl -s "$API/api/v1/file/{u}/thumbnail?frame=60" -H "X-API-Key: $KEY" -o frame60.jpg')
+            out(f'  curl -s "$API/api/v1/file/{u}/clip?start_frame=0&end_frame=47" -H "X-API-Key: $KEY" -o clip.ts')
+            out(f'  curl -s -r 0-1023 "$API/api/v1/file/{u}/video" -H "X-API-Key: $KEY" -o head.bin')
+            if trace is not None:
+                t = trace.trace_id
+                out(f'  curl -s "$API/api/v1/file/{u}/trace/{t}/representative-face" -H "X-API-Key: $KEY"')
+                out(f'  curl -s "$API/api/v1/file/{u}/trace/{t}/thumbnail" -H "X-API-Key: $KEY" -o face.jpg')
+                out(f'  curl -s "$API/api/v1/file/{u}/trace/{t}/video" -H "X-API-Key: $KEY" -o trace.mp4')
+        if len(named) >= 2:
+            a, b = named[0], named[1]
+            bound = Trace.objects.filter(identity=a).select_related("file").first()
+            if bound is not None:
+                out(f'  curl -s "$API/api/v1/file/{bound.file.file_uuid}/identities/{a.identity_uuid}'
+                    f'/co-occur-with/{b.identity_uuid}" -H "X-API-Key: $KEY"')
+        out('  curl -s "$API/api/v1/identities" -H "X-API-Key: $KEY"')
+        out("API key (shown once):")
+        out(key)
