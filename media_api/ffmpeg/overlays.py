@@ -108,6 +108,13 @@ def frame_windows(times: list[Fraction]) -> list[tuple[str, str]]:
     return windows
 
 
+# Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle (1 outline, 3 box), then
+# Outline, Shadow, Alignment, and margins/encoding.
+_STYLE_TAIL = "-1,0,0,0,100,100,0,0,1,"
+_BOXED_TAIL = "-1,0,0,0,100,100,0,0,3,"
+_MARGINS = ",0,0,0,1\n"
+
+
 def ass_header(width: int, height: int) -> str:
     font_size = max(12, round(height / 28))
     panel_size = max(12, round(height / 24))
@@ -118,9 +125,11 @@ def ass_header(width: int, height: int) -> str:
         "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic,"
         " Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment,"
         " MarginL, MarginR, MarginV, Encoding\n"
-        f"Style: Box,{FONT_NAME},{font_size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H00000000,-1,0,0,0,100,100,0,0,1,0,0,7,0,0,0,1\n"
-        f"Style: Label,{FONT_NAME},{font_size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,-1,0,0,0,100,100,0,0,1,2,0,1,0,0,0,1\n"
-        f"Style: Panel,{FONT_NAME},{panel_size},&H00FFFFFF,&H00FFFFFF,&H60000000,&H60000000,-1,0,0,0,100,100,0,0,3,6,0,7,0,0,0,1\n\n"
+        f"Style: Box,{FONT_NAME},{font_size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H00000000,{_STYLE_TAIL}0,0,7{_MARGINS}"
+        f"Style: Label,{FONT_NAME},{font_size},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,{_STYLE_TAIL}2,0,1{_MARGINS}"
+        f"Style: Panel,{FONT_NAME},{panel_size},&H00FFFFFF,&H00FFFFFF,&H60000000,&H60000000,"
+        f"{_BOXED_TAIL}6,0,7{_MARGINS}"
+        "\n"
         "[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
     )
 
@@ -185,7 +194,9 @@ def thickness_for(height: int, real: bool) -> int:
     return base * 2 if real else base
 
 
-def interpolate_track(frames: np.ndarray, boxes: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def interpolate_track(
+    frames: np.ndarray, boxes: np.ndarray, start: int, end: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linear interpolation of a trace's boxes on every frame in [max(start, first), min(end, last)].
 
     ``frames`` ascending detection frames, ``boxes`` (n, 4) x, y, w, h. Returns the frame
