@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from django.conf import settings
@@ -223,8 +223,10 @@ class FFmpegStream:
         timeout: float | None = None,
         slot: MediaSlot | None = None,
         chunk_size: int = CHUNK_SIZE,
+        on_close: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.cmd = ffmpeg_command(args)
+        self._on_close = list(on_close)
         self.chunk_size = chunk_size
         self.timeout = float(settings.MOMENTRY_FFMPEG_TIMEOUT if timeout is None else timeout)
         self._slot = slot
@@ -240,6 +242,7 @@ class FFmpegStream:
             self._stderr.close()
             if slot is not None:
                 slot.release()
+            self._run_on_close()
             _log_failure(self.cmd, None, str(exc), "could not start")
             raise MediaError() from None
         self._timer = threading.Timer(self.timeout, self._on_timeout)
@@ -321,6 +324,16 @@ class FFmpegStream:
             if self._slot is not None:
                 self._slot.release()
                 self._slot = None
+            self._run_on_close()
+
+    def _run_on_close(self) -> None:
+        """Run the owner's clean-ups (e.g. delete the overlay file) exactly once."""
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a failing clean-up must not hide the response's own outcome
+                logger.exception("ffmpeg stream clean-up failed")
 
     @property
     def closed(self) -> bool:
@@ -344,14 +357,21 @@ def open_stream(
     use_slot: bool = True,
     prime: bool = True,
     chunk_size: int = CHUNK_SIZE,
+    on_close: Sequence[Callable[[], object]] = (),
 ) -> FFmpegStream:
     """Start a streamed ffmpeg job (taking a pool slot held until close) and read its first chunk.
 
     Raises :class:`Busy` when the pool is saturated and :class:`MediaError` when ffmpeg
     fails before producing output. Pass the result straight to ``StreamingHttpResponse``.
+    ``on_close`` callables run once when the stream is closed (or fails to start).
     """
-    slot = acquire_slot() if use_slot else None
-    stream = FFmpegStream(args, timeout=timeout, slot=slot, chunk_size=chunk_size)
+    try:
+        slot = acquire_slot() if use_slot else None
+    except BaseException:
+        for callback in on_close:
+            callback()
+        raise
+    stream = FFmpegStream(args, timeout=timeout, slot=slot, chunk_size=chunk_size, on_close=on_close)
     if prime:
         try:
             stream.prime()
