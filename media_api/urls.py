@@ -1,7 +1,12 @@
 from django.urls import path
 
 from media_api.views import files
+from media_api.views import stream
 
 urlpatterns = [
     path("file/<str:file_uuid>", files.FileDetailView.as_view(), name="file-detail"),
+    path("file/<str:file_uuid>/video", stream.FileVideoView.as_view(), name="file-video"),
+    path("file/<str:file_uuid>/video/bbox", stream.BboxVideoView.as_view(), name="file-video-bbox"),
+    path("file/<str:file_uuid>/clip", stream.ClipView.as_view(), name="file-clip"),
+    path("file/<str:file_uuid>/trace/<int:trace_id>/video", stream.TraceVideoView.as_view(), name="trace-video"),
 ]

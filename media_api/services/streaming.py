@@ -1,0 +1,308 @@
+"""Streaming work behind the video routes: parameter rules, overlay files, starting FFmpeg.
+
+Views stay thin: they call :func:`parse_stream_options` / :func:`parse_span` and one of the
+``*_stream`` functions, and wrap the returned :class:`~media_api.ffmpeg.process.FFmpegStream`
+in a ``StreamingHttpResponse``. All FFmpeg arguments are built by ``media_api.ffmpeg``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from media_api.ffmpeg import encode, overlays
+from media_api.ffmpeg.index import FrameIndexData
+from media_api.ffmpeg.process import FFmpegStream, open_stream
+from media_api.models import Detection, MediaFile, Trace
+from media_api.services.files import frame_index_for
+from momentry.errors import BadRequest, NotFound
+
+MODES = ("normal", "debug")
+AUDIO = ("on", "off")
+MAX_PADDING_SECONDS = 60.0
+DETECTION_FIELDS = (
+    "frame_number", "x", "y", "width", "height", "confidence", "label", "trace__trace_id", "trace__identity__name",
+)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    debug: bool
+    audio: bool
+
+
+def _choice(params: Any, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = params.get(name, default)
+    if value not in allowed:
+        raise BadRequest(f"{name} must be one of: {', '.join(allowed)}.", param=name, allowed=list(allowed))
+    return value
+
+
+def parse_stream_options(params: Any) -> StreamOptions:
+    """``mode`` = normal|debug, ``audio`` = on|off; anything else is a 400."""
+    mode = _choice(params, "mode", MODES, "normal")
+    audio = _choice(params, "audio", AUDIO, "on")
+    return StreamOptions(debug=mode == "debug", audio=audio == "on")
+
+
+def _int_param(params: Any, name: str) -> int:
+    raw = params.get(name, "")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be an integer.", param=name) from None
+    if value < 0:
+        raise BadRequest(f"{name} must be >= 0.", param=name)
+    return value
+
+
+def _float_param(params: Any, name: str, *, positive: bool = False) -> float:
+    raw = params.get(name, "")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a number.", param=name) from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise BadRequest(f"{name} must be a {'positive' if positive else 'non-negative'} number.", param=name)
+    return value
+
+
+def parse_fps(params: Any) -> Fraction | None:
+    if params.get("fps") in (None, ""):
+        return None
+    value = _float_param(params, "fps", positive=True)
+    if value > 1000:
+        raise BadRequest("fps must be at most 1000.", param="fps")
+    return Fraction(value).limit_denominator(1001)
+
+
+def _pair(params: Any, first: str, second: str) -> bool:
+    """True when the pair is given; a half-given pair is a 400 naming the missing one."""
+    has_first, has_second = params.get(first) not in (None, ""), params.get(second) not in (None, "")
+    if has_first != has_second:
+        missing = second if has_first else first
+        raise BadRequest(f"{first} and {second} must be given together.", param=missing)
+    return has_first
+
+
+def _end_frame_for_time(index: FrameIndexData, seconds: float) -> int:
+    """Last frame that starts strictly before ``seconds`` (end times are exclusive)."""
+    target = int(index.pts[0]) + (Fraction(seconds).limit_denominator(10**9) / index.time_base)
+    return int(index.pts.searchsorted(math.ceil(target), side="left")) - 1
+
+
+def parse_span(
+    params: Any,
+    media_file: MediaFile,
+    *,
+    required: bool,
+    fps_override: Fraction | None = None,
+    max_seconds: float | None = None,
+) -> encode.Span | None:
+    """The frame span asked for: ``start_frame``+``end_frame`` (inclusive) or ``start_time``+``end_time``.
+
+    Frames win when both forms are given. Times are seconds from the first frame; the end
+    time is exclusive. ``fps_override`` converts between frames and time at that rate
+    (frame N → N/fps seconds → the frame on screen then). None when nothing is given and
+    ``required`` is False. Every invalid case is a 400 naming the parameter.
+    """
+    index = frame_index_for(media_file)
+    total = len(index)
+    if _pair(params, "start_frame", "end_frame"):
+        start, end = _int_param(params, "start_frame"), _int_param(params, "end_frame")
+        if end < start:
+            raise BadRequest("end_frame must be >= start_frame.", param="end_frame")
+        if fps_override is not None:
+            start = index.frame_at_seconds(float(start / fps_override))
+            end = index.frame_at_seconds(float(end / fps_override))
+        elif end >= total:
+            raise BadRequest(f"end_frame is beyond the last frame ({total - 1}).", param="end_frame",
+                             total_frames=total)
+    elif _pair(params, "start_time", "end_time"):
+        start_time, end_time = _float_param(params, "start_time"), _float_param(params, "end_time")
+        if end_time <= start_time:
+            raise BadRequest("end_time must be greater than start_time.", param="end_time")
+        duration = index.duration_seconds(media_file.fps_fraction)
+        if start_time >= duration:
+            raise BadRequest(f"start_time is beyond the end ({duration:.3f}s).", param="start_time", duration=duration)
+        if end_time > duration + 1e-6:
+            raise BadRequest(f"end_time is beyond the end ({duration:.3f}s).", param="end_time", duration=duration)
+        if fps_override is not None:
+            start = min(total - 1, int(math.floor(start_time * fps_override)))
+            end = min(total - 1, max(start, int(math.ceil(end_time * fps_override)) - 1))
+        else:
+            start = index.frame_at_seconds(start_time)
+            end = max(start, _end_frame_for_time(index, end_time))
+    elif required:
+        raise BadRequest("Give start_frame and end_frame (or start_time and end_time).", param="start_frame")
+    else:
+        return None
+    span = encode.Span(start, min(end, total - 1))
+    if span.start_frame >= total:
+        raise BadRequest(f"start_frame is beyond the last frame ({total - 1}).", param="start_frame")
+    if max_seconds is not None:
+        seconds = float(encode.span_duration(index, span, media_file.fps_fraction))
+        if seconds > max_seconds + 1e-6:
+            raise BadRequest(f"The span is {seconds:.1f}s; the maximum is {max_seconds:g}s.", param="end_frame",
+                             max_seconds=max_seconds)
+    return span
+
+
+def whole_file(media_file: MediaFile) -> encode.Span:
+    return encode.Span(0, len(frame_index_for(media_file)) - 1)
+
+
+# --------------------------------------------------------------------------- overlay files
+
+
+class _Scratch:
+    """A private temporary directory for one render (overlay file), removed when the stream closes."""
+
+    def __init__(self) -> None:
+        base = Path(settings.CACHE_DIR) / "overlays"
+        base.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix="ov-", dir=base))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _detection_rows(media_file: MediaFile, span: encode.Span, exclude_trace: int | None = None):
+    """Every detection in the span with its trace number and identity name (one indexed query)."""
+    qs = Detection.objects.filter(
+        file=media_file, frame_number__gte=span.start_frame, frame_number__lte=span.end_frame
+    )
+    if exclude_trace is not None:
+        qs = qs.exclude(trace_id=exclude_trace)
+    return qs.order_by("frame_number").values_list(*DETECTION_FIELDS).iterator(chunk_size=5000)
+
+
+def _trace_boxes(media_file: MediaFile, trace: Trace, span: encode.Span) -> list[overlays.Box]:
+    """The trace's box on every frame it spans inside ``span``, interpolated between detections."""
+    import numpy as np
+
+    rows = list(
+        Detection.objects.filter(trace=trace).order_by("frame_number").values_list("frame_number", "x", "y", "width",
+                                                                                   "height")
+    )
+    if not rows:
+        return []
+    data = np.asarray(rows, dtype=np.int64)
+    frames, boxes, real = overlays.interpolate_track(data[:, 0], data[:, 1:], span.start_frame, span.end_frame)
+    label = trace.identity.name if trace.identity_id and trace.identity.name else f"trace {trace.trace_id}"
+    return [
+        overlays.Box(int(f), int(b[0]), int(b[1]), int(b[2]), int(b[3]),
+                     overlays.thickness_for(media_file.height, bool(r)), overlays.HIGHLIGHT, label)
+        for f, b, r in zip(frames, boxes, real, strict=True)
+    ]
+
+
+def _render_stream(
+    media_file: MediaFile,
+    span: encode.Span,
+    boxes: list[overlays.Box] | None,
+    panels: list[str] | None,
+    *,
+    audio: bool,
+    container: str,
+) -> FFmpegStream:
+    index = frame_index_for(media_file)
+    filters: list[str] = []
+    scratch: _Scratch | None = None
+    if boxes or panels:
+        scratch = _Scratch()
+        ass_path = overlays.write_ass(
+            scratch.path / "overlay.ass",
+            media_file.width,
+            media_file.height,
+            encode.relative_times(index, span),
+            overlays.group_by_offset(boxes or [], span.start_frame),
+            panels,
+        )
+        filters.append(overlays.ass_filter(ass_path))
+    args = encode.reencode_args(
+        media_file.path, index, span, media_file.fps_fraction,
+        audio=audio, has_audio=media_file.has_audio, filters=filters, container=container,
+    )
+    return open_stream(args, on_close=[scratch.remove] if scratch else ())
+
+
+# --------------------------------------------------------------------------- the streams
+
+
+def segment_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions) -> tuple[FFmpegStream, int]:
+    """Normal: stream-copied fMP4 from the keyframe at/before the start. Debug: exact re-encode with overlays."""
+    index = frame_index_for(media_file)
+    if options.debug:
+        boxes = list(overlays.iter_boxes(_detection_rows(media_file, span), media_file.height, thin=True))
+        panels = overlays.panel_lines(index, span.start_frame, span.frame_count, "")
+        return _render_stream(media_file, span, boxes, panels, audio=options.audio, container="mp4"), span.start_frame
+    args, first = encode.segment_args(media_file.path, index, span, media_file.fps_fraction, audio=options.audio)
+    return open_stream(args), first
+
+
+def clip_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions) -> FFmpegStream:
+    """Frame-exact MPEG-TS; debug draws the ``CLIP`` panel with the source frame number."""
+    panels = None
+    if options.debug:
+        panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, "CLIP  ")
+    return _render_stream(media_file, span, None, panels, audio=options.audio, container="mpegts")
+
+
+def bbox_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions) -> FFmpegStream:
+    """Every detection in the span boxed and labelled (identity name or ``trace N``, label, confidence)."""
+    boxes = list(overlays.iter_boxes(_detection_rows(media_file, span), media_file.height))
+    panels = None
+    if options.debug:
+        panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, "")
+    return _render_stream(media_file, span, boxes, panels, audio=options.audio, container="mp4")
+
+
+def trace_for(media_file: MediaFile, trace_id: int) -> Trace:
+    trace = Trace.objects.select_related("identity").filter(file=media_file, trace_id=trace_id).first()
+    if trace is None or trace.start_frame is None or trace.end_frame is None:
+        raise NotFound("Trace not found.", {"trace_id": trace_id})
+    return trace
+
+
+def trace_span(media_file: MediaFile, trace: Trace, padding: float) -> encode.Span:
+    """The trace's frames widened by ``padding`` seconds each side, clamped to the file."""
+    index = frame_index_for(media_file)
+    last = len(index) - 1
+    start_time = index.seconds_of(min(trace.start_frame, last)) - padding
+    end_time = index.seconds_of(min(trace.end_frame, last)) + padding
+    start = index.frame_at_seconds(max(0.0, start_time))
+    end = index.frame_at_seconds(end_time)
+    return encode.Span(min(start, trace.start_frame), max(end, min(trace.end_frame, last)))
+
+
+def parse_padding(params: Any) -> float:
+    if params.get("padding") in (None, ""):
+        return 2.0
+    value = _float_param(params, "padding")
+    if value > MAX_PADDING_SECONDS:
+        raise BadRequest(f"padding must be at most {MAX_PADDING_SECONDS:g} seconds.", param="padding")
+    return value
+
+
+def trace_stream(media_file: MediaFile, trace: Trace, span: encode.Span, options: StreamOptions) -> FFmpegStream:
+    """The trace highlighted (thick on real detections); debug adds other detections thin and a panel."""
+    boxes = _trace_boxes(media_file, trace, span)
+    panels = None
+    if options.debug:
+        boxes = [
+            *overlays.iter_boxes(_detection_rows(media_file, span, exclude_trace=trace.pk), media_file.height,
+                                 colour=overlays.OTHER, thin=True, with_confidence=False),
+            *boxes,
+        ]
+        who = trace.identity.name if trace.identity_id else "unbound"
+        prefix = f"trace {trace.trace_id} ({who})  "
+        panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, prefix)
+    return _render_stream(media_file, span, boxes, panels, audio=options.audio, container="mp4")

@@ -1,0 +1,130 @@
+"""Streaming routes: original bytes with ranges, segments, clips and overlay videos (spec §4).
+
+DRF ``APIView``s, so the session / JWT / API-key authentication classes and the permission
+from settings apply, and errors become the JSON envelope. Content negotiation is skipped:
+players send ``Accept: video/*`` and the body is never rendered by DRF anyway. Each
+streaming body is an :class:`~media_api.ffmpeg.process.FFmpegStream`; Django closes it when
+the response is closed (client gone or done), which kills and reaps FFmpeg.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from media_api import selectors
+from media_api.ffmpeg.encode import Span
+from media_api.ffmpeg.process import FFmpegStream
+from media_api.ranged import content_type_for, ranged_file_response
+from media_api.services import streaming
+
+
+class AnyAcceptNegotiation(BaseContentNegotiation):
+    """Media routes answer bytes whatever ``Accept`` says (errors are JSON regardless)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class MediaStreamView(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @staticmethod
+    def is_head(request: Request) -> bool:
+        """HEAD answers the headers without starting FFmpeg."""
+        return request.method == "HEAD"
+
+    def stream_response(self, stream: FFmpegStream | None, content_type: str, filename: str,
+                        cacheable: bool = False, headers: dict[str, str] | None = None) -> HttpResponse:
+        if stream is None:
+            response: HttpResponse = HttpResponse(content_type=content_type)
+        else:
+            response = StreamingHttpResponse(stream, content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        response["X-Accel-Buffering"] = "no"  # let nginx pass chunks on as they are encoded
+        response["Cache-Control"] = (
+            f"private, max-age={settings.MOMENTRY_CACHE_MAX_AGE}" if cacheable else "private, no-cache"
+        )
+        for name, value in (headers or {}).items():
+            response[name] = value
+        return response
+
+
+def _span_name(span: Span) -> str:
+    return f"{span.start_frame}-{span.end_frame}"
+
+
+class FileVideoView(MediaStreamView):
+    """``GET /file/{uuid}/video``: original bytes, or a segment / debug render of a span."""
+
+    def get(self, request: Request, file_uuid: str) -> HttpResponse:
+        media_file = selectors.file_for_request(request, file_uuid)
+        options = streaming.parse_stream_options(request.query_params)
+        span = streaming.parse_span(request.query_params, media_file, required=False,
+                                    max_seconds=settings.MOMENTRY_MAX_CLIP_SECONDS if options.debug else None)
+        if span is None and not options.debug and options.audio:
+            return ranged_file_response(request._request, media_file.path,
+                                        content_type=content_type_for(media_file.name))
+        span = span or streaming.whole_file(media_file)
+        stream, first = None, span.start_frame
+        if not self.is_head(request):
+            stream, first = streaming.segment_stream(media_file, span, options)
+        return self.stream_response(
+            stream, "video/mp4", f"{media_file.file_uuid}_{_span_name(span)}.mp4", cacheable=not options.debug,
+            headers={"X-Momentry-Start-Frame": str(first), "X-Momentry-End-Frame": str(span.end_frame)},
+        )
+
+
+class TraceVideoView(MediaStreamView):
+    """``GET /file/{uuid}/trace/{trace_id}/video``: the trace's span ± padding, its box highlighted."""
+
+    def get(self, request: Request, file_uuid: str, trace_id: int) -> HttpResponse:
+        media_file = selectors.file_for_request(request, file_uuid)
+        options = streaming.parse_stream_options(request.query_params)
+        padding = streaming.parse_padding(request.query_params)
+        trace = streaming.trace_for(media_file, trace_id)
+        span = streaming.trace_span(media_file, trace, padding)
+        return self.stream_response(
+            None if self.is_head(request) else streaming.trace_stream(media_file, trace, span, options), "video/mp4",
+            f"{media_file.file_uuid}_trace{trace.trace_id}.mp4",
+            headers={"X-Momentry-Start-Frame": str(span.start_frame), "X-Momentry-End-Frame": str(span.end_frame)},
+        )
+
+
+class BboxVideoView(MediaStreamView):
+    """``GET /file/{uuid}/video/bbox``: every detection boxed and labelled."""
+
+    def get(self, request: Request, file_uuid: str) -> HttpResponse:
+        media_file = selectors.file_for_request(request, file_uuid)
+        options = streaming.parse_stream_options(request.query_params)
+        span = streaming.parse_span(request.query_params, media_file, required=False) or streaming.whole_file(
+            media_file
+        )
+        return self.stream_response(
+            None if self.is_head(request) else streaming.bbox_stream(media_file, span, options), "video/mp4",
+            f"{media_file.file_uuid}_bbox_{_span_name(span)}.mp4",
+            headers={"X-Momentry-Start-Frame": str(span.start_frame), "X-Momentry-End-Frame": str(span.end_frame)},
+        )
+
+
+class ClipView(MediaStreamView):
+    """``GET /file/{uuid}/clip``: frame-exact MPEG-TS (H.264 + AAC), streamed while encoding."""
+
+    def get(self, request: Request, file_uuid: str) -> HttpResponse:
+        media_file = selectors.file_for_request(request, file_uuid)
+        options = streaming.parse_stream_options(request.query_params)
+        fps = streaming.parse_fps(request.query_params)
+        span = streaming.parse_span(request.query_params, media_file, required=True, fps_override=fps,
+                                    max_seconds=settings.MOMENTRY_MAX_CLIP_SECONDS)
+        return self.stream_response(
+            None if self.is_head(request) else streaming.clip_stream(media_file, span, options), "video/mp2t",
+            f"{media_file.file_uuid}_{_span_name(span)}.ts", cacheable=True,
+            headers={"X-Momentry-Start-Frame": str(span.start_frame), "X-Momentry-End-Frame": str(span.end_frame),
+                     "X-Momentry-Frame-Count": str(span.frame_count)},
+        )
