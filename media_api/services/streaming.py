@@ -113,9 +113,14 @@ def parse_span(
     (frame N → N/fps seconds → the frame on screen then). None when nothing is given and
     ``required`` is False. Every invalid case is a 400 naming the parameter.
     """
+    has_frames, has_times = _pair(params, "start_frame", "end_frame"), _pair(params, "start_time", "end_time")
+    if not (has_frames or has_times):
+        if required:
+            raise BadRequest("Give start_frame and end_frame (or start_time and end_time).", param="start_frame")
+        return None
     index = frame_index_for(media_file)
     total = len(index)
-    if _pair(params, "start_frame", "end_frame"):
+    if has_frames:
         start, end = _int_param(params, "start_frame"), _int_param(params, "end_frame")
         if end < start:
             raise BadRequest("end_frame must be >= start_frame.", param="end_frame")
@@ -125,7 +130,7 @@ def parse_span(
         elif end >= total:
             raise BadRequest(f"end_frame is beyond the last frame ({total - 1}).", param="end_frame",
                              total_frames=total)
-    elif _pair(params, "start_time", "end_time"):
+    else:
         start_time, end_time = _float_param(params, "start_time"), _float_param(params, "end_time")
         if end_time <= start_time:
             raise BadRequest("end_time must be greater than start_time.", param="end_time")
@@ -140,10 +145,6 @@ def parse_span(
         else:
             start = index.frame_at_seconds(start_time)
             end = max(start, _end_frame_for_time(index, end_time))
-    elif required:
-        raise BadRequest("Give start_frame and end_frame (or start_time and end_time).", param="start_frame")
-    else:
-        return None
     span = encode.Span(start, min(end, total - 1))
     if span.start_frame >= total:
         raise BadRequest(f"start_frame is beyond the last frame ({total - 1}).", param="start_frame")
