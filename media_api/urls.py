@@ -1,10 +1,15 @@
 from django.urls import path
 
 from media_api.views import files
+from media_api.views import traces
 from media_api.views import stream
 
 urlpatterns = [
+    path("files", files.FileListView.as_view(), name="file-list"),
     path("file/<str:file_uuid>", files.FileDetailView.as_view(), name="file-detail"),
+    path("file/<str:file_uuid>/traces", traces.TraceListView.as_view(), name="trace-list"),
+    path("file/<str:file_uuid>/trace/<int:trace_id>", traces.TraceDetailView.as_view(), name="trace-detail"),
+    path("file/<str:file_uuid>/trace/<int:trace_id>/faces", traces.TraceFacesView.as_view(), name="trace-faces"),
     path("file/<str:file_uuid>/video", stream.FileVideoView.as_view(), name="file-video"),
     path("file/<str:file_uuid>/video/bbox", stream.BboxVideoView.as_view(), name="file-video-bbox"),
     path("file/<str:file_uuid>/clip", stream.ClipView.as_view(), name="file-clip"),

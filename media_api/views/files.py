@@ -1,7 +1,9 @@
-"""File list and detail."""
+"""File list and detail (only files in the caller's scope)."""
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,6 +11,7 @@ from rest_framework.views import APIView
 from media_api import selectors
 from media_api.models import MediaFile
 from momentry.errors import NotFound
+from momentry.pagination import PAGE_PARAMETERS, paginate
 
 
 def serialize_file(f: MediaFile) -> dict:
@@ -34,10 +37,30 @@ def serialize_file(f: MediaFile) -> dict:
     return data
 
 
+class FileListView(APIView):
+    @extend_schema(
+        operation_id="files_list",
+        summary="Files in the caller's scope (newest first), with trace and identity counts",
+        parameters=PAGE_PARAMETERS,
+        responses={200: OpenApiTypes.OBJECT},
+        tags=["files"],
+    )
+    def get(self, request: Request) -> Response:
+        queryset = selectors.files_with_counts(selectors.files_visible_to(request))
+        return Response(paginate(queryset, request.query_params, "files", serialize_file))
+
+
 class FileDetailView(APIView):
+    @extend_schema(
+        operation_id="file_detail",
+        summary="Probe fields, trace and identity counts of one file",
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        tags=["files"],
+    )
     def get(self, request: Request, file_uuid: str) -> Response:
-        media_file = selectors.file_for_request(request, file_uuid)
-        annotated = selectors.files_with_counts(type(media_file).objects.filter(pk=media_file.pk)).first()
+        annotated = selectors.files_with_counts(selectors.files_visible_to(request)).filter(
+            file_uuid=str(file_uuid).lower()
+        ).first()
         if annotated is None:
-            raise NotFound("File not found.")
+            raise NotFound("File not found.", {"file_uuid": str(file_uuid)})
         return Response({"success": True, **serialize_file(annotated)})

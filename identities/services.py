@@ -1,0 +1,139 @@
+"""Identity business logic shared by the REST API and the admin: create, update, bind,
+unbind, merge, delete.
+
+The writes go through :mod:`identities.curation`, so every bind/unbind/merge/delete made
+through the API is recorded as a :class:`~identities.models.CurationChange` (what moved,
+from where) that the admin can show and undo. Functions raise :mod:`momentry.errors`
+exceptions for bad input, which the API turns into 400/404 and the admin can show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from identities import curation
+from identities.models import CurationChange, Identity
+from media_api.models import MediaFile, Trace
+from momentry.errors import BadRequest, NotFound
+
+EDITABLE_FIELDS = ("name", "identity_type", "status", "metadata")
+
+
+def _apply_aliases(metadata: dict[str, Any], aliases: list[str] | None) -> dict[str, Any]:
+    if aliases is not None:
+        metadata = {**metadata, "aliases": [a.strip() for a in aliases if a.strip()]}
+    return metadata
+
+
+def create_identity(name: str, identity_type: str | None = Identity.IdentityType.PEOPLE,
+                    status: str = Identity.Status.CONFIRMED, metadata: dict[str, Any] | None = None,
+                    aliases: list[str] | None = None) -> Identity:
+    """A user-defined identity (``source=user_defined``)."""
+    return Identity.objects.create(
+        name=name.strip(), identity_type=identity_type, status=status,
+        metadata=_apply_aliases(dict(metadata or {}), aliases), source=Identity.Source.USER_DEFINED,
+    )
+
+
+def update_identity(identity: Identity, changes: Mapping[str, Any]) -> Identity:
+    """Rename / change type, status, metadata; ``aliases`` replaces ``metadata.aliases``."""
+    fields = [name for name in EDITABLE_FIELDS if name in changes]
+    for name in fields:
+        value = changes[name]
+        setattr(identity, name, value.strip() if name == "name" else value)
+    if "aliases" in changes:
+        identity.metadata = _apply_aliases(dict(identity.metadata or {}), changes["aliases"])
+        fields.append("metadata")
+    if fields:
+        identity.save(update_fields=sorted(set(fields)) + ["updated_at"])
+    return identity
+
+
+def _traces_of(media_file: MediaFile, trace_ids: Iterable[int]) -> list[tuple[int, int, int | None]]:
+    """(pk, trace_id, identity_id) of the given traces; 404 naming any that do not exist."""
+    wanted = sorted(set(trace_ids))
+    rows = list(Trace.objects.filter(file=media_file, trace_id__in=wanted).values_list("pk", "trace_id", "identity_id"))
+    missing = sorted(set(wanted) - {trace_id for _, trace_id, _ in rows})
+    if missing:
+        raise NotFound("Trace not found.", {"file_uuid": media_file.file_uuid, "trace_ids": missing})
+    return rows
+
+
+@dataclass(frozen=True)
+class BindResult:
+    rows_affected: int  # traces matched (now bound / unbound), like an SQL UPDATE's row count
+    changed: int  # traces whose identity actually changed
+    change: CurationChange | None
+
+
+@transaction.atomic
+def bind_traces(identity: Identity, media_file: MediaFile, trace_ids: Iterable[int], user=None) -> BindResult:
+    """Bind traces of ``media_file`` to ``identity`` (taking them from any other identity)."""
+    rows = _traces_of(media_file, trace_ids)
+    changed = sum(1 for _, _, identity_id in rows if identity_id != identity.pk)
+    change = curation.bind_traces(identity, [pk for pk, _, _ in rows], user) if changed else None
+    return BindResult(rows_affected=len(rows), changed=changed, change=change)
+
+
+@transaction.atomic
+def unbind_traces(identity: Identity, media_file: MediaFile, trace_ids: Iterable[int], user=None) -> BindResult:
+    """Unbind the given traces if they are bound to ``identity`` (others are left alone)."""
+    rows = _traces_of(media_file, trace_ids)
+    pks = [pk for pk, _, identity_id in rows if identity_id == identity.pk]
+    changes = curation.unbind_traces(pks, user) if pks else []
+    return BindResult(rows_affected=len(pks), changed=len(pks), change=changes[0] if changes else None)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    target: Identity
+    sources: list[Identity]
+    moved: dict[str, list[int]] = field(default_factory=dict)  # source identity_uuid -> trace pks moved
+    change: CurationChange | None = None
+
+    @property
+    def traces_moved(self) -> int:
+        return sum(len(pks) for pks in self.moved.values())
+
+
+def merge_identities(target: Identity, source_uuids: Iterable[str], user=None) -> MergeResult:
+    """Move every trace of the sources to ``target``; sources become inactive/merged.
+
+    One transaction (rows locked on PostgreSQL). The returned :class:`MergeResult` and the
+    recorded change hold the trace pks moved per source, which is what an undo needs.
+    """
+    uuids = list(dict.fromkeys(str(u) for u in source_uuids))
+    if not uuids:
+        raise BadRequest("from must list at least one identity_uuid", param="from")
+    if target.identity_uuid in uuids:
+        raise BadRequest("an identity cannot be merged into itself", param="from", identity_uuid=target.identity_uuid)
+    with transaction.atomic():
+        locked = {
+            i.identity_uuid: i
+            for i in Identity.objects.select_for_update().filter(identity_uuid__in=[*uuids, target.identity_uuid])
+        }
+        missing = [u for u in uuids if u not in locked]
+        if missing:
+            raise NotFound("Identity not found.", {"identity_uuids": missing})
+        target = locked[target.identity_uuid] if target.identity_uuid in locked else target
+        if target.merged_into_id is not None:
+            raise BadRequest("the target was itself merged into another identity", param="identity_uuid")
+        sources = [locked[u] for u in uuids]
+        change = curation.merge_identities(target, sources, user)
+    by_pk = {str(s.pk): s.identity_uuid for s in sources}
+    moved = {s.identity_uuid: [] for s in sources}
+    for identity_pk, pks in change.payload["moved"].items():
+        moved[by_pk[identity_pk]] = pks
+    for source in sources:
+        source.refresh_from_db()
+    return MergeResult(target=target, sources=sources, moved=moved, change=change)
+
+
+def delete_identity(identity: Identity, user=None) -> int:
+    """Delete ``identity`` (recorded for undo); returns how many traces became unbound."""
+    change = curation.delete_identity(identity, user)
+    return len(change.payload["traces"])

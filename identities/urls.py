@@ -1,0 +1,15 @@
+"""Identity routes, included under /api/v1/ by momentry.urls."""
+
+from django.urls import path
+
+from identities import views
+
+urlpatterns = [
+    path("identities", views.IdentityListView.as_view(), name="identity-list"),
+    path("identity/<str:identity_uuid>", views.IdentityDetailView.as_view(), name="identity-detail"),
+    path("identity/<str:identity_uuid>/bind/trace", views.IdentityBindView.as_view(), name="identity-bind-trace"),
+    path("identity/<str:identity_uuid>/unbind/trace", views.IdentityUnbindView.as_view(),
+         name="identity-unbind-trace"),
+    path("identity/<str:identity_uuid>/merge", views.IdentityMergeView.as_view(), name="identity-merge"),
+    path("identity/<str:identity_uuid>/files", views.IdentityFilesView.as_view(), name="identity-files"),
+]

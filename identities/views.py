@@ -1,0 +1,242 @@
+"""Identity routes (spec §5). Reads need any credential; writes need admin or a write key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from identities import selectors, services
+from identities.models import Identity
+from media_api import selectors as file_selectors
+from media_api.views.files import serialize_file
+from media_api.views.traces import normalize_uuid
+from momentry.auth import CanWriteIdentities
+from momentry.errors import BadRequest
+from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
+
+STATUSES = [s.value for s in Identity.Status]
+
+
+class IdentityWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, trim_whitespace=True)
+    identity_type = serializers.ChoiceField(choices=[t.value for t in Identity.IdentityType], allow_null=True,
+                                            required=False)
+    status = serializers.ChoiceField(choices=STATUSES, required=False)
+    metadata = serializers.DictField(required=False, help_text="free JSON object; aliases live in metadata.aliases")
+    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
+                                    help_text="shortcut: replaces metadata.aliases")
+
+
+class TraceRefSerializer(serializers.Serializer):
+    file_uuid = serializers.CharField()
+    trace_id = serializers.IntegerField(min_value=0, required=False)
+    trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False,
+                                      min_length=1, max_length=1000, help_text="several traces of the same file")
+
+
+class MergeSerializer(serializers.Serializer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "from" is a Python keyword, so the field is added by name.
+        self.fields["from"] = serializers.ListField(child=serializers.CharField(), min_length=1, max_length=1000,
+                                                    help_text="identity_uuids to merge into this one")
+
+
+def validated(serializer_class: type[serializers.Serializer], request: Request, partial: bool = False) -> dict:
+    """Validate a JSON body; every problem is a 400 BAD_REQUEST naming the parameter."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.", param="body")
+    serializer = serializer_class(data=data, partial=partial)
+    unknown = sorted(set(data) - set(serializer.fields))
+    if unknown:
+        raise BadRequest(f"Unknown field: {unknown[0]}", param=unknown[0], allowed=sorted(serializer.fields))
+    if not serializer.is_valid():
+        field, errors = next(iter(serializer.errors.items()))
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        if isinstance(first, dict):  # errors of list items: {index: [messages]}
+            first = next(iter(first.values()))
+            first = first[0] if isinstance(first, list) else first
+        raise BadRequest(f"{field}: {first}", param=field, fields=serializer.errors)
+    return dict(serializer.validated_data)
+
+
+def serialize_identity(identity: Identity) -> dict[str, Any]:
+    data = {
+        "identity_uuid": identity.identity_uuid,
+        "name": identity.name,
+        "identity_type": identity.identity_type,
+        "source": identity.source,
+        "status": identity.status,
+        "metadata": identity.metadata,
+        "aliases": identity.aliases,
+        "merged_into": identity.merged_into.identity_uuid if identity.merged_into_id else None,
+        "created_at": identity.created_at.isoformat(),
+        "updated_at": identity.updated_at.isoformat(),
+    }
+    if hasattr(identity, "trace_count"):
+        data["trace_count"] = identity.trace_count
+        data["file_count"] = identity.file_count
+    return data
+
+
+def _scope(request: Request):
+    return file_selectors.scope_filter(request.user, request.auth, file_field="file_id")
+
+
+def _identity(request: Request, identity_uuid: str) -> Identity:
+    uuid = normalize_uuid(identity_uuid, "identity_uuid")
+    queryset = selectors.with_counts(Identity.objects.filter(identity_uuid=uuid), _scope(request))
+    identity = queryset.first()
+    if identity is None:
+        selectors.identity_by_uuid(uuid)  # raises the 404
+    return identity
+
+
+class IdentityBase(APIView):
+    permission_classes = [CanWriteIdentities]
+
+
+class IdentityListView(IdentityBase):
+    @extend_schema(
+        operation_id="identities_list",
+        summary="Identities, optionally searched by name or alias, with trace/file counts in scope",
+        parameters=[
+            OpenApiParameter("search", OpenApiTypes.STR, description="substring of the name or an alias"),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=STATUSES),
+            *PAGE_PARAMETERS,
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        tags=["identities"],
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        status = choice_param(params, "status", STATUSES, None)
+        Page.from_params(params)
+        queryset = selectors.search(Identity.objects.all(), params.get("search", ""))
+        if status:
+            queryset = queryset.filter(status=status)
+        queryset = selectors.with_counts(queryset.order_by("name", "id"), _scope(request))
+        return Response(paginate(queryset, params, "identities", serialize_identity))
+
+    @extend_schema(
+        operation_id="identities_create",
+        summary="Create a (user-defined) identity",
+        request=IdentityWriteSerializer,
+        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
+        tags=["identities"],
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(IdentityWriteSerializer, request)
+        identity = services.create_identity(**data)
+        identity = _identity(request, identity.identity_uuid)
+        return Response({"success": True, **serialize_identity(identity)}, status=201)
+
+
+class IdentityDetailView(IdentityBase):
+    @extend_schema(operation_id="identity_detail", summary="One identity with trace/file counts in scope",
+                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}, tags=["identities"])
+    def get(self, request: Request, identity_uuid: str) -> Response:
+        return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
+
+    @extend_schema(operation_id="identity_update", summary="Rename; change type, status, metadata or aliases",
+                   request=IdentityWriteSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
+                              404: OpenApiTypes.OBJECT},
+                   tags=["identities"])
+    def patch(self, request: Request, identity_uuid: str) -> Response:
+        identity = _identity(request, identity_uuid)
+        data = validated(IdentityWriteSerializer, request, partial=True)
+        services.update_identity(identity, data)
+        return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
+
+    @extend_schema(operation_id="identity_delete", summary="Delete (its traces become unbound; undoable in admin)",
+                   responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+                   tags=["identities"])
+    def delete(self, request: Request, identity_uuid: str) -> Response:
+        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        unbound = services.delete_identity(identity, request.user)
+        return Response({"success": True, "identity_uuid": identity.identity_uuid, "deleted": True,
+                         "traces_unbound": unbound})
+
+
+def _trace_ref(request: Request) -> tuple[Any, list[int]]:
+    data = validated(TraceRefSerializer, request)
+    if ("trace_id" in data) == ("trace_ids" in data):
+        raise BadRequest("give exactly one of trace_id or trace_ids", param="trace_id")
+    media_file = file_selectors.file_for_request(request, normalize_uuid(data["file_uuid"], "file_uuid"))
+    return media_file, data["trace_ids"] if "trace_ids" in data else [data["trace_id"]]
+
+
+class IdentityBindView(IdentityBase):
+    @extend_schema(operation_id="identity_bind_trace", summary="Bind a trace (or several of one file) to this identity",
+                   request=TraceRefSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
+                              404: OpenApiTypes.OBJECT},
+                   tags=["identities"])
+    def post(self, request: Request, identity_uuid: str) -> Response:
+        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        media_file, trace_ids = _trace_ref(request)
+        result = services.bind_traces(identity, media_file, trace_ids, request.user)
+        return Response({"success": True, "identity_uuid": identity.identity_uuid, "file_uuid": media_file.file_uuid,
+                         "trace_ids": sorted(set(trace_ids)), "rows_affected": result.rows_affected,
+                         "changed": result.changed})
+
+
+class IdentityUnbindView(IdentityBase):
+    @extend_schema(operation_id="identity_unbind_trace", summary="Unbind a trace from this identity",
+                   request=TraceRefSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
+                              404: OpenApiTypes.OBJECT},
+                   tags=["identities"])
+    def post(self, request: Request, identity_uuid: str) -> Response:
+        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        media_file, trace_ids = _trace_ref(request)
+        result = services.unbind_traces(identity, media_file, trace_ids, request.user)
+        return Response({"success": True, "identity_uuid": identity.identity_uuid, "file_uuid": media_file.file_uuid,
+                         "trace_ids": sorted(set(trace_ids)), "rows_affected": result.rows_affected})
+
+
+class IdentityMergeView(IdentityBase):
+    @extend_schema(operation_id="identity_merge",
+                   summary="Merge other identities into this one (all their traces move; they become inactive)",
+                   request=MergeSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
+                              404: OpenApiTypes.OBJECT},
+                   tags=["identities"])
+    def post(self, request: Request, identity_uuid: str) -> Response:
+        target = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        data = validated(MergeSerializer, request)
+        sources = [normalize_uuid(u, "from") for u in data["from"]]
+        result = services.merge_identities(target, sources, request.user)
+        return Response({
+            "success": True,
+            "identity_uuid": target.identity_uuid,
+            "merged": [s.identity_uuid for s in result.sources],
+            "traces_moved": result.traces_moved,
+            "moved_per_identity": {uuid: len(pks) for uuid, pks in result.moved.items()},
+            "change_id": result.change.pk if result.change else None,
+        })
+
+
+class IdentityFilesView(IdentityBase):
+    @extend_schema(operation_id="identity_files", summary="Files (in scope) where this identity has traces",
+                   parameters=PAGE_PARAMETERS,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+                   tags=["identities"])
+    def get(self, request: Request, identity_uuid: str) -> Response:
+        Page.from_params(request.query_params)
+        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        queryset = selectors.files_of(identity, file_selectors.files_visible_to(request))
+
+        def serialize(f) -> dict[str, Any]:
+            return {**serialize_file(f), "trace_count": f.identity_trace_count}
+
+        body = paginate(queryset, request.query_params, "files", serialize)
+        return Response({"success": True, "identity_uuid": identity.identity_uuid, **body})

@@ -1,0 +1,99 @@
+"""Query-parameter parsing and page slicing shared by the list routes.
+
+Every list answers ``{success, count, total, page, page_size, num_pages, <items>}``:
+``count`` = items on this page, ``total`` = items matching. A page past the end is an
+empty list (not an error), so a client can loop until ``count == 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+
+from momentry.errors import BadRequest
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", OpenApiTypes.INT, description="1-based page number (default 1)"),
+    OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1..{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})"),
+]
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be an integer", param=name, value=raw) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadRequest(f"{name} must be {bounds}", param=name, value=raw)
+    return value
+
+
+def bool_param(params: Mapping[str, str], name: str) -> bool | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise BadRequest(f"{name} must be true or false", param=name, value=raw)
+
+
+def choice_param(params: Mapping[str, str], name: str, choices: list[str], default: str | None) -> str | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise BadRequest(f"{name} must be one of: {', '.join(choices)}", param=name, value=raw, allowed=choices)
+    return raw
+
+
+@dataclass(frozen=True)
+class Page:
+    page: int
+    page_size: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> Page:
+        return cls(
+            page=int_param(params, "page", 1, 1),
+            page_size=int_param(params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        )
+
+    def slice(self, queryset: QuerySet | list, total: int) -> list:
+        start = (self.page - 1) * self.page_size
+        if start >= total:
+            return []
+        return list(queryset[start : start + self.page_size])
+
+    def envelope(self, key: str, items: list[Any], total: int) -> dict[str, Any]:
+        return {
+            "success": True,
+            "count": len(items),
+            "total": total,
+            "page": self.page,
+            "page_size": self.page_size,
+            "num_pages": math.ceil(total / self.page_size) if total else 0,
+            key: items,
+        }
+
+
+def paginate(queryset: QuerySet, params: Mapping[str, str], key: str, serialize) -> dict[str, Any]:
+    """Validate page params, count, slice and serialize: two queries whatever the size."""
+    page = Page.from_params(params)
+    total = queryset.count()
+    return page.envelope(key, [serialize(obj) for obj in page.slice(queryset, total)], total)

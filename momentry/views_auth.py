@@ -1,0 +1,102 @@
+"""POST /api/v1/auth/login and /api/v1/auth/logout.
+
+Both run without DRF authentication classes, hence without CSRF checks, so that curl and
+scripts can call them with no token. A forged cross-site logout only logs someone out; a
+forged login would need the password. Every other unsafe call authenticated by the session
+cookie keeps DRF's CSRF enforcement.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import SESSION_KEY, authenticate, login, logout
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from momentry import services
+from momentry.auth import WWW_AUTHENTICATE
+from momentry.errors import BadRequest, Unauthorized
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+
+class LoginView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_login",
+        summary="Log in: a session cookie, a 1-hour JWT and a new API key",
+        request=LoginSerializer,
+        responses={200: inline_serializer("LoginResponse", {
+            "success": serializers.BooleanField(),
+            "jwt": serializers.CharField(),
+            "api_key": serializers.CharField(),
+            "api_key_expires_at": serializers.DateTimeField(),
+            "user": inline_serializer("LoginUser", {"username": serializers.CharField(),
+                                                    "role": serializers.ChoiceField(["admin", "user"])}),
+            "expires_at": serializers.DateTimeField(help_text="JWT expiry"),
+            "session_expires_at": serializers.DateTimeField(),
+        }), 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT},
+        auth=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        for name in ("username", "password"):
+            if not isinstance(data.get(name), str) or not data.get(name):
+                raise BadRequest(f"{name} is required", param=name)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
+            raise Unauthorized("Invalid username or password.", headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+        login(request._request, user)
+        credentials = services.issue_login_credentials(user)
+        session_expiry = request._request.session.get_expiry_date()
+        return Response({
+            "success": True,
+            "jwt": credentials.jwt,
+            "api_key": credentials.api_key.key,
+            "api_key_expires_at": credentials.api_key.api_key.expires_at.isoformat(),
+            "user": {"username": user.get_username(), "role": services.role_of(user)},
+            "expires_at": credentials.jwt_expires_at.isoformat(),
+            "session_expires_at": session_expiry.isoformat(),
+        })
+
+
+class LogoutView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_logout",
+        summary="Log out: ends the session; a Bearer JWT sent along is revoked with its login API key",
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+        auth=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        django_request = request._request
+        # (DRF has already set request.user to anonymous: no authentication classes here.)
+        had_session = SESSION_KEY in django_request.session
+        logout(django_request)
+        jwt_revoked = False
+        header = django_request.META.get("HTTP_AUTHORIZATION", "")
+        if header.startswith("Bearer "):
+            try:
+                token = AccessToken(header[len("Bearer "):].strip())
+            except TokenError:
+                token = None  # expired or invalid: nothing left to revoke
+            if token is not None:
+                services.revoke_jwt(token)
+                jwt_revoked = True
+        return Response({"success": True, "session_ended": had_session, "jwt_revoked": jwt_revoked})
