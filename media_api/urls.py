@@ -1,8 +1,8 @@
 from django.urls import path
 
 from media_api.views import files
-from media_api.views import traces
 from media_api.views import stream
+from media_api.views import traces
 
 urlpatterns = [
     path("files", files.FileListView.as_view(), name="file-list"),
