@@ -59,7 +59,7 @@ def assert_is_frame(decoded: np.ndarray, reference: list[np.ndarray], n: int) ->
 
 @pytest.mark.parametrize(
     ("fixture", "path", "start", "end"),
-    [("hamilton", HAMILTON, 100, 126), ("facenet", FACENET, 40, 60)],
+    [("hamilton", HAMILTON, 100, 126), ("hamilton", HAMILTON, 0, 20), ("facenet", FACENET, 40, 60)],
 )
 def test_clip_is_frame_exact(request, api_client, fixture, path, start, end):
     media_file = request.getfixturevalue(fixture)

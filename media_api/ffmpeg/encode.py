@@ -77,10 +77,16 @@ def relative_times(index: FrameIndexData, span: Span) -> list[Fraction]:
 
 
 def exact_seek_args(path: str | Path, index: FrameIndexData, start_frame: int, fps: Fraction) -> list[str]:
-    """Input arguments whose first decoded frame is exactly ``start_frame``."""
-    if start_frame == 0:
+    """Input arguments whose first decoded frame is exactly ``start_frame``.
+
+    Also used for frame 0: seeking to the first frame's own time makes the output clock
+    start there, so ``-t`` measures from the first picture even when the file's video starts
+    late (the Hamilton clip's first pts is 0.852 s).
+    """
+    previous = start_frame - 1 if start_frame > 0 else start_frame
+    seek = frame_time(index, start_frame) - frame_duration(index, previous, fps) / 2
+    if seek <= 0:
         return ["-i", str(path)]
-    seek = frame_time(index, start_frame) - frame_duration(index, start_frame - 1, fps) / 2
     return ["-seek_timestamp", "1", "-ss", _seconds(seek), "-i", str(path)]
 
 
@@ -101,9 +107,10 @@ def segment_args(
     keyframe = index.keyframe_at_or_before(span.start_frame) or 0
     duration = span_duration(index, Span(keyframe, span.end_frame), fps)
     args: list[str] = []
-    if keyframe > 0:
-        # Round *up* to the microsecond so the backward seek cannot land on the previous keyframe.
-        seek = math.ceil(frame_time(index, keyframe) * 1_000_000) / 1_000_000
+    # Round *up* to the microsecond so the backward seek cannot land on the previous keyframe;
+    # seeking even to frame 0 puts the output clock's zero on the first picture (see above).
+    seek = math.ceil(frame_time(index, keyframe) * 1_000_000) / 1_000_000
+    if seek > 0:
         args += ["-seek_timestamp", "1", "-ss", f"{seek:.6f}"]
     args += ["-i", str(path), "-map", "0:v:0", "-c:v", "copy"]
     args += ["-map", "0:a:0?", "-c:a", "copy"] if audio else ["-an"]
