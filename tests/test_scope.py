@@ -1,0 +1,108 @@
+"""File scope (per key and per user): out-of-scope files answer byte-for-byte like unknown ones."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from identities.models import Identity
+from momentry.models import UserScope
+from momentry.services import create_api_key
+from tests.conftest import FACENET_UUID, HAMILTON_UUID
+from tests.helpers_rest import key_client, load_traces
+
+UNKNOWN_UUID = "0" * 32
+
+
+def file_routes(file_uuid: str) -> list[str]:
+    return [
+        f"/api/v1/file/{file_uuid}",
+        f"/api/v1/file/{file_uuid}/traces",
+        f"/api/v1/file/{file_uuid}/trace/1",
+        f"/api/v1/file/{file_uuid}/trace/1/faces",
+    ]
+
+
+def not_found_body(client, file_uuid: str, path: str) -> bytes:
+    """The response body with the file's uuid replaced, so unknown and hidden compare byte for byte."""
+    response = client.get(path)
+    assert response.status_code == 404, (path, response.content)
+    assert response["Content-Type"] == "application/json"
+    return response.content.replace(file_uuid.encode(), b"<uuid>")
+
+
+@pytest.fixture
+def two_files(hamilton, facenet):
+    load_traces(hamilton, {1: (0, 40, 10), 2: (50, 90, 10)}, {1: "Eliza"})
+    load_traces(facenet, {1: (0, 20, 5)}, {1: "Eliza"})
+    return hamilton, facenet
+
+
+@pytest.mark.django_db
+def test_key_scope_limits_lists_and_hides_other_files_like_unknown(plain_user, two_files):
+    client, _ = key_client(plain_user, file_uuids=[HAMILTON_UUID])
+    listing = client.get("/api/v1/files").json()
+    assert [f["file_uuid"] for f in listing["files"]] == [HAMILTON_UUID] and listing["total"] == 1
+    for path in file_routes(HAMILTON_UUID):
+        assert client.get(path).status_code == 200, path
+    for hidden, unknown in zip(file_routes(FACENET_UUID), file_routes(UNKNOWN_UUID), strict=True):
+        assert not_found_body(client, FACENET_UUID, hidden) == not_found_body(client, UNKNOWN_UUID, unknown)
+    # an unlimited client sees both, and the hidden file does exist
+    assert Client().get("/api/v1/files", HTTP_X_API_KEY=create_api_key(plain_user).key).json()["total"] == 2
+
+
+@pytest.mark.django_db
+def test_exact_same_bytes_for_hidden_and_unknown_file_detail(plain_user, two_files):
+    client, _ = key_client(plain_user, file_uuids=[HAMILTON_UUID])
+    hidden = client.get(f"/api/v1/file/{FACENET_UUID}")
+    unknown = client.get(f"/api/v1/file/{UNKNOWN_UUID}")
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["error"] == {"code": "NOT_FOUND", "message": "File not found.",
+                                      "details": {"file_uuid": FACENET_UUID}}
+    assert hidden.content.replace(FACENET_UUID.encode(), b"") == unknown.content.replace(UNKNOWN_UUID.encode(), b"")
+    assert sorted(hidden.headers) == sorted(unknown.headers)
+
+
+@pytest.mark.django_db
+def test_key_with_empty_scope_sees_nothing(plain_user, two_files):
+    client, _ = key_client(plain_user, file_uuids=[])
+    assert client.get("/api/v1/files").json()["total"] == 0
+    assert client.get(f"/api/v1/file/{HAMILTON_UUID}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_user_scope_applies_to_session_and_is_intersected_with_key_scope(api_client, plain_user, two_files):
+    scope = UserScope.objects.create(user=plain_user)
+    scope.files.set([two_files[1]])  # facenet only
+    listing = api_client.get("/api/v1/files").json()
+    assert [f["file_uuid"] for f in listing["files"]] == [FACENET_UUID]
+    assert api_client.get(f"/api/v1/file/{HAMILTON_UUID}").status_code == 404
+    # a key limited to hamilton, of a user limited to facenet: nothing
+    client, _ = key_client(plain_user, file_uuids=[HAMILTON_UUID])
+    assert client.get("/api/v1/files").json()["total"] == 0
+    assert client.get(f"/api/v1/file/{HAMILTON_UUID}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_identity_counts_and_files_only_cover_files_in_scope(plain_user, two_files):
+    eliza = Identity.objects.get(name="Eliza")
+    everything, _ = key_client(plain_user)
+    scoped, _ = key_client(plain_user, file_uuids=[HAMILTON_UUID])
+    full = everything.get(f"/api/v1/identity/{eliza.identity_uuid}").json()
+    assert (full["trace_count"], full["file_count"]) == (2, 2)
+    limited = scoped.get(f"/api/v1/identity/{eliza.identity_uuid}").json()
+    assert (limited["trace_count"], limited["file_count"]) == (1, 1)
+    files = scoped.get(f"/api/v1/identity/{eliza.identity_uuid}/files").json()
+    assert [f["file_uuid"] for f in files["files"]] == [HAMILTON_UUID]
+
+
+@pytest.mark.django_db
+def test_bind_needs_the_file_in_scope(plain_user, two_files):
+    eliza = Identity.objects.get(name="Eliza")
+    client, _ = key_client(plain_user, write=True, file_uuids=[HAMILTON_UUID])
+    url = f"/api/v1/identity/{eliza.identity_uuid}/bind/trace"
+    hidden = client.post(url, {"file_uuid": FACENET_UUID, "trace_id": 1}, format="json")
+    unknown = client.post(url, {"file_uuid": UNKNOWN_UUID, "trace_id": 1}, format="json")
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.content.replace(FACENET_UUID.encode(), b"") == unknown.content.replace(UNKNOWN_UUID.encode(), b"")
+    assert client.post(url, {"file_uuid": HAMILTON_UUID, "trace_id": 2}, format="json").json()["rows_affected"] == 1
