@@ -140,7 +140,8 @@ def test_create_identity(writer):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("data,param", [({}, "name"), ({"name": ""}, "name"), ({"name": "A", "status": "dead"}, "status"),
+@pytest.mark.parametrize("data,param", [({}, "name"), ({"name": ""}, "name"),
+                                        ({"name": "A", "status": "dead"}, "status"),
                                         ({"name": "A", "colour": "red"}, "colour"),
                                         ({"name": "A", "metadata": [1]}, "metadata")])
 def test_create_identity_400(writer, data, param):
