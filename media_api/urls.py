@@ -2,6 +2,7 @@ from django.urls import path
 
 from media_api.views import files
 from media_api.views import stream
+from media_api.views import suggestions
 from media_api.views import traces
 
 urlpatterns = [
@@ -10,6 +11,8 @@ urlpatterns = [
     path("file/<str:file_uuid>/traces", traces.TraceListView.as_view(), name="trace-list"),
     path("file/<str:file_uuid>/trace/<int:trace_id>", traces.TraceDetailView.as_view(), name="trace-detail"),
     path("file/<str:file_uuid>/trace/<int:trace_id>/faces", traces.TraceFacesView.as_view(), name="trace-faces"),
+    path("file/<str:file_uuid>/trace/<int:trace_id>/suggestions", suggestions.TraceSuggestionsView.as_view(),
+         name="trace-suggestions"),
     path("file/<str:file_uuid>/video", stream.FileVideoView.as_view(), name="file-video"),
     path("file/<str:file_uuid>/video/bbox", stream.BboxVideoView.as_view(), name="file-video-bbox"),
     path("file/<str:file_uuid>/clip", stream.ClipView.as_view(), name="file-clip"),

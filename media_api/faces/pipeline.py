@@ -49,6 +49,7 @@ class FaceAnalysis:
     cuts: list[int]
     seconds: float
     stride: int
+    faces_embedded: int = 0
 
     def rows(self) -> list[dict[str, Any]]:
         """Detections in the spec §7 import format; trace ids are 1.. in order of first frame."""
@@ -113,6 +114,7 @@ def analyse_video(path: str | Path, fps: float, stride: int | None = None, progr
     sampled = 0
     decoded = 0
     next_sample = 0
+    embedded = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -129,22 +131,21 @@ def analyse_video(path: str | Path, fps: float, stride: int | None = None, progr
                 continue
             next_sample = frame_number + stride
             sampled += 1
-            _detect_on_frame(frame, frame_number, detector, embedder, tracker)
+            embedded += _detect_on_frame(frame, frame_number, detector, embedder, tracker)
         bar.close()
     return FaceAnalysis(tracks=tracker.finish(), frames_decoded=decoded, frames_sampled=sampled, cuts=cuts,
-                        seconds=time.perf_counter() - started, stride=stride)
+                        seconds=time.perf_counter() - started, stride=stride, faces_embedded=embedded)
 
 
 def _detect_on_frame(frame: av.VideoFrame, frame_number: int, detector: FaceDetector, embedder: FaceEmbedder,
-                     tracker: Tracker) -> None:
+                     tracker: Tracker) -> int:
     width, height = frame.width, frame.height
     work_w, work_h, scale, upsample = work_size(width, height)
     rgb = frame.to_ndarray(format="rgb24")
     work = rgb if scale == 1.0 else frame.to_ndarray(format="rgb24", width=work_w, height=work_h)
     scale_used = work_w / width if scale != 1.0 else 1.0
     faces = detector.detect(work, scale_used, upsample, width, height)
-    embeddings = embedder.embed(rgb, faces)
-    tracker.update(frame_number, faces, embeddings)
+    return tracker.update(frame_number, faces, lambda chosen: embedder.embed(rgb, chosen))
 
 
 def store_analysis(media_file: MediaFile, analysis: FaceAnalysis, replace: bool = False) -> tuple[int, int]:

@@ -3,13 +3,19 @@
 A face joins a running track when its appearance embedding is close to the track's
 (same person) *and* its box is near the track's last box (same place, allowing for motion
 between sampled frames). Pairs are matched greedily, cheapest first, so two people
-crossing keep their own tracks as long as they look different. A scene cut ends every
+crossing keep their own tracks as long as they look different.
+
+Embedding a face costs about as much as detecting faces in a whole frame, so a face that
+overlaps exactly one track's last box strongly (IoU ≥ 0.5) and nothing else nearby joins
+that track without being embedded, except that every track embeds at least every
+``EMBED_EVERY``-th face so its mean embedding follows the person. A scene cut ends every
 track; a track that has not been seen for ``max_gap`` frames ends too. Tracks with fewer
 than ``min_faces`` detections are dropped as noise (a single HOG hit on a pattern).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +29,12 @@ MATCH_DISTANCE = 0.55
 MAX_SHIFT = 1.5
 #: Faces whose size differs from the track's last box by more than this factor do not join it.
 MAX_SIZE_RATIO = 1.6
+#: IoU with a track's last box above which an unambiguous face joins it without an embedding.
+SURE_IOU = 0.5
+#: Overlap with any other box/track below which a match counts as unambiguous.
+AMBIGUOUS_IOU = 0.2
+#: A track embeds at least every this many faces.
+EMBED_EVERY = 3
 
 
 @dataclass
@@ -33,11 +45,17 @@ class Track:
     frames: list[int] = field(default_factory=list)
     faces: list[Face] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
+    since_embedding: int = 0
     _sum: np.ndarray | None = None
 
-    def add(self, frame_number: int, face: Face, embedding: np.ndarray) -> None:
+    def add(self, frame_number: int, face: Face, embedding: np.ndarray | None) -> None:
+        """Append a face; ``embedding`` is None when the face joined on overlap alone."""
         self.frames.append(frame_number)
         self.faces.append(face)
+        if embedding is None:
+            self.since_embedding += 1
+            return
+        self.since_embedding = 0
         self.embeddings.append(embedding)
         self._sum = embedding.copy() if self._sum is None else self._sum + embedding
 
@@ -92,29 +110,59 @@ class Tracker:
             return None
         return distance + 0.3 * (1.0 - overlap)
 
-    def update(self, frame_number: int, faces: list[Face], embeddings: np.ndarray) -> None:
-        """Assign this frame's faces to running tracks or start new ones."""
+    def _sure_matches(self, faces: list[Face]) -> dict[int, int]:
+        """face index → track index for faces that plainly continue one track (no embedding needed)."""
+        if not self._active or not faces:
+            return {}
+        overlaps = np.array([[iou(t.last_face, f) for f in faces] for t in self._active])
+        sure: dict[int, int] = {}
+        for fi in range(len(faces)):
+            ti = int(np.argmax(overlaps[:, fi]))
+            if overlaps[ti, fi] < SURE_IOU or self._active[ti].since_embedding + 1 >= EMBED_EVERY:
+                continue
+            others_on_face = np.delete(overlaps[:, fi], ti)
+            others_on_track = np.delete(overlaps[ti, :], fi)
+            if (others_on_face >= AMBIGUOUS_IOU).any() or (others_on_track >= AMBIGUOUS_IOU).any():
+                continue
+            sure[fi] = ti
+        return sure
+
+    def update(self, frame_number: int, faces: list[Face], embed: Callable[[list[Face]], np.ndarray]) -> int:
+        """Assign this frame's faces to running tracks or start new ones; returns how many were embedded.
+
+        ``embed`` computes embeddings for a list of faces of this frame; it is called once, only
+        for the faces whose track is not plain from the boxes alone.
+        """
         self._expire(frame_number)
+        sure = self._sure_matches(faces)
+        for fi, ti in sure.items():
+            self._active[ti].add(frame_number, faces[fi], None)
+        todo = [fi for fi in range(len(faces)) if fi not in sure]
+        vectors = embed([faces[fi] for fi in todo]) if todo else np.zeros((0, 0), dtype=np.float32)
+        embeddings = {fi: vectors[k] for k, fi in enumerate(todo)}
         pairs = []
         for ti, track in enumerate(self._active):
-            for fi, face in enumerate(faces):
-                cost = self._pair_cost(track, face, embeddings[fi])
+            if ti in sure.values():
+                continue
+            for fi in todo:
+                cost = self._pair_cost(track, faces[fi], embeddings[fi])
                 if cost is not None:
                     pairs.append((cost, ti, fi))
-        used_tracks: set[int] = set()
-        used_faces: set[int] = set()
+        used_tracks: set[int] = set(sure.values())
+        used_faces: set[int] = set(sure)
         for _, ti, fi in sorted(pairs):
             if ti in used_tracks or fi in used_faces:
                 continue
             self._active[ti].add(frame_number, faces[fi], embeddings[fi])
             used_tracks.add(ti)
             used_faces.add(fi)
-        for fi, face in enumerate(faces):
+        for fi in todo:
             if fi not in used_faces:
                 track = Track(key=self._next_key)
                 self._next_key += 1
-                track.add(frame_number, face, embeddings[fi])
+                track.add(frame_number, faces[fi], embeddings[fi])
                 self._active.append(track)
+        return len(todo)
 
     def _expire(self, frame_number: int) -> None:
         keep = []

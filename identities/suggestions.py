@@ -1,0 +1,196 @@
+"""Identity suggestions for a trace and clustering of unbound traces, by face-embedding distance.
+
+Every trace made by the built-in pipeline stores one embedding: the L2-normalised mean of
+its faces' 128-d dlib embeddings (``Trace.embedding``, float32 bytes). Distances are
+Euclidean between those unit vectors (0 = identical, 2 = opposite).
+
+Trace means are tighter than single faces, so the thresholds here are lower than dlib's
+0.6 per-face rule: on the demo clips the same performer in two shots is 0.24 apart, and
+different people are 0.39–0.57 apart (docs/faces.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Q
+
+from identities.models import Identity
+from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
+from media_api.models import Trace
+
+#: Suggestions farther than this are not shown.
+SUGGESTION_MAX_DISTANCE = 0.5
+#: Unbound traces closer than this (to a cluster's mean) join the cluster.
+CLUSTER_DISTANCE = 0.35
+AUTO_NAME_PREFIX = "Unnamed person"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    identity_uuid: str
+    name: str
+    distance: float
+
+
+def _named_identities() -> Q:
+    """Identities a person has named: active, and not an unconfirmed automatic cluster."""
+    return Q(identity__isnull=False) & ~Q(identity__status=Identity.Status.INACTIVE) & ~Q(
+        identity__source=Identity.Source.AUTO, identity__status=Identity.Status.PENDING)
+
+
+def _stack(blobs: Iterable[bytes | memoryview | None]) -> tuple[np.ndarray, list[int]]:
+    """(matrix of valid embeddings, positions of the blobs that were valid)."""
+    vectors, positions = [], []
+    for position, blob in enumerate(blobs):
+        vector = from_bytes(blob)
+        if vector is not None:
+            vectors.append(vector)
+            positions.append(position)
+    matrix = np.vstack(vectors) if vectors else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    return matrix, positions
+
+
+def suggest_identities(trace: Trace, limit: int = 5,
+                       max_distance: float = SUGGESTION_MAX_DISTANCE) -> list[Suggestion]:
+    """Named identities nearest to ``trace``: distance to the identity's closest bound trace.
+
+    The nearest bound trace (not the identity's mean) is used so that an identity seen in very
+    different conditions (a wide shot and a close-up) still matches either. One query loads the
+    embeddings of bound traces (512 bytes each); see docs/faces.md for the scale note.
+    """
+    query = from_bytes(trace.embedding)
+    if query is None:
+        return []
+    rows = list(Trace.objects.filter(_named_identities(), embedding__isnull=False).exclude(pk=trace.pk)
+                .values_list("identity_id", "embedding"))
+    if not rows:
+        return []
+    matrix, positions = _stack(blob for _, blob in rows)
+    if not positions:
+        return []
+    distances = np.linalg.norm(matrix - query, axis=1)
+    best: dict[int, float] = {}
+    for position, distance in zip(positions, distances.tolist(), strict=True):
+        identity_id = rows[position][0]
+        if distance <= max_distance and distance < best.get(identity_id, np.inf):
+            best[identity_id] = distance
+    nearest = sorted(best.items(), key=lambda item: item[1])[:limit]
+    identities = Identity.objects.in_bulk([identity_id for identity_id, _ in nearest])
+    return [Suggestion(identities[i].identity_uuid, identities[i].name, round(d, 4)) for i, d in nearest]
+
+
+@dataclass
+class _Cluster:
+    identity: Identity | None
+    total: np.ndarray
+    count: int
+    spans: list[tuple[int, int, int]] = field(default_factory=list)  # (file_id, start, end)
+    new_trace_pks: list[int] = field(default_factory=list)
+
+    def centre(self) -> np.ndarray:
+        return normalise(self.total / self.count)
+
+    def overlaps(self, file_id: int, start: int, end: int) -> bool:
+        """True when a member trace of the same file is on screen at the same time (a different person)."""
+        return any(f == file_id and s <= end and start <= e for f, s, e in self.spans)
+
+
+@dataclass
+class ClusterResult:
+    traces_considered: int
+    identities_created: int
+    traces_bound: int
+    traces_joined_existing: int
+
+
+def _seed_clusters() -> list[_Cluster]:
+    """Existing pending automatic identities, so new traces join them instead of duplicating them."""
+    rows = Trace.objects.filter(identity__source=Identity.Source.AUTO, identity__status=Identity.Status.PENDING,
+                                embedding__isnull=False).values_list("identity_id", "embedding", "file_id",
+                                                                     "start_frame", "end_frame")
+    clusters: dict[int, _Cluster] = {}
+    for identity_id, blob, file_id, start, end in rows:
+        vector = from_bytes(blob)
+        if vector is None:
+            continue
+        cluster = clusters.get(identity_id)
+        if cluster is None:
+            cluster = clusters[identity_id] = _Cluster(identity=None, total=np.zeros(EMBEDDING_DIM, np.float32),
+                                                       count=0)
+        cluster.total += vector
+        cluster.count += 1
+        cluster.spans.append((file_id, start or 0, end or 0))
+    identities = Identity.objects.in_bulk(list(clusters))
+    for identity_id, cluster in clusters.items():
+        cluster.identity = identities[identity_id]
+    return list(clusters.values())
+
+
+def _assign(clusters: list[_Cluster], traces: list[tuple[int, np.ndarray, int, int, int]],
+            threshold: float) -> None:
+    """Leader clustering: each trace joins the nearest compatible cluster within ``threshold``."""
+    for pk, vector, file_id, start, end in traces:
+        chosen = None
+        if clusters:
+            centres = np.vstack([c.centre() for c in clusters])
+            distances = np.linalg.norm(centres - vector, axis=1)
+            for index in np.argsort(distances):
+                if distances[index] > threshold:
+                    break
+                if not clusters[index].overlaps(file_id, start, end):
+                    chosen = clusters[index]
+                    break
+        if chosen is None:
+            chosen = _Cluster(identity=None, total=np.zeros(EMBEDDING_DIM, np.float32), count=0)
+            clusters.append(chosen)
+        chosen.total += vector
+        chosen.count += 1
+        chosen.spans.append((file_id, start, end))
+        chosen.new_trace_pks.append(pk)
+
+
+def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 2, user=None) -> ClusterResult:
+    """Group unbound traces (across files) into ``pending`` identities with source ``auto``.
+
+    Traces of the same file that are on screen at the same time are never put together.
+    A new cluster needs ``min_size`` traces to become an identity (one trace is nothing to
+    name "once"); traces near an existing pending cluster join it. Bindings go through
+    :func:`identities.curation.bind_traces`, so they show in the identity's history and can be undone.
+    """
+    from identities.curation import bind_traces
+
+    rows = list(Trace.objects.filter(identity__isnull=True, embedding__isnull=False)
+                .order_by("file_id", "start_frame", "trace_id")
+                .values_list("pk", "embedding", "file_id", "start_frame", "end_frame"))
+    traces = []
+    for pk, blob, file_id, start, end in rows:
+        vector = from_bytes(blob)
+        if vector is not None:
+            traces.append((pk, normalise(vector), file_id, start or 0, end or 0))
+    clusters = _seed_clusters()
+    _assign(clusters, traces, threshold)
+    created = bound = joined = 0
+    with transaction.atomic():
+        number = Identity.objects.filter(source=Identity.Source.AUTO).count()
+        for cluster in clusters:
+            if not cluster.new_trace_pks:
+                continue
+            if cluster.identity is None:
+                if len(cluster.new_trace_pks) < min_size:
+                    continue
+                number += 1
+                cluster.identity = Identity.objects.create(
+                    name=f"{AUTO_NAME_PREFIX} {number}", source=Identity.Source.AUTO,
+                    status=Identity.Status.PENDING,
+                    metadata={"cluster": {"created_by": "cluster_traces", "threshold": threshold}})
+                created += 1
+            else:
+                joined += len(cluster.new_trace_pks)
+            bind_traces(cluster.identity, cluster.new_trace_pks, user)
+            bound += len(cluster.new_trace_pks)
+    return ClusterResult(traces_considered=len(traces), identities_created=created, traces_bound=bound,
+                         traces_joined_existing=joined)

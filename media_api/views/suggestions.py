@@ -1,0 +1,32 @@
+"""Nearest named identities for a trace, by face-embedding distance."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from identities.suggestions import suggest_identities
+from media_api import selectors
+from media_api.models import Trace
+from momentry.errors import NotFound
+
+
+class TraceSuggestionsView(APIView):
+    @extend_schema(
+        operation_id="trace_suggestions",
+        summary="Named identities whose traces look like this one (embedding distance, nearest first)",
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        tags=["traces"],
+    )
+    def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:
+        media_file = selectors.file_for_request(request, file_uuid)
+        trace = Trace.objects.filter(file=media_file, trace_id=trace_id).first()
+        if trace is None:
+            raise NotFound("Trace not found.", {"file_uuid": media_file.file_uuid, "trace_id": trace_id})
+        suggestions = [{"identity_uuid": s.identity_uuid, "name": s.name, "distance": s.distance}
+                       for s in suggest_identities(trace)]
+        return Response({"success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id,
+                         "has_embedding": trace.embedding is not None, "suggestions": suggestions})
