@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from identities.models import Identity
@@ -17,12 +19,31 @@ def identity_by_uuid(identity_uuid: str) -> Identity:
     return identity
 
 
+def _alias_match(term: str) -> Q:
+    """Any alias contains ``term``.
+
+    PostgreSQL: the aliases array as jsonb text keeps non-ASCII characters, so ``icontains``
+    works. SQLite stores JSON with ``\\uXXXX`` escapes, so the aliases are decoded with
+    ``json_each`` first (SQLite's LIKE folds ASCII case only).
+    """
+    if connection.vendor != "sqlite":
+        return Q(metadata__aliases__icontains=term)
+    pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    table = Identity._meta.db_table
+    matching = RawSQL(
+        f"SELECT i.id FROM {table} i, json_each(i.metadata, '$.aliases') a "  # noqa: S608 - table name is ours
+        "WHERE a.type = 'text' AND a.value LIKE %s ESCAPE '\\'",
+        [pattern],
+    )
+    return Q(pk__in=matching)
+
+
 def search(queryset: QuerySet[Identity], term: str) -> QuerySet[Identity]:
-    """Name or alias contains ``term`` (case-insensitive) — a JSON key lookup on SQLite and PostgreSQL."""
+    """Name or any alias (``metadata.aliases``) contains ``term``, case-insensitively."""
     term = term.strip()
     if not term:
         return queryset
-    return queryset.filter(Q(name__icontains=term) | Q(metadata__aliases__icontains=term))
+    return queryset.filter(Q(name__icontains=term) | _alias_match(term))
 
 
 def _count(traces: QuerySet[Trace], field: str) -> Coalesce:

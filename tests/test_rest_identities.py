@@ -298,3 +298,12 @@ def test_merge_into_a_merged_identity_is_400(writer, people):
     assert writer.post(url(eliza, "/merge"), {"from": [angelica.identity_uuid]}, format="json").status_code == 200
     response = writer.post(url(angelica, "/merge"), {"from": [peggy.identity_uuid]}, format="json")
     assert error(response, 400)["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("term", ["José", "ñan", "50%", "a_b"])
+def test_search_non_ascii_and_wildcards_in_aliases(reader, term):
+    Identity.objects.create(name="Zoë", metadata={"aliases": ["José", "Mañana", "50% off", "a_b"]})
+    Identity.objects.create(name="Other", metadata={"aliases": ["Jose", "Manana", "500 off", "axb"]})
+    body = reader.get("/api/v1/identities", {"search": term}).json()
+    assert [i["name"] for i in body["identities"]] == ["Zoë"]
