@@ -236,3 +236,27 @@ def test_create_api_key_command_refuses_unknown_file_and_bad_days(plain_user):
     with pytest.raises(CommandError, match="days"):
         call_command("create_api_key", "viewer", "--days", "0")
     assert APIKey.objects.count() == 0
+
+
+# --- admin: create (key shown once), revoke --------------------------------------------------
+
+@pytest.mark.django_db
+def test_admin_creates_a_key_shown_once_and_revokes_it(staff_user, plain_user, hamilton):
+    client = Client()
+    client.force_login(staff_user)
+    response = client.post("/admin/momentry/apikey/add/", {
+        "user": plain_user.pk, "name": "partner", "days": 5, "limit_to_files": "on", "files": [hamilton.pk],
+    }, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    key = next(m.split(": ", 1)[1] for m in shown if "shown once" in m)
+    row = APIKey.objects.get(name="partner")
+    assert row.key_hash == hash_key(key) and row.limit_to_files and list(row.files.all()) == [hamilton]
+    assert timedelta(days=4) < row.expires_at - timezone.now() <= timedelta(days=5)
+    assert Client().get(FILES, HTTP_X_API_KEY=key).json()["total"] == 1
+    assert client.get("/admin/momentry/apikey/").status_code == 200
+    change_page = client.get(f"/admin/momentry/apikey/{row.pk}/change/")
+    assert change_page.status_code == 200 and key not in change_page.content.decode()
+    assert client.get("/admin/momentry/userscope/add/").status_code == 200
+    client.post("/admin/momentry/apikey/", {"action": "revoke", "_selected_action": [row.pk]})
+    assert_401(Client().get(FILES, HTTP_X_API_KEY=key))
