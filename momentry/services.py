@@ -130,6 +130,7 @@ def issue_login_credentials(user: AbstractBaseUser) -> LoginCredentials:
 
 def revoke_jwt(token: AccessToken) -> None:
     """Deny the token's ``jti`` until it expires anyway, and revoke the key issued with it."""
+    RevokedToken.objects.filter(expires_at__lt=timezone.now()).delete()  # expired anyway: keep the table small
     jti = token.get("jti")
     if jti:
         expires = datetime.fromtimestamp(token["exp"], tz=timezone.get_current_timezone())

@@ -106,3 +106,26 @@ def test_bind_needs_the_file_in_scope(plain_user, two_files):
     assert hidden.status_code == unknown.status_code == 404
     assert hidden.content.replace(FACENET_UUID.encode(), b"") == unknown.content.replace(UNKNOWN_UUID.encode(), b"")
     assert client.post(url, {"file_uuid": HAMILTON_UUID, "trace_id": 2}, format="json").json()["rows_affected"] == 1
+
+
+@pytest.mark.django_db
+def test_file_for_request_checks_credentials_on_plain_django_requests(rf, plain_user, two_files):
+    """Views that are not DRF views get the same credentials and scope through the selector."""
+    from media_api.selectors import file_for_request
+    from momentry.errors import NotFound, Unauthorized
+
+    _, key = key_client(plain_user, file_uuids=[HAMILTON_UUID])
+    request = rf.get("/x", HTTP_X_API_KEY=key)
+    assert file_for_request(request, HAMILTON_UUID).file_uuid == HAMILTON_UUID
+    with pytest.raises(NotFound):
+        file_for_request(request, FACENET_UUID)
+    anonymous = rf.get("/x")
+    from django.contrib.auth.models import AnonymousUser
+
+    anonymous.user = AnonymousUser()
+    anonymous.session = {}
+    with pytest.raises(Unauthorized) as info:
+        file_for_request(anonymous, HAMILTON_UUID)
+    assert "WWW-Authenticate" in info.value.headers
+    with pytest.raises(Unauthorized):
+        file_for_request(rf.get("/x", HTTP_X_API_KEY="mk_wrong"), HAMILTON_UUID)
