@@ -108,7 +108,7 @@ def analyse_video(path: str | Path, fps: float, stride: int | None = None, progr
     stride = stride or default_stride(fps)
     detector = FaceDetector()
     embedder = FaceEmbedder()
-    tracker = Tracker(max_gap=max(stride, int(round(fps * MAX_GAP_SECONDS))), min_faces=MIN_FACES)
+    tracker = Tracker(max_gap=max(stride, int(round(fps * MAX_GAP_SECONDS))), stride=stride, min_faces=MIN_FACES)
     cuts_detector = SceneCutDetector()
     cuts: list[int] = []
     sampled = 0

@@ -25,10 +25,13 @@ from media_api.faces.embeddings import normalise
 
 #: Embedding distance above which a face never joins a track (dlib's same-person point is 0.6).
 MATCH_DISTANCE = 0.55
-#: How far (in face widths) a face may move between two sampled frames and stay on its track.
-MAX_SHIFT = 1.5
-#: Faces whose size differs from the track's last box by more than this factor do not join it.
-MAX_SIZE_RATIO = 1.6
+#: How far (in face widths) a face may move per sampling step and stay on its track.
+MAX_SHIFT_PER_STEP = 0.75
+#: ... and at most this far however long the track was unseen.
+MAX_SHIFT = 2.0
+#: Faces whose size differs from the track's last box by more than this factor do not join it
+#: (HOG boxes come in pyramid steps of about 1.2x, so this allows one step).
+MAX_SIZE_RATIO = 1.3
 #: IoU with a track's last box above which an unambiguous face joins it without an embedding.
 SURE_IOU = 0.5
 #: Overlap with any other box/track below which a match counts as unambiguous.
@@ -90,20 +93,22 @@ def _shift(a: Face, b: Face) -> float:
 class Tracker:
     """Online tracker: call :meth:`update` per sampled frame, :meth:`cut` at scene cuts, then :meth:`finish`."""
 
-    def __init__(self, max_gap: int, min_faces: int = 3) -> None:
+    def __init__(self, max_gap: int, stride: int = 1, min_faces: int = 3) -> None:
         self.max_gap = max_gap
+        self.stride = max(1, stride)
         self.min_faces = min_faces
         self._active: list[Track] = []
         self._done: list[Track] = []
         self._next_key = 1
 
-    def _pair_cost(self, track: Track, face: Face, embedding: np.ndarray) -> float | None:
+    def _pair_cost(self, frame_number: int, track: Track, face: Face, embedding: np.ndarray) -> float | None:
         ratio = max(face.width, track.last_face.width) / max(1, min(face.width, track.last_face.width))
         if ratio > MAX_SIZE_RATIO:
             return None
-        overlap = iou(track.last_face, face)
-        if overlap < 0.05 and _shift(track.last_face, face) > MAX_SHIFT:
+        steps = max(1.0, (frame_number - track.last_frame) / self.stride)
+        if _shift(track.last_face, face) > min(MAX_SHIFT, MAX_SHIFT_PER_STEP * steps):
             return None
+        overlap = iou(track.last_face, face)
         distance = min(float(np.linalg.norm(track.embeddings[-1] - embedding)),
                        float(np.linalg.norm(track.mean_embedding() - normalise(embedding))))
         if distance > MATCH_DISTANCE:
@@ -145,7 +150,7 @@ class Tracker:
             if ti in sure.values():
                 continue
             for fi in todo:
-                cost = self._pair_cost(track, faces[fi], embeddings[fi])
+                cost = self._pair_cost(frame_number, track, faces[fi], embeddings[fi])
                 if cost is not None:
                     pairs.append((cost, ti, fi))
         used_tracks: set[int] = set(sure.values())
