@@ -22,6 +22,7 @@ Wrapping it would mean replacing every part that does I/O, so this is a small re
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 import re
@@ -33,7 +34,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date, parse_http_date_safe
 
-from momentry.errors import RangeNotSatisfiable, error_response
+from momentry.errors import MediaError, RangeNotSatisfiable, error_response
+
+logger = logging.getLogger("media_api.ranged")
 
 CHUNK_SIZE = 256 * 1024
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
@@ -169,7 +172,11 @@ def ranged_file_response(
     handoff = _sendfile_response(path, content_type)
     if handoff is not None:
         return handoff
-    handle = path.open("rb")
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        logger.error("cannot open registered video %s: %s", path, exc)
+        raise MediaError("The video file is not available on the server.") from None
     try:
         stat = os.fstat(handle.fileno())
         size, mtime, etag = stat.st_size, int(stat.st_mtime), make_etag(stat)
