@@ -16,6 +16,7 @@ from identities.models import Identity
 from media_api import selectors as file_selectors
 from media_api.views.files import serialize_file
 from media_api.views.traces import normalize_uuid
+from momentry import schema
 from momentry.auth import CanWriteIdentities
 from momentry.errors import BadRequest
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
@@ -112,7 +113,7 @@ class IdentityListView(IdentityBase):
             OpenApiParameter("status", OpenApiTypes.STR, enum=STATUSES),
             *PAGE_PARAMETERS,
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={200: schema.IDENTITY_PAGE, **schema.ERRORS},
         tags=["identities"],
     )
     def get(self, request: Request) -> Response:
@@ -129,7 +130,7 @@ class IdentityListView(IdentityBase):
         operation_id="identities_create",
         summary="Create a (user-defined) identity",
         request=IdentityWriteSerializer,
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
+        responses={201: schema.IDENTITY_DETAIL, **schema.ERRORS},
         tags=["identities"],
     )
     def post(self, request: Request) -> Response:
@@ -141,14 +142,13 @@ class IdentityListView(IdentityBase):
 
 class IdentityDetailView(IdentityBase):
     @extend_schema(operation_id="identity_detail", summary="One identity with trace/file counts in scope",
-                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}, tags=["identities"])
+                   responses={200: schema.IDENTITY_DETAIL, **schema.ERRORS}, tags=["identities"])
     def get(self, request: Request, identity_uuid: str) -> Response:
         return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
 
     @extend_schema(operation_id="identity_update", summary="Rename; change type, status, metadata or aliases",
                    request=IdentityWriteSerializer,
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
-                              404: OpenApiTypes.OBJECT},
+                   responses={200: schema.IDENTITY_DETAIL, **schema.ERRORS},
                    tags=["identities"])
     def patch(self, request: Request, identity_uuid: str) -> Response:
         identity = _identity(request, identity_uuid)
@@ -157,7 +157,7 @@ class IdentityDetailView(IdentityBase):
         return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
 
     @extend_schema(operation_id="identity_delete", summary="Delete (its traces become unbound; undoable in admin)",
-                   responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+                   responses={200: schema.DELETE_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def delete(self, request: Request, identity_uuid: str) -> Response:
         identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
@@ -177,8 +177,7 @@ def _trace_ref(request: Request) -> tuple[Any, list[int]]:
 class IdentityBindView(IdentityBase):
     @extend_schema(operation_id="identity_bind_trace", summary="Bind a trace (or several of one file) to this identity",
                    request=TraceRefSerializer,
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
-                              404: OpenApiTypes.OBJECT},
+                   responses={200: schema.BIND_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
@@ -192,8 +191,7 @@ class IdentityBindView(IdentityBase):
 class IdentityUnbindView(IdentityBase):
     @extend_schema(operation_id="identity_unbind_trace", summary="Unbind a trace from this identity",
                    request=TraceRefSerializer,
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
-                              404: OpenApiTypes.OBJECT},
+                   responses={200: schema.BIND_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
@@ -207,8 +205,7 @@ class IdentityMergeView(IdentityBase):
     @extend_schema(operation_id="identity_merge",
                    summary="Merge other identities into this one (all their traces move; they become inactive)",
                    request=MergeSerializer,
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT,
-                              404: OpenApiTypes.OBJECT},
+                   responses={200: schema.MERGE_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         target = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
@@ -228,7 +225,7 @@ class IdentityMergeView(IdentityBase):
 class IdentityFilesView(IdentityBase):
     @extend_schema(operation_id="identity_files", summary="Files (in scope) where this identity has traces",
                    parameters=PAGE_PARAMETERS,
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+                   responses={200: schema.IDENTITY_FILES, **schema.ERRORS},
                    tags=["identities"])
     def get(self, request: Request, identity_uuid: str) -> Response:
         Page.from_params(request.query_params)

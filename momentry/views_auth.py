@@ -9,7 +9,6 @@ cookie keeps DRF's CSRF enforcement.
 from __future__ import annotations
 
 from django.contrib.auth import SESSION_KEY, authenticate, login, logout
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from momentry import services
+from momentry import schema, services
 from momentry.auth import WWW_AUTHENTICATE
 from momentry.errors import BadRequest, Unauthorized
 
@@ -46,7 +45,7 @@ class LoginView(APIView):
                                                     "role": serializers.ChoiceField(["admin", "user"])}),
             "expires_at": serializers.DateTimeField(help_text="JWT expiry"),
             "session_expires_at": serializers.DateTimeField(),
-        }), 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT},
+        }), 400: schema.ERROR, 401: schema.ERROR},
         auth=[],
         tags=["auth"],
     )
@@ -80,7 +79,7 @@ class LogoutView(APIView):
         operation_id="auth_logout",
         summary="Log out: ends the session; a Bearer JWT sent along is revoked with its login API key",
         request=None,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: schema.LOGOUT_RESULT},
         auth=[],
         tags=["auth"],
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,6 +9,7 @@ from rest_framework.views import APIView
 
 from media_api import selectors
 from media_api.models import MediaFile
+from momentry import schema
 from momentry.errors import NotFound
 from momentry.pagination import PAGE_PARAMETERS, paginate
 
@@ -42,7 +42,7 @@ class FileListView(APIView):
         operation_id="files_list",
         summary="Files in the caller's scope (newest first), with trace and identity counts",
         parameters=PAGE_PARAMETERS,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: schema.FILE_PAGE, **schema.ERRORS},
         tags=["files"],
     )
     def get(self, request: Request) -> Response:
@@ -54,7 +54,7 @@ class FileDetailView(APIView):
     @extend_schema(
         operation_id="file_detail",
         summary="Probe fields, trace and identity counts of one file",
-        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: schema.FILE_DETAIL, **schema.ERRORS},
         tags=["files"],
     )
     def get(self, request: Request, file_uuid: str) -> Response:

@@ -14,6 +14,7 @@ from media_api import selectors
 from media_api.ffmpeg.index import FrameIndexData
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
+from momentry import schema
 from momentry.errors import BadRequest, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, bool_param, choice_param, paginate
 
@@ -97,7 +98,7 @@ class TraceListView(APIView):
             OpenApiParameter("sort", OpenApiTypes.STR, enum=SORTS, description="default trace_id"),
             *PAGE_PARAMETERS,
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: schema.TRACE_PAGE, **schema.ERRORS},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str) -> Response:
@@ -123,7 +124,7 @@ class TraceDetailView(APIView):
     @extend_schema(
         operation_id="trace_detail",
         summary="One trace: summary, identity, cached representative face, URLs",
-        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: schema.TRACE_DETAIL, **schema.ERRORS},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:
@@ -147,7 +148,7 @@ class TraceFacesView(APIView):
         operation_id="trace_faces",
         summary="The trace's detections (boxes) in frame order, paginated",
         parameters=PAGE_PARAMETERS,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: schema.FACE_PAGE, **schema.ERRORS},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:
