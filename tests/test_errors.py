@@ -154,3 +154,22 @@ def test_swagger_ui_is_served_from_local_static_files():
     asset = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
     assert asset.status_code == 200
     assert b"".join(asset.streaming_content if asset.streaming else [asset.content])[:20]
+
+
+@pytest.mark.django_db
+def test_schema_is_valid_and_our_views_generate_without_warnings():
+    from drf_spectacular.drainage import GENERATOR_STATS, reset_generator_stats
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.validation import validate_schema
+
+    reset_generator_stats()
+    GENERATOR_STATS.silence()
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    validate_schema(schema)
+    ours = ("FileListView", "FileDetailView", "TraceListView", "TraceDetailView", "TraceFacesView", "IdentityListView",
+            "IdentityDetailView", "IdentityBindView", "IdentityUnbindView", "IdentityMergeView", "IdentityFilesView",
+            "LoginView", "LogoutView")
+    messages = [m for m in [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache]
+                if any(f"[{view}" in m for view in ours)]
+    assert messages == []
+    assert schema["components"]["schemas"]["TracePage"]["properties"]["traces"]["items"]["$ref"].endswith("/Trace")
