@@ -130,6 +130,7 @@ def test_debug_draws_clip_panel(api_client, hamilton):
         ("start_frame=0&end_frame=10&mode=fancy", "mode"),
         ("start_frame=0&end_frame=10&audio=maybe", "audio"),
         ("start_frame=0&end_frame=10&fps=0", "fps"),
+        ("start_frame=0&end_frame=100&fps=10", "end_frame"),  # 10 s at 10 fps: past the 9.2 s clip
     ],
 )
 def test_bad_parameters_are_400(api_client, hamilton, query, param):

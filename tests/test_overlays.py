@@ -155,7 +155,7 @@ def test_label_with_filter_and_ass_syntax_renders_from_an_awkward_directory(tmp_
     awkward = tmp_path / "it's: [a], b;c"
     awkward.mkdir()
     box = overlays.Box(12, 60, 100, 120, 90, 4, "&H00FFFF&", NAME)
-    ass = overlays.write_ass(awkward / "o.ass", 640, 360, relative_times(index, span), {2: [box]})
+    ass = overlays.write_ass(awkward / "o.ass", 640, 360, relative_times(index, span), [box], span.start_frame)
     content = ass.read_text(encoding="utf-8")
     assert "O'Brien" in content and "{\\b1}" not in content
     args = reencode_args(str(HAMILTON), index, span, hamilton.fps_fraction, audio=False, has_audio=True,

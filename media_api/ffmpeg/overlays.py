@@ -55,6 +55,7 @@ class Box:
     thickness: int
     colour: str
     label: str = ""
+    layer: int = 0  # 1 = drawn above layer 0 (the highlighted trace)
 
 
 # --------------------------------------------------------------------------- escaping
@@ -153,7 +154,7 @@ def _label_event(box: Box, start: str, end: str, font_size: int) -> str:
         pos = f"\\an1\\pos({box.x},{box.y - 2})"
     else:
         pos = f"\\an7\\pos({box.x + box.thickness + 2},{box.y + box.thickness + 1})"
-    return f"Dialogue: 2,{start},{end},Label,,0,0,0,,{{{pos}\\3c&H000000&\\1c{box.colour}}}{text}\n"
+    return f"Dialogue: {2 + 2 * box.layer},{start},{end},Label,,0,0,0,,{{{pos}\\3c&H000000&\\1c{box.colour}}}{text}\n"
 
 
 def write_ass(
@@ -161,23 +162,34 @@ def write_ass(
     width: int,
     height: int,
     times: list[Fraction],
-    boxes_by_offset: dict[int, list[Box]],
+    boxes: Iterable[Box],
+    start_frame: int,
     panels: list[str] | None = None,
 ) -> Path:
-    """Write the overlay file: ``times[i]`` is the filter time of output frame i."""
+    """Write the overlay file; ``times[i]`` is the filter time of output frame ``start_frame + i``.
+
+    ``boxes`` must come in frame order; they are consumed as they are written, so a long
+    span with millions of detections never sits in memory (boxes outside the span are skipped).
+    """
     path = Path(path)
     windows = frame_windows(times)
     font_size = max(12, round(height / 28))
+    pending = iter(boxes)
+    box = next(pending, None)
     with path.open("w", encoding="utf-8") as out:
         out.write(ass_header(width, height))
         for i, (start, end) in enumerate(windows):
-            for box in boxes_by_offset.get(i, ()):
-                out.write(f"Dialogue: 1,{start},{end},Box,,0,0,0,,{box_drawing(box, width, height)}\n")
-                label = _label_event(box, start, end, font_size)
-                if label:
-                    out.write(label)
+            frame = start_frame + i
+            while box is not None and box.frame <= frame:
+                if box.frame == frame:
+                    out.write(f"Dialogue: {1 + 2 * box.layer},{start},{end},Box,,0,0,0,,"
+                              f"{box_drawing(box, width, height)}\n")
+                    label = _label_event(box, start, end, font_size)
+                    if label:
+                        out.write(label)
+                box = next(pending, None)
             if panels:
-                out.write(f"Dialogue: 3,{start},{end},Panel,,0,0,0,,{{\\pos(8,8)}}{ass_text(panels[i])}\n")
+                out.write(f"Dialogue: 9,{start},{end},Panel,,0,0,0,,{{\\pos(8,8)}}{ass_text(panels[i])}\n")
     return path
 
 
@@ -227,13 +239,6 @@ def panel_lines(index: FrameIndexData, start_frame: int, count: int, prefix: str
     return lines
 
 
-def group_by_offset(boxes: Iterable[Box], start_frame: int) -> dict[int, list[Box]]:
-    grouped: dict[int, list[Box]] = {}
-    for box in boxes:
-        grouped.setdefault(box.frame - start_frame, []).append(box)
-    return grouped
-
-
 def iter_boxes(rows: Iterable[tuple], height: int, *, colour: str | None = None, thin: bool = False,
                with_confidence: bool = True) -> Iterator[Box]:
     """Boxes from detection rows ``(frame, x, y, w, h, confidence, label, trace_id, identity_name)``."""
@@ -254,7 +259,6 @@ __all__ = [
     "colour_for",
     "filter_value",
     "frame_windows",
-    "group_by_offset",
     "interpolate_track",
     "iter_boxes",
     "panel_lines",

@@ -7,9 +7,11 @@ in a ``StreamingHttpResponse``. All FFmpeg arguments are built by ``media_api.ff
 
 from __future__ import annotations
 
+import heapq
 import math
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -125,6 +127,10 @@ def parse_span(
         if end < start:
             raise BadRequest("end_frame must be >= start_frame.", param="end_frame")
         if fps_override is not None:
+            duration = index.duration_seconds(media_file.fps_fraction)
+            if float(end / fps_override) >= duration:
+                raise BadRequest(f"end_frame at {float(fps_override):g} fps is beyond the end ({duration:.3f}s).",
+                                 param="end_frame", duration=duration)
             start = index.frame_at_seconds(float(start / fps_override))
             end = index.frame_at_seconds(float(end / fps_override))
         elif end >= total:
@@ -200,7 +206,7 @@ def _trace_boxes(media_file: MediaFile, trace: Trace, span: encode.Span) -> list
     label = trace.identity.name if trace.identity_id and trace.identity.name else f"trace {trace.trace_id}"
     return [
         overlays.Box(int(f), int(b[0]), int(b[1]), int(b[2]), int(b[3]),
-                     overlays.thickness_for(media_file.height, bool(r)), overlays.HIGHLIGHT, label)
+                     overlays.thickness_for(media_file.height, bool(r)), overlays.HIGHLIGHT, label, layer=1)
         for f, b, r in zip(frames, boxes, real, strict=True)
     ]
 
@@ -208,7 +214,7 @@ def _trace_boxes(media_file: MediaFile, trace: Trace, span: encode.Span) -> list
 def _render_stream(
     media_file: MediaFile,
     span: encode.Span,
-    boxes: list[overlays.Box] | None,
+    boxes: Iterable[overlays.Box] | None,
     panels: list[str] | None,
     *,
     audio: bool,
@@ -217,16 +223,21 @@ def _render_stream(
     index = frame_index_for(media_file)
     filters: list[str] = []
     scratch: _Scratch | None = None
-    if boxes or panels:
+    if boxes is not None or panels:
         scratch = _Scratch()
-        ass_path = overlays.write_ass(
-            scratch.path / "overlay.ass",
-            media_file.width,
-            media_file.height,
-            encode.relative_times(index, span),
-            overlays.group_by_offset(boxes or [], span.start_frame),
-            panels,
-        )
+        try:
+            ass_path = overlays.write_ass(
+                scratch.path / "overlay.ass",
+                media_file.width,
+                media_file.height,
+                encode.relative_times(index, span),
+                boxes or (),
+                span.start_frame,
+                panels,
+            )
+        except BaseException:
+            scratch.remove()
+            raise
         filters.append(overlays.ass_filter(ass_path))
     args = encode.reencode_args(
         media_file.path, index, span, media_file.fps_fraction,
@@ -242,7 +253,7 @@ def segment_stream(media_file: MediaFile, span: encode.Span, options: StreamOpti
     """Normal: stream-copied fMP4 from the keyframe at/before the start. Debug: exact re-encode with overlays."""
     index = frame_index_for(media_file)
     if options.debug:
-        boxes = list(overlays.iter_boxes(_detection_rows(media_file, span), media_file.height, thin=True))
+        boxes = overlays.iter_boxes(_detection_rows(media_file, span), media_file.height, thin=True)
         panels = overlays.panel_lines(index, span.start_frame, span.frame_count, "")
         return _render_stream(media_file, span, boxes, panels, audio=options.audio, container="mp4"), span.start_frame
     args, first = encode.segment_args(media_file.path, index, span, media_file.fps_fraction, audio=options.audio)
@@ -259,7 +270,7 @@ def clip_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions
 
 def bbox_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions) -> FFmpegStream:
     """Every detection in the span boxed and labelled (identity name or ``trace N``, label, confidence)."""
-    boxes = list(overlays.iter_boxes(_detection_rows(media_file, span), media_file.height))
+    boxes = overlays.iter_boxes(_detection_rows(media_file, span), media_file.height)
     panels = None
     if options.debug:
         panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, "")
@@ -295,14 +306,12 @@ def parse_padding(params: Any) -> float:
 
 def trace_stream(media_file: MediaFile, trace: Trace, span: encode.Span, options: StreamOptions) -> FFmpegStream:
     """The trace highlighted (thick on real detections); debug adds other detections thin and a panel."""
-    boxes = _trace_boxes(media_file, trace, span)
+    boxes: Iterable[overlays.Box] = _trace_boxes(media_file, trace, span)
     panels = None
     if options.debug:
-        boxes = [
-            *overlays.iter_boxes(_detection_rows(media_file, span, exclude_trace=trace.pk), media_file.height,
-                                 colour=overlays.OTHER, thin=True, with_confidence=False),
-            *boxes,
-        ]
+        others = overlays.iter_boxes(_detection_rows(media_file, span, exclude_trace=trace.pk), media_file.height,
+                                     colour=overlays.OTHER, thin=True, with_confidence=False)
+        boxes = heapq.merge(others, boxes, key=lambda box: box.frame)
         who = trace.identity.name if trace.identity_id else "unbound"
         prefix = f"trace {trace.trace_id} ({who})  "
         panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, prefix)
