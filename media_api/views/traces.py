@@ -152,7 +152,7 @@ class TraceFacesView(APIView):
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:
-        Page.from_params(request.query_params)
+        page = Page.from_params(request.query_params)
         media_file, trace = trace_for_request(request, file_uuid, trace_id)
         index = _index_or_none(media_file)
         queryset = Detection.objects.filter(trace=trace).order_by("frame_number", "id")
@@ -166,5 +166,7 @@ class TraceFacesView(APIView):
                 "label": d.label,
             }
 
-        body = paginate(queryset, request.query_params, "faces", serialize)
+        # face_count is the trace's detection count, kept by refresh_trace_summaries on every
+        # import: no COUNT(*) over a trace that may hold a million boxes.
+        body = page.envelope("faces", [serialize(d) for d in page.slice(queryset, trace.face_count)], trace.face_count)
         return Response({"success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id, **body})
