@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -56,6 +58,31 @@ class MediaStreamView(APIView):
         return response
 
 
+def _q(name: str, kind, description: str, enum: list[str] | None = None) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description, enum=enum)
+
+
+MODE = _q("mode", OpenApiTypes.STR, "normal (default) or debug: overlays + frame/time panel.", ["normal", "debug"])
+AUDIO = _q("audio", OpenApiTypes.STR, "on (default) or off.", ["on", "off"])
+SPAN = [
+    _q("start_frame", OpenApiTypes.INT, "First frame (inclusive); with end_frame."),
+    _q("end_frame", OpenApiTypes.INT, "Last frame (inclusive); with start_frame."),
+    _q("start_time", OpenApiTypes.NUMBER, "Seconds from the first frame; used when frames are absent."),
+    _q("end_time", OpenApiTypes.NUMBER, "Seconds from the first frame (exclusive)."),
+]
+ERRORS = {
+    400: OpenApiResponse(description="BAD_REQUEST (parameter named in details)"),
+    401: OpenApiResponse(description="UNAUTHORIZED"),
+    404: OpenApiResponse(description="NOT_FOUND (unknown or out-of-scope file / trace)"),
+    500: OpenApiResponse(description="MEDIA_ERROR (FFmpeg failed; logged)"),
+    503: OpenApiResponse(description="BUSY (media job pool saturated; Retry-After)"),
+}
+
+
+def _video(description: str, media_type: str = "video/mp4") -> dict:
+    return {(200, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description), **ERRORS}
+
+
 def _span_name(span: Span) -> str:
     return f"{span.start_frame}-{span.end_frame}"
 
@@ -63,6 +90,14 @@ def _span_name(span: Span) -> str:
 class FileVideoView(MediaStreamView):
     """``GET /file/{uuid}/video``: original bytes, or a segment / debug render of a span."""
 
+    @extend_schema(
+        summary="Original video bytes (Range, HEAD, ETag) or a stream-copied fMP4 segment",
+        parameters=[*SPAN, MODE, AUDIO],
+        responses={**_video("Original bytes (200), or a fragmented MP4 segment"),
+                   206: OpenApiResponse(OpenApiTypes.BINARY, description="Partial content (Range)"),
+                   304: OpenApiResponse(description="Not modified"),
+                   416: OpenApiResponse(description="RANGE_NOT_SATISFIABLE, Content-Range: bytes */size")},
+    )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
@@ -84,6 +119,12 @@ class FileVideoView(MediaStreamView):
 class TraceVideoView(MediaStreamView):
     """``GET /file/{uuid}/trace/{trace_id}/video``: the trace's span ± padding, its box highlighted."""
 
+    @extend_schema(
+        summary="The trace's span with its box (interpolated) and label, fragmented MP4",
+        parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60)."),
+                    MODE, AUDIO],
+        responses=_video("Fragmented MP4, H.264 (+AAC)"),
+    )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
@@ -100,6 +141,11 @@ class TraceVideoView(MediaStreamView):
 class BboxVideoView(MediaStreamView):
     """``GET /file/{uuid}/video/bbox``: every detection boxed and labelled."""
 
+    @extend_schema(
+        summary="Every detection boxed and labelled, fragmented MP4",
+        parameters=[*SPAN, MODE, AUDIO],
+        responses=_video("Fragmented MP4, H.264 (+AAC)"),
+    )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
@@ -116,6 +162,11 @@ class BboxVideoView(MediaStreamView):
 class ClipView(MediaStreamView):
     """``GET /file/{uuid}/clip``: frame-exact MPEG-TS (H.264 + AAC), streamed while encoding."""
 
+    @extend_schema(
+        summary="Frame-exact MPEG-TS clip (H.264 + AAC)",
+        parameters=[*SPAN, _q("fps", OpenApiTypes.NUMBER, "Rate used to convert frames to time."), MODE, AUDIO],
+        responses=_video("MPEG-TS", "video/mp2t"),
+    )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
