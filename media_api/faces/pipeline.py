@@ -35,6 +35,10 @@ MAX_GAP_SECONDS = 1.0
 MIN_FACES = 3
 
 
+class FrameCountMismatch(RuntimeError):
+    """PyAV decoded a different number of frames than the registered frame index holds."""
+
+
 class FacesAlreadyDetected(Exception):
     """The file already has traces; pass ``replace=True`` to discard them and detect again."""
 
@@ -189,7 +193,7 @@ def detect_faces(media_file: MediaFile, stride: int | None = None, replace: bool
                              total_frames=media_file.total_frames)
     if analysis.frames_decoded != media_file.total_frames:
         # Frame numbers would not match the registered frame index; refuse rather than misplace boxes.
-        raise RuntimeError(f"decoded {analysis.frames_decoded} frames, the frame index has "
+        raise FrameCountMismatch(f"decoded {analysis.frames_decoded} frames, the frame index has "
                            f"{media_file.total_frames}")
     detections, traces = store_analysis(media_file, analysis, replace=replace)
     return DetectResult(file_uuid=media_file.file_uuid, detections=detections, traces=traces,
@@ -197,5 +201,5 @@ def detect_faces(media_file: MediaFile, stride: int | None = None, replace: bool
                         cuts=analysis.cuts, seconds=analysis.seconds, stride=analysis.stride)
 
 
-__all__ = ["DetectResult", "FaceAnalysis", "FacesAlreadyDetected", "analyse_video", "default_stride",
-           "detect_faces", "from_bytes", "store_analysis", "store_trace_embeddings"]
+__all__ = ["DetectResult", "FaceAnalysis", "FacesAlreadyDetected", "FrameCountMismatch", "analyse_video",
+           "default_stride", "detect_faces", "from_bytes", "store_analysis", "store_trace_embeddings"]
