@@ -260,3 +260,13 @@ def test_admin_creates_a_key_shown_once_and_revokes_it(staff_user, plain_user, h
     assert client.get("/admin/momentry/userscope/add/").status_code == 200
     client.post("/admin/momentry/apikey/", {"action": "revoke", "_selected_action": [row.pk]})
     assert_401(Client().get(FILES, HTTP_X_API_KEY=key))
+
+
+@pytest.mark.django_db
+def test_browser_session_writes_with_the_csrf_cookie_from_login(staff_user):
+    client = Client(enforce_csrf_checks=True)
+    response = login(client, "staff", "staff-pass-123")
+    token = response.cookies["csrftoken"].value
+    created = client.post("/api/v1/identities", {"name": "A"}, content_type="application/json",
+                          HTTP_X_CSRFTOKEN=token)
+    assert created.status_code == 201
