@@ -175,3 +175,19 @@ def test_font_is_shipped_not_a_system_font():
     # the build ffmpeg has the ass filter (libass)
     out = subprocess.run([django_settings.FFMPEG_BINARY, "-hide_banner", "-filters"], capture_output=True, text=True)
     assert " ass " in out.stdout
+
+
+def test_overlay_queries_do_not_grow_with_detections(api_client, with_detections):
+    """One indexed query reads every detection of the span (with trace number and identity name)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    fetch_frames(api_client, f"/api/v1/file/{with_detections.file_uuid}/video/bbox?start_frame=0&end_frame=1")  # warm
+    counts = []
+    for query in ("video/bbox?start_frame=145&end_frame=146", "video/bbox?start_frame=100&end_frame=150",
+                  "trace/1/video?padding=0", "trace/1/video?padding=0&mode=debug"):
+        with CaptureQueriesContext(connection) as ctx:
+            fetch_frames(api_client, f"/api/v1/file/{with_detections.file_uuid}/{query}&audio=off")
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1], counts  # 0 vs 26 detections: same number of queries
+    assert max(counts) <= 8, counts
