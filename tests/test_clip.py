@@ -151,3 +151,17 @@ def test_span_beyond_the_maximum_is_400(api_client, hamilton, settings):
 def test_unknown_file_is_404(api_client, db):
     response = api_client.get("/api/v1/file/" + "f" * 32 + "/clip?start_frame=0&end_frame=1")
     assert response.status_code == 404
+
+
+def test_clip_streams_while_encoding(api_client, facenet):
+    """The first bytes arrive while FFmpeg is still encoding (1080p: the whole clip takes seconds)."""
+    from tests.test_ffmpeg_process import _children_named
+
+    response = api_client.get(f"/api/v1/file/{facenet.file_uuid}/clip?start_frame=0&end_frame=104")
+    try:
+        first = next(iter(response.streaming_content))
+        assert first[0] == 0x47
+        assert len(_children_named("ffmpeg")) == 1  # still running: the body is not buffered first
+    finally:
+        response.close()
+    assert _children_named("ffmpeg") == []
