@@ -108,6 +108,8 @@ class SceneCutDetector:
 def analyse_video(path: str | Path, fps: float, stride: int | None = None, progress: bool = False,
                   total_frames: int | None = None) -> FaceAnalysis:
     """Run detection, embedding and tracking over the whole video (no database access)."""
+    if stride is not None and stride < 1:
+        raise ValueError("stride must be at least 1")
     started = time.perf_counter()
     stride = stride or default_stride(fps)
     detector = FaceDetector()
