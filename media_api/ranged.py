@@ -22,6 +22,7 @@ Wrapping it would mean replacing every part that does I/O, so this is a small re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date, parse_http_date_safe
 
@@ -72,6 +74,42 @@ class FileRangeIterator:
     def close(self) -> None:
         if not self.handle.closed:
             self.handle.close()
+
+
+class AsyncChunks:
+    """Async view of a closable chunk iterator, for ASGI servers.
+
+    Django's ASGI handler consumes a *sync* streaming body completely into a list before
+    sending it (memory = whole body, first byte only at the end). This adapter reads each
+    chunk in a worker thread instead, so ASGI responses stream like WSGI ones; ``close()``
+    (called by Django when the response closes, e.g. on disconnect) closes the source.
+    """
+
+    def __init__(self, source) -> None:
+        self.source = source
+
+    def __aiter__(self):
+        return self._chunks()
+
+    async def _chunks(self):
+        iterator = iter(self.source)
+        while True:
+            chunk = await asyncio.to_thread(next, iterator, None)
+            if chunk is None:
+                break
+            yield chunk
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def is_asgi(request: HttpRequest) -> bool:
+    return isinstance(getattr(request, "_request", request), ASGIRequest)
+
+
+def streaming_body(request: HttpRequest, source):
+    """The body to hand to ``StreamingHttpResponse``: async under ASGI, the source itself under WSGI."""
+    return AsyncChunks(source) if is_asgi(request) else source
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
@@ -203,9 +241,8 @@ def ranged_file_response(
             handle.close()
             response = HttpResponse(status=status, content_type=content_type)
         else:
-            response = StreamingHttpResponse(
-                FileRangeIterator(handle, start, length), status=status, content_type=content_type
-            )
+            body = streaming_body(request, FileRangeIterator(handle, start, length))
+            response = StreamingHttpResponse(body, status=status, content_type=content_type)
     except BaseException:
         handle.close()
         raise
@@ -218,4 +255,13 @@ def ranged_file_response(
     return response
 
 
-__all__ = ["CHUNK_SIZE", "FileRangeIterator", "content_type_for", "parse_range", "ranged_file_response"]
+__all__ = [
+    "AsyncChunks",
+    "CHUNK_SIZE",
+    "FileRangeIterator",
+    "content_type_for",
+    "is_asgi",
+    "parse_range",
+    "ranged_file_response",
+    "streaming_body",
+]

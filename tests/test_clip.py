@@ -165,3 +165,27 @@ def test_clip_streams_while_encoding(api_client, facenet):
     finally:
         response.close()
     assert _children_named("ffmpeg") == []
+
+
+def test_asgi_clip_streams_and_close_kills_ffmpeg(facenet, plain_user):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from tests.test_ffmpeg_process import _children_named
+
+    client = AsyncClient()
+    client.force_login(plain_user)
+
+    async def first_chunk():
+        response = await client.get(f"/api/v1/file/{facenet.file_uuid}/clip?start_frame=0&end_frame=104")
+        iterator = aiter(response.streaming_content)
+        chunk = await anext(iterator)
+        running = len(_children_named("ffmpeg"))
+        await iterator.aclose()
+        response.close()
+        return response, chunk, running
+
+    response, chunk, running = async_to_sync(first_chunk)()
+    assert response.status_code == 200 and response.is_async
+    assert chunk[0] == 0x47 and running == 1
+    assert _children_named("ffmpeg") == []

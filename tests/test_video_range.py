@@ -215,3 +215,21 @@ def test_missing_source_file_is_a_json_media_error(api_client, tmp_path):
     response = api_client.get(url(gone))
     assert response.status_code == 500 and response.json()["error"]["code"] == "MEDIA_ERROR"
     assert str(tmp_path) not in response.content.decode()
+
+
+def test_asgi_serves_the_range_as_a_stream(hamilton, plain_user):
+    """Under ASGI the body is an async iterator (Django would otherwise buffer a sync one whole)."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.force_login(plain_user)
+
+    async def fetch():
+        response = await client.get(url(hamilton), headers={"Range": "bytes=1000-"})
+        chunks = [chunk async for chunk in response.streaming_content]
+        return response, chunks
+
+    response, chunks = async_to_sync(fetch)()
+    assert response.status_code == 206 and response.is_async
+    assert len(chunks) > 1 and b"".join(chunks) == DATA[1000:]

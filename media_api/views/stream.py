@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from media_api import selectors
 from media_api.ffmpeg.encode import Span
 from media_api.ffmpeg.process import FFmpegStream
-from media_api.ranged import content_type_for, ranged_file_response
+from media_api.ranged import content_type_for, ranged_file_response, streaming_body
 from media_api.services import streaming
 
 
@@ -47,7 +47,7 @@ class MediaStreamView(APIView):
         if stream is None:
             response: HttpResponse = HttpResponse(content_type=content_type)
         else:
-            response = StreamingHttpResponse(stream, content_type=content_type)
+            response = StreamingHttpResponse(streaming_body(self.request, stream), content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="{filename}"'
         response["X-Accel-Buffering"] = "no"  # let nginx pass chunks on as they are encoded
         response["Cache-Control"] = (
