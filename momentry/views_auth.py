@@ -8,9 +8,12 @@ cookie keeps DRF's CSRF enforcement.
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib.auth import SESSION_KEY, authenticate, login, logout
+from django.core.cache import cache
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +24,17 @@ from rest_framework_simplejwt.tokens import AccessToken
 from momentry import schema, services
 from momentry.auth import WWW_AUTHENTICATE
 from momentry.errors import BadRequest, Unauthorized
+
+# Password guessing: after this many failures for one username from one address, login
+# answers 429 until the window has passed (kept in Django's cache, shared by all workers
+# when the cache is).
+MAX_LOGIN_FAILURES = 10
+LOGIN_LOCKOUT_SECONDS = 15 * 60
+
+
+def _failures_key(request: Request, username: str) -> str:
+    digest = hashlib.sha256(f"{username.lower()}|{request.META.get('REMOTE_ADDR', '')}".encode()).hexdigest()
+    return f"momentry:login-failures:{digest}"
 
 
 class LoginSerializer(serializers.Serializer):
@@ -45,7 +59,7 @@ class LoginView(APIView):
                                                     "role": serializers.ChoiceField(["admin", "user"])}),
             "expires_at": serializers.DateTimeField(help_text="JWT expiry"),
             "session_expires_at": serializers.DateTimeField(),
-        }), 400: schema.ERROR, 401: schema.ERROR},
+        }), 400: schema.ERROR, 401: schema.ERROR, 429: schema.ERROR},
         auth=[],
         tags=["auth"],
     )
@@ -54,9 +68,18 @@ class LoginView(APIView):
         for name in ("username", "password"):
             if not isinstance(data.get(name), str) or not data.get(name):
                 raise BadRequest(f"{name} is required", param=name)
+        failures_key = _failures_key(request, data["username"])
+        if cache.get(failures_key, 0) >= MAX_LOGIN_FAILURES:
+            raise exceptions.Throttled(wait=LOGIN_LOCKOUT_SECONDS, detail="Too many failed logins; retry later.")
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
+            cache.add(failures_key, 0, LOGIN_LOCKOUT_SECONDS)
+            try:
+                cache.incr(failures_key)
+            except ValueError:  # expired between add and incr
+                cache.set(failures_key, 1, LOGIN_LOCKOUT_SECONDS)
             raise Unauthorized("Invalid username or password.", headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+        cache.delete(failures_key)
         login(request._request, user)
         credentials = services.issue_login_credentials(user)
         session_expiry = request._request.session.get_expiry_date()

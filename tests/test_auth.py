@@ -270,3 +270,40 @@ def test_browser_session_writes_with_the_csrf_cookie_from_login(staff_user):
     created = client.post("/api/v1/identities", {"name": "A"}, content_type="application/json",
                           HTTP_X_CSRFTOKEN=token)
     assert created.status_code == 201
+
+
+@pytest.mark.django_db
+def test_repeated_failed_logins_are_throttled(plain_user, staff_user):
+    from django.core.cache import cache
+
+    from momentry.views_auth import MAX_LOGIN_FAILURES
+
+    cache.clear()
+    try:
+        client = Client()
+        for _ in range(MAX_LOGIN_FAILURES):
+            assert_401(login(client, password="guess"))
+        response = login(client)  # even the right password, until the window passes
+        assert response.status_code == 429 and response.json()["error"]["code"] == "THROTTLED"
+        assert int(response["Retry-After"]) > 0
+        assert login(client, "staff", "staff-pass-123").status_code == 200  # other usernames are unaffected
+    finally:
+        cache.clear()
+
+
+@pytest.mark.django_db
+def test_successful_login_resets_the_failure_count(plain_user):
+    from django.core.cache import cache
+
+    from momentry.views_auth import MAX_LOGIN_FAILURES
+
+    cache.clear()
+    try:
+        for _ in range(MAX_LOGIN_FAILURES - 1):
+            assert_401(login(Client(), password="guess"))
+        assert login(Client()).status_code == 200
+        for _ in range(MAX_LOGIN_FAILURES - 1):
+            assert_401(login(Client(), password="guess"))
+        assert login(Client()).status_code == 200
+    finally:
+        cache.clear()
