@@ -53,6 +53,8 @@ def test_segment_is_stream_copied_from_the_keyframe(api_client, hamilton):
     assert duration == pytest.approx(expected_duration, abs=2 * 100 / 2997)
     # stream copy: the first picture is the keyframe itself, bit for bit after decoding
     assert psnr(frames[0], reference_frames(HAMILTON)[60]) > 60
+    head = api_client.head(f"/api/v1/file/{hamilton.file_uuid}/video?start_frame=70&end_frame=130")
+    assert head.status_code == 200 and head["X-Momentry-Start-Frame"] == "60" and head.content == b""
 
 
 def test_segment_of_a_b_frame_file_by_time(api_client, facenet):

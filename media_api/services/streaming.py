@@ -249,6 +249,13 @@ def _render_stream(
 # --------------------------------------------------------------------------- the streams
 
 
+def segment_first_frame(media_file: MediaFile, span: encode.Span, options: StreamOptions) -> int:
+    """The first frame a segment actually starts at: the keyframe at/before the start, exact in debug."""
+    if options.debug:
+        return span.start_frame
+    return frame_index_for(media_file).keyframe_at_or_before(span.start_frame) or 0
+
+
 def segment_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions) -> tuple[FFmpegStream, int]:
     """Normal: stream-copied fMP4 from the keyframe at/before the start. Debug: exact re-encode with overlays."""
     index = frame_index_for(media_file)

@@ -107,7 +107,7 @@ class FileVideoView(MediaStreamView):
             return ranged_file_response(request._request, media_file.path,
                                         content_type=content_type_for(media_file.name))
         span = span or streaming.whole_file(media_file)
-        stream, first = None, span.start_frame
+        stream, first = None, streaming.segment_first_frame(media_file, span, options)
         if not self.is_head(request):
             stream, first = streaming.segment_stream(media_file, span, options)
         return self.stream_response(
