@@ -10,6 +10,7 @@ import pytest
 
 from media_api.services.files import frame_index_for
 from tests.conftest import FACENET, HAMILTON
+from tests.test_ffmpeg_process import close_response
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def fetch(client, url: str) -> tuple[object, bytes]:
     try:
         data = b"".join(response.streaming_content) if response.streaming else response.content
     finally:
-        response.close()
+        close_response(response)
     return response, data
 
 
@@ -163,7 +164,7 @@ def test_clip_streams_while_encoding(api_client, facenet):
         assert first[0] == 0x47
         assert len(_children_named("ffmpeg")) == 1  # still running: the body is not buffered first
     finally:
-        response.close()
+        close_response(response)
     assert _children_named("ffmpeg") == []
 
 
@@ -182,7 +183,7 @@ def test_asgi_clip_streams_and_close_kills_ffmpeg(facenet, plain_user):
         chunk = await anext(iterator)
         running = len(_children_named("ffmpeg"))
         await iterator.aclose()
-        response.close()
+        close_response(response)
         return response, chunk, running
 
     response, chunk, running = async_to_sync(first_chunk)()

@@ -40,6 +40,19 @@ def _children_named(name: str) -> list[int]:
     return found
 
 
+def close_response(response) -> None:
+    """Close a response as a server does on disconnect, keeping the test's DB connection open.
+
+    ``response.close()`` fires ``request_finished``, whose ``close_old_connections`` would
+    close the connection holding the test transaction (PostgreSQL); the test client guards
+    this only for bodies read to the end.
+    """
+    from unittest import mock
+
+    with mock.patch("django.db.backends.base.base.BaseDatabaseWrapper.close_if_unusable_or_obsolete"):
+        response.close()
+
+
 def slow_encode_args() -> list[str]:
     """A job that runs for a while: re-encode the clip in a loop to stdout."""
     return ["-stream_loop", "20", "-i", str(HAMILTON), "-c:v", "libx264", "-preset", "ultrafast", "-an",

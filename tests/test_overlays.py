@@ -21,7 +21,7 @@ from media_api.ffmpeg.process import run_ffmpeg
 from media_api.services.detections_import import import_detections
 from media_api.services.files import frame_index_for
 from tests.conftest import HAMILTON
-from tests.test_ffmpeg_process import _children_named
+from tests.test_ffmpeg_process import _children_named, close_response
 
 NAME = "Zoë {\\b1}O'Brien: [x], \\N;"
 BOX = 80
@@ -55,7 +55,7 @@ def fetch_frames(client, url: str) -> tuple[object, list[np.ndarray]]:
         assert response.status_code == 200, response.content[:300]
         data = b"".join(response.streaming_content)
     finally:
-        response.close()
+        close_response(response)
     with av.open(io.BytesIO(data), format="mp4") as container:
         frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
     return response, frames

@@ -11,7 +11,7 @@ import pytest
 from media_api.services.files import frame_index_for
 from tests.conftest import FACENET, HAMILTON
 from tests.test_clip import assert_is_frame, psnr, reference_frames
-from tests.test_ffmpeg_process import _children_named
+from tests.test_ffmpeg_process import _children_named, close_response
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def fetch(client, url: str):
     try:
         data = b"".join(response.streaming_content) if response.streaming else response.content
     finally:
-        response.close()
+        close_response(response)
     return response, data
 
 
@@ -100,7 +100,7 @@ def test_client_disconnect_kills_ffmpeg(api_client, facenet):
     assert len(_children_named("ffmpeg")) == 1
     first = next(iter(response.streaming_content))
     assert first
-    response.close()
+    close_response(response)
     assert _children_named("ffmpeg") == []
 
 

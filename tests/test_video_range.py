@@ -11,6 +11,7 @@ from django.utils.http import http_date
 
 from media_api.models import MediaFile
 from tests.conftest import HAMILTON
+from tests.test_ffmpeg_process import close_response
 
 SIZE = HAMILTON.stat().st_size
 DATA = HAMILTON.read_bytes()
@@ -29,7 +30,7 @@ def body(response) -> bytes:
     try:
         return b"".join(response.streaming_content) if response.streaming else response.content
     finally:
-        response.close()
+        close_response(response)
 
 
 def test_full_get_has_length_type_and_validators(api_client, hamilton):
@@ -120,7 +121,14 @@ def test_if_range(api_client, hamilton):
 
 
 def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    """Descriptors of this process open on the served video."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(HAMILTON.resolve())
+        except OSError:
+            pass
+    return count
 
 
 def test_file_handle_closed_whether_consumed_or_abandoned(api_client, hamilton):
@@ -128,11 +136,11 @@ def test_file_handle_closed_whether_consumed_or_abandoned(api_client, hamilton):
     r = api_client.get(url(hamilton), HTTP_RANGE="bytes=0-600000")
     assert _open_fds() == before + 1
     next(iter(r.streaming_content))  # a client that reads one chunk and goes away
-    r.close()
+    close_response(r)
     assert _open_fds() == before
     r = api_client.get(url(hamilton))
     b"".join(r.streaming_content)
-    r.close()
+    close_response(r)
     assert _open_fds() == before
 
 
@@ -202,7 +210,7 @@ def test_serving_a_large_file_keeps_memory_flat(api_client, hamilton, big_file):
             received += len(chunk)
             if i % 64 == 0:
                 peak = max(peak, _rss_kb())
-        r.close()
+        close_response(r)
         assert received == expected
     assert peak - baseline < 8 * 1024, f"RSS grew by {(peak - baseline) / 1024:.1f} MB"
 
