@@ -138,7 +138,7 @@ def make_etag(stat: os.stat_result) -> str:
     return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
 
 
-def _etag_matches(header: str, etag: str, weak: bool) -> bool:
+def etag_matches(header: str, etag: str, weak: bool) -> bool:
     if header.strip() == "*":
         return True
     candidates = [tag.strip() for tag in header.split(",")]
@@ -153,7 +153,7 @@ def _not_modified(request: HttpRequest, etag: str, mtime: int) -> bool:
         return False
     inm = request.headers.get("If-None-Match")
     if inm is not None:
-        return _etag_matches(inm, etag, weak=True)
+        return etag_matches(inm, etag, weak=True)
     ims = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
     return ims is not None and mtime <= ims
 
@@ -164,7 +164,7 @@ def _if_range_allows(request: HttpRequest, etag: str, mtime: int) -> bool:
         return True
     value = value.strip()
     if value.startswith(('"', "W/")):
-        return _etag_matches(value, etag, weak=False)
+        return etag_matches(value, etag, weak=False)
     date = parse_http_date_safe(value)
     return date is not None and date == mtime
 
@@ -260,6 +260,7 @@ __all__ = [
     "CHUNK_SIZE",
     "FileRangeIterator",
     "content_type_for",
+    "etag_matches",
     "is_asgi",
     "parse_range",
     "ranged_file_response",

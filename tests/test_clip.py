@@ -190,3 +190,17 @@ def test_asgi_clip_streams_and_close_kills_ffmpeg(facenet, plain_user):
     assert response.status_code == 200 and response.is_async
     assert chunk[0] == 0x47 and running == 1
     assert _children_named("ffmpeg") == []
+
+
+def test_clip_etag_and_304_without_encoding(api_client, hamilton):
+    from tests.test_ffmpeg_process import _children_named
+
+    base = f"/api/v1/file/{hamilton.file_uuid}/clip?start_frame=10&end_frame=14"
+    head = api_client.head(base)
+    etag = head["ETag"]
+    assert head["Cache-Control"] == "private, max-age=86400" and etag.startswith('W/"')
+    response = api_client.get(base, HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 304 and response["ETag"] == etag and not response.content
+    assert _children_named("ffmpeg") == []
+    other = api_client.head(base + "&audio=off")["ETag"]
+    assert other != etag

@@ -27,6 +27,8 @@ from media_api.services.files import frame_index_for
 from momentry.errors import BadRequest, NotFound
 
 MODES = ("normal", "debug")
+# Part of the ETag of cacheable renders: bump when the encoding settings change the output.
+RENDER_VERSION = 1
 AUDIO = ("on", "off")
 MAX_PADDING_SECONDS = 60.0
 DETECTION_FIELDS = (

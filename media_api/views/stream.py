@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from media_api import selectors
 from media_api.ffmpeg.encode import Span
 from media_api.ffmpeg.process import FFmpegStream
-from media_api.ranged import content_type_for, ranged_file_response, streaming_body
+from media_api.ranged import content_type_for, etag_matches, ranged_file_response, streaming_body
 from media_api.services import streaming
 
 
@@ -41,6 +41,16 @@ class MediaStreamView(APIView):
     def is_head(request: Request) -> bool:
         """HEAD answers the headers without starting FFmpeg."""
         return request.method == "HEAD"
+
+    def not_modified(self, request: Request, etag: str) -> HttpResponse | None:
+        """304 for a render the client already has (same file content, same parameters)."""
+        match = request.headers.get("If-None-Match")
+        if match is None or not etag_matches(match, etag, weak=True):
+            return None
+        response = HttpResponse(status=304)
+        response["ETag"] = etag
+        response["Cache-Control"] = f"private, max-age={settings.MOMENTRY_CACHE_MAX_AGE}"
+        return response
 
     def stream_response(self, stream: FFmpegStream | None, content_type: str, filename: str,
                         cacheable: bool = False, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -173,9 +183,15 @@ class ClipView(MediaStreamView):
         fps = streaming.parse_fps(request.query_params)
         span = streaming.parse_span(request.query_params, media_file, required=True, fps_override=fps,
                                     max_seconds=settings.MOMENTRY_MAX_CLIP_SECONDS)
+        # The clip depends only on the file's content (file_uuid is its hash) and these values.
+        etag = (f'W/"{media_file.file_uuid}-clip-{_span_name(span)}-{int(options.audio)}{int(options.debug)}'
+                f'-{streaming.RENDER_VERSION}"')
+        cached = self.not_modified(request, etag)
+        if cached is not None:
+            return cached
         return self.stream_response(
             None if self.is_head(request) else streaming.clip_stream(media_file, span, options), "video/mp2t",
             f"{media_file.file_uuid}_{_span_name(span)}.ts", cacheable=True,
             headers={"X-Momentry-Start-Frame": str(span.start_frame), "X-Momentry-End-Frame": str(span.end_frame),
-                     "X-Momentry-Frame-Count": str(span.frame_count)},
+                     "X-Momentry-Frame-Count": str(span.frame_count), "ETag": etag},
         )
