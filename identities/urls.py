@@ -11,5 +11,7 @@ urlpatterns = [
     path("identity/<str:identity_uuid>/unbind/trace", views.IdentityUnbindView.as_view(),
          name="identity-unbind-trace"),
     path("identity/<str:identity_uuid>/merge", views.IdentityMergeView.as_view(), name="identity-merge"),
+    path("file/<str:file_uuid>/identities/<str:identity_uuid_a>/co-occur-with/<str:identity_uuid_b>",
+         views.CooccurrenceView.as_view(), name="identities-cooccurrence"),
     path("identity/<str:identity_uuid>/files", views.IdentityFilesView.as_view(), name="identity-files"),
 ]

@@ -12,13 +12,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from identities import selectors, services
+from identities.cooccurrence import first_cooccurrence
 from identities.models import Identity
 from media_api import selectors as file_selectors
+from media_api.models import Trace
+from media_api.services import representative as faces
+from media_api.services.files import frame_index_for
 from media_api.views.files import serialize_file
-from media_api.views.traces import normalize_uuid
+from media_api.views.traces import normalize_uuid, trace_urls
 from momentry import schema
 from momentry.auth import CanWriteIdentities
-from momentry.errors import BadRequest
+from momentry.errors import BadRequest, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 
 STATUSES = [s.value for s in Identity.Status]
@@ -237,3 +241,53 @@ class IdentityFilesView(IdentityBase):
 
         body = paginate(queryset, request.query_params, "files", serialize)
         return Response({"success": True, "identity_uuid": identity.identity_uuid, **body})
+
+
+def _cooccurrence_face(media_file, trace) -> dict[str, Any] | None:
+    try:
+        rep = faces.representative_for(media_file, trace)
+    except NotFound:  # a trace whose boxes all lie outside the picture
+        return None
+    box = rep.face.box
+    return {
+        "frame_number": rep.face.frame_number,
+        "bbox": {"x": box.x, "y": box.y, "width": box.width, "height": box.height},
+        "confidence": rep.face.confidence,
+        "thumbnail_url": trace_urls(media_file.file_uuid, trace.trace_id)["thumbnail_url"],
+    }
+
+
+class CooccurrenceView(APIView):
+    """``GET /file/{uuid}/identities/{a}/co-occur-with/{b}``: the first frame where both appear."""
+
+    @extend_schema(operation_id="identities_cooccurrence",
+                   summary="First frame of the file where two identities appear together, with their faces",
+                   responses={200: schema.COOCCURRENCE, **schema.ERRORS}, tags=["identities"])
+    def get(self, request: Request, file_uuid: str, identity_uuid_a: str, identity_uuid_b: str) -> Response:
+        media_file = file_selectors.file_for_request(request, file_uuid)
+        uuid_a = normalize_uuid(identity_uuid_a, "identity_uuid_a")
+        uuid_b = normalize_uuid(identity_uuid_b, "identity_uuid_b")
+        if uuid_a == uuid_b:
+            raise BadRequest("An identity cannot co-occur with itself: give two different identities.",
+                             param="identity_uuid_b")
+        identity_a, identity_b = selectors.identity_by_uuid(uuid_a), selectors.identity_by_uuid(uuid_b)
+        found = first_cooccurrence(media_file.pk, identity_a.pk, identity_b.pk)
+        if found is None:
+            raise NotFound(f"{identity_a.name} and {identity_b.name} never appear together in this file.",
+                           {"file_uuid": media_file.file_uuid, "identity_uuid_a": uuid_a, "identity_uuid_b": uuid_b})
+        traces = {t.trace_id: t for t in Trace.objects.filter(file=media_file,
+                                                               trace_id__in=[found.trace_id_a, found.trace_id_b])}
+        trace_a, trace_b = traces[found.trace_id_a], traces[found.trace_id_b]
+        return Response({
+            "success": True,
+            "file_uuid": media_file.file_uuid,
+            "identity_a": {"identity_uuid": uuid_a, "name": identity_a.name, "trace_id": found.trace_id_a},
+            "identity_b": {"identity_uuid": uuid_b, "name": identity_b.name, "trace_id": found.trace_id_b},
+            "first_cooccurrence": {
+                "frame_number": found.frame_number,
+                "timestamp_secs": round(frame_index_for(media_file).seconds_of(found.frame_number), 6),
+                "total_cooccurrence_frames": found.total_frames,
+                "representative_face_a": _cooccurrence_face(media_file, trace_a),
+                "representative_face_b": _cooccurrence_face(media_file, trace_b),
+            },
+        })

@@ -1,9 +1,6 @@
 from django.urls import path
 
-from media_api.views import files
-from media_api.views import stream
-from media_api.views import suggestions
-from media_api.views import traces
+from media_api.views import files, images, stream, suggestions, traces
 
 urlpatterns = [
     path("files", files.FileListView.as_view(), name="file-list"),
@@ -13,6 +10,11 @@ urlpatterns = [
     path("file/<str:file_uuid>/trace/<int:trace_id>/faces", traces.TraceFacesView.as_view(), name="trace-faces"),
     path("file/<str:file_uuid>/trace/<int:trace_id>/suggestions", suggestions.TraceSuggestionsView.as_view(),
          name="trace-suggestions"),
+    path("file/<str:file_uuid>/thumbnail", images.FrameThumbnailView.as_view(), name="file-thumbnail"),
+    path("file/<str:file_uuid>/trace/<int:trace_id>/thumbnail", images.TraceThumbnailView.as_view(),
+         name="trace-thumbnail"),
+    path("file/<str:file_uuid>/trace/<int:trace_id>/representative-face", images.RepresentativeFaceView.as_view(),
+         name="trace-representative-face"),
     path("file/<str:file_uuid>/video", stream.FileVideoView.as_view(), name="file-video"),
     path("file/<str:file_uuid>/video/bbox", stream.BboxVideoView.as_view(), name="file-video-bbox"),
     path("file/<str:file_uuid>/clip", stream.ClipView.as_view(), name="file-clip"),

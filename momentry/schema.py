@@ -147,3 +147,27 @@ DELETE_RESULT = success("DeleteResult", {
     "identity_uuid": S.CharField(), "deleted": S.BooleanField(), "traces_unbound": S.IntegerField(),
 })
 LOGOUT_RESULT = success("LogoutResult", {"session_ended": S.BooleanField(), "jwt_revoked": S.BooleanField()})
+REPRESENTATIVE_FACE = success("RepresentativeFace", {
+    "file_uuid": S.CharField(), "trace_id": S.IntegerField(), "face_count": S.IntegerField(),
+    "representative": inline_serializer("Representative", {
+        "frame_number": S.IntegerField(), "timestamp_secs": S.FloatField(), "bbox": BBOX,
+        "confidence": S.FloatField(),
+        "quality_score": S.FloatField(help_text="pre-selection score: area x confidence"),
+        "blur_score": S.FloatField(help_text="FFmpeg blurdetect on the face (lower = sharper)"),
+    }),
+})
+_COOCCUR_IDENTITY = inline_serializer("CooccurrenceIdentity", {
+    "identity_uuid": S.CharField(), "name": S.CharField(),
+    "trace_id": S.IntegerField(help_text="the identity's trace present at the first co-occurrence frame"),
+})
+_COOCCUR_FACE = inline_serializer("CooccurrenceFace", {
+    "frame_number": S.IntegerField(), "bbox": BBOX, "confidence": S.FloatField(), "thumbnail_url": S.CharField(),
+})
+COOCCURRENCE = success("Cooccurrence", {
+    "file_uuid": S.CharField(), "identity_a": _COOCCUR_IDENTITY, "identity_b": _COOCCUR_IDENTITY,
+    "first_cooccurrence": inline_serializer("FirstCooccurrence", {
+        "frame_number": S.IntegerField(), "timestamp_secs": S.FloatField(),
+        "total_cooccurrence_frames": S.IntegerField(),
+        "representative_face_a": _COOCCUR_FACE, "representative_face_b": _COOCCUR_FACE,
+    }),
+})

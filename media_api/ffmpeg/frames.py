@@ -1,0 +1,156 @@
+"""Exact frame reading: frame N → its pts → seek to the keyframe at or before it → decode to it.
+
+The seed extracted frame N with ``select=eq(n,N)``, which decodes everything before N (28–30 s
+for frame 14 000 of a 1080p file on 2 cores). Here the frame index built at registration
+gives every frame's presentation timestamp and the keyframes, so a read costs at most one
+GOP of decoding whatever N is.
+
+Exactness is against a sequential decode of the file (spec §1): a frame is recognised by
+its own pts, never by counting frames after a seek, so it holds for a first timestamp that
+is not 0, B-frames (the decoder reorders, we match pts), open GOPs (the leading B-frames of
+keyframe K have a pts below K's and are reached from the previous keyframe, which
+:meth:`FrameIndexData.keyframe_at_or_before` gives) and variable frame rate. A demuxer may
+land a seek later than asked (MPEG-TS seeks by bytes); then the read falls back to the
+previous keyframe and, last, to the start of the file, so a bad seek costs time, never
+a wrong frame.
+
+The batch form sorts the wanted frames, groups them by keyframe and decodes each group's GOP
+once, in file order (representative faces and bulk prewarm read many frames per pass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import av
+
+from .index import FrameIndexData
+
+
+class FrameReadError(Exception):
+    """The file could not be decoded up to a frame the index says exists."""
+
+
+class FrameReader:
+    """Reads exact frames of one video file; use as a context manager (it owns the container)."""
+
+    def __init__(self, path: str | Path, index: FrameIndexData, stream_index: int | None = None) -> None:
+        self.index = index
+        try:
+            self._container = av.open(str(path))
+        except (av.FFmpegError, OSError) as exc:
+            raise FrameReadError(f"cannot open {path}: {exc}") from exc
+        streams = self._container.streams
+        self._stream = streams[stream_index] if stream_index is not None else streams.video[0]
+        # Frame threads: the same pictures, about 1.5x faster on 2 cores (measured in the research).
+        self._stream.thread_type = "AUTO"
+        self.frames_decoded = 0
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._container.close()
+
+    def read(self, frame_number: int) -> av.VideoFrame:
+        """Frame ``frame_number`` exactly as a sequential decode gives it."""
+        for _, frame in self.read_many([frame_number]):
+            return frame
+        raise FrameReadError(f"frame {frame_number} was not decoded")  # pragma: no cover - read_many raises
+
+    def read_many(self, frame_numbers: Iterable[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``(frame_number, frame)`` for every distinct wanted frame, in ascending order.
+
+        Each keyframe's GOP is decoded at most once. Raises ``IndexError`` for a frame
+        outside the index and :class:`FrameReadError` when decoding cannot reach a frame.
+        """
+        wanted = sorted(set(int(n) for n in frame_numbers))
+        total = len(self.index)
+        if wanted and not (0 <= wanted[0] and wanted[-1] < total):
+            raise IndexError(f"frame numbers must be within 0..{total - 1}")
+        for keyframe, group in self._groups(wanted):
+            yield from self._read_group(keyframe, group)
+
+    def _groups(self, wanted: list[int]) -> Iterator[tuple[int, list[int]]]:
+        group: list[int] = []
+        current: int | None = None
+        for n in wanted:
+            keyframe = self.index.keyframe_at_or_before(n) or 0
+            if group and keyframe != current:
+                yield current, group
+                group = []
+            current = keyframe
+            group.append(n)
+        if group:
+            yield current, group
+
+    def _read_group(self, keyframe: int, group: list[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Seek to ``keyframe`` and decode forward through every frame of ``group``."""
+        pts_wanted = {self.index.pts_of(n): n for n in group}
+        start = keyframe
+        while True:
+            try:
+                yield from self._decode_from(start, pts_wanted)
+                return
+            except _SeekOvershot:
+                if start == 0:
+                    raise FrameReadError(f"could not decode frames {group[0]}..{group[-1]}") from None
+                start = self.index.keyframe_at_or_before(start - 1) or 0
+
+    def _decode_from(self, start: int, pts_wanted: dict[int, int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Decode from the keyframe ``start``, yielding wanted frames as they come (one held at a time).
+
+        Raises :class:`_SeekOvershot` before yielding anything when the first picture is
+        already past the first wanted one.
+        """
+        first_wanted, last_wanted = min(pts_wanted), max(pts_wanted)
+        # Frame 0 seeks below the first pts: with an edit list the demuxer must start at the
+        # file's very beginning.
+        target = self.index.pts_of(start) if start > 0 else min(self.index.pts_of(0), 0)
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        remaining = len(pts_wanted)
+        first_seen: int | None = None
+        try:
+            for frame in self._container.decode(self._stream):
+                self.frames_decoded += 1
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is None:
+                    continue
+                if first_seen is None:
+                    first_seen = pts
+                    if pts > first_wanted:
+                        raise _SeekOvershot
+                number = pts_wanted.get(pts)
+                if number is not None:
+                    remaining -= 1
+                    yield number, frame
+                    if remaining == 0:
+                        return
+                if pts > last_wanted:
+                    break
+        except av.FFmpegError as exc:
+            raise FrameReadError(f"decoding failed: {exc}") from exc
+        if first_seen is None:
+            raise _SeekOvershot
+        raise FrameReadError(f"{remaining} wanted frame(s) up to pts {last_wanted} were not produced by the decoder")
+
+
+class _SeekOvershot(Exception):
+    """The demuxer landed after the first wanted frame (or produced nothing)."""
+
+
+def read_frames(
+    path: str | Path, index: FrameIndexData, frame_numbers: Iterable[int], stream_index: int | None = None
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Convenience: open, read ``frame_numbers`` in one pass (see :meth:`FrameReader.read_many`), close."""
+    with FrameReader(path, index, stream_index) as reader:
+        yield from reader.read_many(frame_numbers)
+
+
+__all__ = ["FrameReadError", "FrameReader", "read_frames"]

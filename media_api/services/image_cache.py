@@ -1,0 +1,120 @@
+"""Rendered JPEGs on disk under ``CACHE_DIR/images``, keyed by what determines them.
+
+A key is the file's content hash (``file_uuid``) plus a name that spells out everything
+else the picture depends on (frame number, crop or face box, output size) and
+``RENDER_VERSION``. So a cached image is never stale: when a trace's detections change
+its representative face changes, and with it the key. The same key gives the same bytes,
+so the ETag is derived from the key alone and a 304 costs no disk access.
+
+Writes are atomic (a temporary file in the same directory, then ``os.replace``), so a
+reader never sees half an image, even if the writer is killed. Concurrent requests for
+one key render once: the first takes an ``flock`` on one of ``LOCK_STRIPES`` lock files
+(works across threads and processes, released by the kernel if the holder dies); the
+others wait, then find the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from momentry.errors import Busy
+
+#: Bump when rendering changes the output for the same key (encoder settings, crop rule).
+RENDER_VERSION = 1
+LOCK_STRIPES = 256
+_POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class ImageKey:
+    file_uuid: str
+    name: str
+
+    @property
+    def path(self) -> Path:
+        root = Path(settings.CACHE_DIR) / "images" / f"v{RENDER_VERSION}"
+        return root / self.file_uuid[:2] / self.file_uuid / f"{self.name}.jpg"
+
+    @property
+    def etag(self) -> str:
+        digest = hashlib.sha256(f"{RENDER_VERSION}:{self.file_uuid}:{self.name}".encode()).hexdigest()
+        return f'"{digest[:32]}"'
+
+
+def _lock_path(token: str) -> Path:
+    stripe = int(hashlib.sha256(token.encode()).hexdigest()[:8], 16) % LOCK_STRIPES
+    directory = Path(settings.CACHE_DIR) / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"render-{stripe:03d}.lock"
+
+
+@contextlib.contextmanager
+def render_lock(token: str, wait_seconds: float | None = None) -> Iterator[None]:
+    """Hold the lock for ``token`` (one renderer per key at a time); :class:`Busy` after the wait."""
+    wait = float(settings.MOMENTRY_FFMPEG_TIMEOUT if wait_seconds is None else wait_seconds)
+    fd = os.open(_lock_path(token), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Busy() from None
+                time.sleep(_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def store(key: ImageKey, data: bytes) -> Path:
+    """Write ``data`` under ``key`` atomically."""
+    path = key.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def cached(key: ImageKey) -> bytes | None:
+    try:
+        return key.path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def get_or_render(key: ImageKey, render: Callable[[], bytes]) -> bytes:
+    """The cached bytes for ``key``, rendering (once across processes) when missing."""
+    data = cached(key)
+    if data is not None:
+        return data
+    with render_lock(f"{key.file_uuid}/{key.name}"):
+        data = cached(key)
+        if data is None:
+            data = render()
+            store(key, data)
+    return data
+
+
+__all__ = ["ImageKey", "RENDER_VERSION", "cached", "get_or_render", "render_lock", "store"]
