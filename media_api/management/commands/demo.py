@@ -1,6 +1,13 @@
 """manage.py demo — the demo clips with their traces, named people, a user and an API key.
 
-Idempotent: running it again re-uses what exists (same file_uuids, same identities) and
+Traces come from the project's own face pipeline (``detect_faces``: dlib HOG detection,
+ResNet embeddings, tracker), run on each clip that has none yet; the output is deterministic
+and equals ``demo/detections/*.json``. A few people are then named from
+``demo/identities.json`` (picked by looking at the faces; trace 4 of the facenet clip and
+trace 3 of the Hamilton clip are left unbound for staff to name) and every trace's face and
+thumbnail are prewarmed so the admin shows faces at once.
+
+Idempotent: running it again re-uses what exists (same file_uuids, traces, identities) and
 issues a fresh API key.
 """
 
@@ -11,12 +18,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from identities.cooccurrence import first_cooccurrence
 from identities.models import Identity
+from media_api.faces.pipeline import detect_faces
 from media_api.models import Trace
-from media_api.services.detections_import import import_detections, read_rows
 from media_api.services.files import register_file
 
 DEMO_DIR = Path(settings.BASE_DIR) / "demo"
@@ -31,21 +40,23 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="http://127.0.0.1:8000", help="base URL used in the printed examples")
 
     def handle(self, *args, host: str, **options):
+        self.verbosity = options.get("verbosity", 1)
         files = []
         for video in sorted((DEMO_DIR / "media").glob("*.mp4")):
             media_file = register_file(video).file
-            self._load_traces(media_file, video.stem)
+            self._load_traces(media_file)
             files.append(media_file)
         named = self._name_people(files)
+        call_command("prewarm_thumbnails", workers=1, verbosity=0, stdout=self.stdout)
         key = self._demo_user_and_key()
         self._print_examples(host.rstrip("/"), files, named, key)
 
-    def _load_traces(self, media_file, stem: str) -> None:
-        detections = DEMO_DIR / "detections" / f"{stem}.json"
-        if Trace.objects.filter(file=media_file).exists() or not detections.exists():
+    def _load_traces(self, media_file) -> None:
+        if Trace.objects.filter(file=media_file).exists():
             return
-        result = import_detections(media_file, read_rows(detections))
-        self.stdout.write(f"{media_file.name}: {result.detections} detections in {result.traces_touched} traces")
+        result = detect_faces(media_file, progress=self.verbosity >= 1)
+        self.stdout.write(f"{media_file.name}: {result.detections} detections in {result.traces} traces "
+                          f"(face pipeline, {result.seconds:.1f} s)")
 
     @transaction.atomic
     def _name_people(self, files) -> list[Identity]:
@@ -66,6 +77,15 @@ class Command(BaseCommand):
                 identity=identity)
             named[identity.identity_uuid] = identity
         return list(named.values())
+
+    @staticmethod
+    def _cooccurring_pair(files, named: list[Identity]):
+        for media_file in files:
+            for i, a in enumerate(named):
+                for b in named[i + 1:]:
+                    if first_cooccurrence(media_file.pk, a.pk, b.pk) is not None:
+                        return media_file, a, b
+        return None
 
     def _demo_user_and_key(self) -> str:
         from momentry.services import create_api_key
@@ -100,12 +120,12 @@ class Command(BaseCommand):
                 out(f'  curl -s "$API/api/v1/file/{u}/trace/{t}/representative-face" -H "X-API-Key: $KEY"')
                 out(f'  curl -s "$API/api/v1/file/{u}/trace/{t}/thumbnail" -H "X-API-Key: $KEY" -o face.jpg')
                 out(f'  curl -s "$API/api/v1/file/{u}/trace/{t}/video" -H "X-API-Key: $KEY" -o trace.mp4')
-        if len(named) >= 2:
-            a, b = named[0], named[1]
-            bound = Trace.objects.filter(identity=a).select_related("file").first()
-            if bound is not None:
-                out(f'  curl -s "$API/api/v1/file/{bound.file.file_uuid}/identities/{a.identity_uuid}'
-                    f'/co-occur-with/{b.identity_uuid}" -H "X-API-Key: $KEY"')
+        pair = self._cooccurring_pair(files, named)
+        if pair is not None:
+            media_file, a, b = pair
+            out(f"  # where {a.name} and {b.name} first appear together")
+            out(f'  curl -s "$API/api/v1/file/{media_file.file_uuid}/identities/{a.identity_uuid}'
+                f'/co-occur-with/{b.identity_uuid}" -H "X-API-Key: $KEY"')
         out('  curl -s "$API/api/v1/identities" -H "X-API-Key: $KEY"')
         out("API key (shown once):")
         out(key)
