@@ -1,11 +1,14 @@
 """Where two identities first appear together in a file: one SQL query over detections.
 
 "Co-occur" (spec §4) = a frame holding a detection of a trace bound to A and one of a trace
-bound to B. The query reads each identity's detections of the file through the
-``(identity, file)`` trace index and the ``(trace, frame_number)`` detection index,
-reduces each side to its distinct frames, joins the two on the frame number and returns the
-first shared frame together with the number of shared frames (a window count, so the
-answer is a single row from a single statement) — no Python loop over detections.
+bound to B. Two detections can only share a frame where their traces' spans overlap, so the
+query first pairs A's traces with B's traces of the file whose ``start_frame..end_frame``
+overlap (the ``(file, identity)`` trace index; traces are few), then, per pair, reads A's
+detections inside the overlap (a range on the ``(trace, frame_number)`` detection index) and
+probes B's trace for the same frame. Only detections inside overlapping spans are read — not
+every detection of two main characters — and the first shared frame comes back with the
+number of shared frames (a window count) in a single row of a single statement. No Python
+loop over detections.
 """
 
 from __future__ import annotations
@@ -27,22 +30,28 @@ class FirstCooccurrence:
 
 def _sql() -> str:
     detection, trace = Detection._meta.db_table, Trace._meta.db_table
-    side = (
-        f"SELECT d.frame_number AS frame, MIN(t.trace_id) AS trace_id "  # noqa: S608 - our table names
-        f"FROM {trace} t JOIN {detection} d ON d.trace_id = t.id "
-        "WHERE t.identity_id = %s AND t.file_id = %s GROUP BY d.frame_number"
-    )
     return (
-        f"WITH a AS ({side}), b AS ({side}) "
-        "SELECT a.frame, a.trace_id, b.trace_id, COUNT(*) OVER () "
-        "FROM a JOIN b ON a.frame = b.frame ORDER BY a.frame LIMIT 1"
+        "WITH pairs AS ("  # noqa: S608 - table names are ours, values are parameters
+        "  SELECT ta.id AS a_pk, ta.trace_id AS a_id, tb.id AS b_pk, tb.trace_id AS b_id,"
+        "    CASE WHEN ta.start_frame > tb.start_frame THEN ta.start_frame ELSE tb.start_frame END AS lo,"
+        "    CASE WHEN ta.end_frame < tb.end_frame THEN ta.end_frame ELSE tb.end_frame END AS hi"
+        f"  FROM {trace} ta JOIN {trace} tb ON tb.file_id = ta.file_id"
+        "  WHERE ta.file_id = %s AND ta.identity_id = %s AND tb.identity_id = %s"
+        "    AND tb.start_frame <= ta.end_frame AND ta.start_frame <= tb.end_frame"
+        "), shared AS ("
+        "  SELECT da.frame_number AS frame, p.a_id, p.b_id FROM pairs p"
+        f"  JOIN {detection} da ON da.trace_id = p.a_pk AND da.frame_number BETWEEN p.lo AND p.hi"
+        f"  JOIN {detection} db ON db.trace_id = p.b_pk AND db.frame_number = da.frame_number"
+        ") "
+        "SELECT frame, MIN(a_id), MIN(b_id), COUNT(*) OVER () FROM shared "
+        "GROUP BY frame ORDER BY frame LIMIT 1"
     )
 
 
 def first_cooccurrence(file_pk: int, identity_a_pk: int, identity_b_pk: int) -> FirstCooccurrence | None:
     """The first frame where both identities have a detection in the file, or None if never."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql(), [identity_a_pk, file_pk, identity_b_pk, file_pk])
+        cursor.execute(_sql(), [file_pk, identity_a_pk, identity_b_pk])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -109,3 +109,35 @@ def test_other_file_scope_and_credentials(api_client, client, hamilton, facenet,
     assert hidden.json() == {**unknown.json(), "error": {**unknown.json()["error"],
                                                         "details": hidden.json()["error"]["details"]}}
     assert hidden.json()["error"]["message"] == unknown.json()["error"]["message"] == "File not found."
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_casts_match_a_set_intersection(hamilton, seed):
+    """Many overlapping traces per person, gaps, several people per frame: SQL = Python sets."""
+    import random
+
+    rng = random.Random(seed)
+    people = ["P", "Q", "R"]
+    frames_of: dict[str, dict[int, set[int]]] = {p: {} for p in people}
+    rows = []
+    for trace_id in range(1, 46):
+        person = people[trace_id % 3]
+        first = rng.randrange(0, 250)
+        frames = set(range(first, min(275, first + rng.randrange(3, 40)), rng.choice([1, 2, 3, 7])))
+        frames_of[person][trace_id] = frames
+        rows += [{"trace_id": trace_id, "frame_number": f, "x": 5, "y": 5, "width": 30, "height": 30,
+                  "confidence": 0.7, "identity": person} for f in sorted(frames)]
+    import_detections(hamilton, rows)
+    ids = {i.name: i.pk for i in Identity.objects.all()}
+    for a, b in (("P", "Q"), ("Q", "R"), ("R", "P")):
+        all_a = set().union(*frames_of[a].values())
+        all_b = set().union(*frames_of[b].values())
+        shared = all_a & all_b
+        found = first_cooccurrence(hamilton.pk, ids[a], ids[b])
+        if not shared:
+            assert found is None
+            continue
+        first = min(shared)
+        assert found.frame_number == first and found.total_frames == len(shared)
+        assert found.trace_id_a == min(t for t, f in frames_of[a].items() if first in f)
+        assert found.trace_id_b == min(t for t, f in frames_of[b].items() if first in f)
