@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from identities.models import Identity
 from media_api.models import Trace
@@ -40,6 +41,9 @@ def browser_page():
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         yield page
+        # The test's ORM calls ran inside Playwright's context and got their own connection:
+        # close it here, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
