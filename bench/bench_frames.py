@@ -8,7 +8,9 @@ it in a throw-away data directory (SQLite) and measures, in the same run:
 * cold frame thumbnail at deep frames (our route's service: seek + decode + JPEG + cache write)
   against the seed's ``ffmpeg -vf select=eq(n\\,N)`` (goal: ≥ 50× faster) and against the floor,
   a bare PyAV seek-and-decode of the same frame (goal: ≤ 1.5× of it);
-* warm thumbnail over real HTTP (``runserver`` on a socket, keep-alive, X-API-Key): p50 ≤ 10 ms;
+* warm thumbnail over real HTTP (gunicorn, 2 sync workers, on a socket, X-API-Key): p50 ≤ 10 ms
+  (Django's ``runserver`` is not a measure of this: it answers headers and body in two writes
+  and Nagle + delayed ACK add 40 ms to every keep-alive response);
 * representative face cold (top 10 + one decode pass + blurdetect) against one cold frame (≤ 3×);
 * prewarm throughput in traces/s with 1 and 2 workers.
 
@@ -31,23 +33,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "momentry.settings")
-DATA_DIR = Path(tempfile.mkdtemp(prefix="bench-frames-"))
-os.environ["MOMENTRY_DATA_DIR"] = str(DATA_DIR)
-os.environ.pop("DATABASE_URL", None)
 
-
-def make_long_video(ffmpeg: str, minutes: float) -> Path:
-    source = ROOT / "demo" / "media" / "face_recognition_short_hamilton_clip.mp4"
-    loops = max(1, round(minutes * 60 / 9.18))
-    target = OUT / f"hamilton_x{loops}.mp4"
-    if not target.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
-        subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
-                        "-i", str(source), "-map", "0:v", "-c", "copy", str(target)], check=True)
-    return target
+from bench.media import make_long_video  # noqa: E402
 
 
 def seed_select(ffmpeg: str, path: Path, n: int) -> float:
@@ -97,7 +86,8 @@ def free_port() -> int:
 
 def warm_http(media_file, key: str, n: int, requests: int) -> list[float]:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    server = subprocess.Popen([str(gunicorn), "momentry.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -172,6 +162,9 @@ def main() -> None:
     parser.add_argument("--seed-runs", type=int, default=1, help="select=eq runs per frame (slow)")
     parser.add_argument("--traces", type=int, default=200, help="traces for the prewarm measure")
     args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-frames-"))  # a throw-away SQLite database and cache
+    os.environ["MOMENTRY_DATA_DIR"] = str(data_dir)
+    os.environ.pop("DATABASE_URL", None)
 
     import django
 
@@ -229,14 +222,14 @@ def main() -> None:
     print(f"| median | {statistics.median(seed_times):.2f} s | {one_frame * 1000:.0f} ms "
           f"| {statistics.median(floor_times) * 1000:.0f} ms "
           f"| {statistics.median(seed_times) / one_frame:.0f}× | {one_frame / statistics.median(floor_times):.2f} |")
-    print(f"warm thumbnail over HTTP ({len(warm)} requests, keep-alive): p50 {statistics.median(warm) * 1000:.1f} ms, "
+    print(f"warm thumbnail over HTTP (gunicorn, {len(warm)} requests): p50 {statistics.median(warm) * 1000:.1f} ms, "
           f"p90 {sorted(warm)[int(len(warm) * 0.9)] * 1000:.1f} ms")
     print(f"representative face cold (3 s traces, 30 detections, 11 traces): median "
           f"{statistics.median(reps) * 1000:.0f} ms = {statistics.median(reps) / one_frame:.2f}× one cold frame")
     for workers, (rate, count) in rates.items():
         print(f"prewarm, {workers} worker(s): {count} traces at {rate:.1f} traces/s")
     print(f"prewarm speed-up with 2 workers: {rates[2][0] / rates[1][0]:.2f}×")
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

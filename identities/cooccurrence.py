@@ -3,12 +3,13 @@
 "Co-occur" (spec §4) = a frame holding a detection of a trace bound to A and one of a trace
 bound to B. Two detections can only share a frame where their traces' spans overlap, so the
 query first pairs A's traces with B's traces of the file whose ``start_frame..end_frame``
-overlap (the ``(file, identity)`` trace index; traces are few), then, per pair, reads A's
-detections inside the overlap (a range on the ``(trace, frame_number)`` detection index) and
-probes B's trace for the same frame. Only detections inside overlapping spans are read — not
-every detection of two main characters — and the first shared frame comes back with the
-number of shared frames (a window count) in a single row of a single statement. No Python
-loop over detections.
+overlap (the ``(file, identity)`` trace index; traces are few). Each trace then contributes
+only its detections inside the window covering its overlaps (a range on the
+``(trace, frame_number)`` detection index, read once), both sides are marked and grouped by
+frame, and frames marked by both are the shared ones. Only detections inside overlapping spans
+are read — not every detection of two main characters — and there is no join between the two
+sides' detections. The first shared frame comes back with the number of shared frames (a
+window count) in a single row of a single statement. No Python loop over detections.
 """
 
 from __future__ import annotations
@@ -38,13 +39,20 @@ def _sql() -> str:
         f"  FROM {trace} ta JOIN {trace} tb ON tb.file_id = ta.file_id"
         "  WHERE ta.file_id = %s AND ta.identity_id = %s AND tb.identity_id = %s"
         "    AND tb.start_frame <= ta.end_frame AND ta.start_frame <= tb.end_frame"
-        "), shared AS ("
-        "  SELECT da.frame_number AS frame, p.a_id, p.b_id FROM pairs p"
-        f"  JOIN {detection} da ON da.trace_id = p.a_pk AND da.frame_number BETWEEN p.lo AND p.hi"
-        f"  JOIN {detection} db ON db.trace_id = p.b_pk AND db.frame_number = da.frame_number"
+        # One window per trace covering all its overlaps: each detection is read at most once.
+        "), window_a AS (SELECT a_pk AS pk, a_id AS trace_id, MIN(lo) AS lo, MAX(hi) AS hi FROM pairs"
+        "  GROUP BY a_pk, a_id"
+        "), window_b AS (SELECT b_pk AS pk, b_id AS trace_id, MIN(lo) AS lo, MAX(hi) AS hi FROM pairs"
+        "  GROUP BY b_pk, b_id"
+        "), marks AS ("
+        "  SELECT d.frame_number AS frame, w.trace_id AS a_id, NULL AS b_id FROM window_a w"
+        f"  JOIN {detection} d ON d.trace_id = w.pk AND d.frame_number BETWEEN w.lo AND w.hi"
+        "  UNION ALL"
+        "  SELECT d.frame_number, NULL, w.trace_id FROM window_b w"
+        f"  JOIN {detection} d ON d.trace_id = w.pk AND d.frame_number BETWEEN w.lo AND w.hi"
         ") "
-        "SELECT frame, MIN(a_id), MIN(b_id), COUNT(*) OVER () FROM shared "
-        "GROUP BY frame ORDER BY frame LIMIT 1"
+        "SELECT frame, MIN(a_id), MIN(b_id), COUNT(*) OVER () FROM marks GROUP BY frame "
+        "HAVING MIN(a_id) IS NOT NULL AND MIN(b_id) IS NOT NULL ORDER BY frame LIMIT 1"
     )
 
 
