@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 
 from identities import curation
 from identities.models import Identity
+from identities.suggestions import suggest_identities
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.traces import refresh_trace_summaries
 
@@ -131,7 +132,7 @@ class TraceAdmin(admin.ModelAdmin):
     actions = ["bind_to_identity", "create_identity", "unbind"]
     autocomplete_fields = ["identity"]
     readonly_fields = ["file", "trace_id", "span", "face_count", "avg_confidence", "representative_face",
-                       "trace_video", "detections_table"]
+                       "suggestions", "trace_video", "detections_table"]
     fields = ["identity", *readonly_fields]
 
     def has_add_permission(self, request):
@@ -161,6 +162,23 @@ class TraceAdmin(admin.ModelAdmin):
     @admin.display(description="representative face")
     def representative_face(self, obj: Trace) -> str:
         return face_img(obj.file.file_uuid, obj.trace_id, size=320)
+
+    @admin.display(description="looks like")
+    def suggestions(self, obj: Trace) -> str:
+        """Named people whose traces look like this one (face-embedding distance, nearest first)."""
+        if obj.embedding is None:
+            return "— (no face embedding: traces from detect_faces have one)"
+        found = suggest_identities(obj)
+        if not found:
+            return "— (nobody named looks like this face yet)"
+        by_uuid = Identity.objects.in_bulk([s.identity_uuid for s in found], field_name="identity_uuid")
+        items = format_html_join(
+            "", '<li class="momentry-suggestion"><a href="{}">{}</a> (distance {})</li>',
+            ((reverse("admin:identities_identity_change", args=[by_uuid[s.identity_uuid].pk]), s.name,
+              f"{s.distance:.2f}") for s in found if s.identity_uuid in by_uuid),
+        )
+        return format_html('<ul style="margin:0;padding-left:1.2em">{}</ul><p class="help">Pick one in the '
+                           "identity field above to bind this trace.</p>", items)
 
     @admin.display(description="trace video")
     def trace_video(self, obj: Trace) -> str:

@@ -143,3 +143,21 @@ def test_cluster_traces_command(traced, capsys):
     assert "1 pending identity created, 2 trace(s) bound" in capsys.readouterr().out
     with pytest.raises(CommandError):
         call_command("cluster_traces", "--threshold", "0")
+
+
+def test_admin_trace_page_shows_suggestions(traced, staff_user):
+    """Staff naming trace 2 see the person already named from trace 1 of the same performer."""
+    from django.test import Client
+
+    hamilton, _ = traced
+    lin = Identity.objects.create(name="Lin-Manuel Miranda")
+    _bind(hamilton, 1, lin)
+    client = Client()
+    client.force_login(staff_user)
+    trace = Trace.objects.get(file=hamilton, trace_id=2)
+    page = client.get(f"/admin/media_api/trace/{trace.pk}/change/").content.decode()
+    assert 'class="momentry-suggestion"' in page and "Lin-Manuel Miranda" in page
+    assert f"/admin/identities/identity/{lin.pk}/change/" in page
+    no_embedding = Trace.objects.create(file=hamilton, trace_id=90)
+    page = client.get(f"/admin/media_api/trace/{no_embedding.pk}/change/").content.decode()
+    assert "no face embedding" in page
