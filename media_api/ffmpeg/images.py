@@ -46,10 +46,6 @@ class Box:
             and self.x + self.width <= frame_width and self.y + self.height <= frame_height
         )
 
-    @property
-    def pil(self) -> tuple[int, int, int, int]:
-        return self.x, self.y, self.x + self.width, self.y + self.height
-
 
 def square_around(box: Box, frame_width: int, frame_height: int, margin: float = FACE_MARGIN) -> Box:
     """The square centred on ``box`` with side ``margin`` × its longer edge, inside the frame.
