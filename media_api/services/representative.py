@@ -247,10 +247,8 @@ def representative_for(media_file: MediaFile, trace: Trace) -> Representative:
         if representative is not None:
             return representative
         candidates = candidates_for([trace.pk])
-        if not candidates:
-            raise NotFound("This trace has no usable face.", {"trace_id": trace.trace_id})
-        choice = warm_with_slot(WarmUnit.for_file(media_file, candidates=candidates))[0]
-        if choice.representative is None:
+        choice = warm_with_slot(WarmUnit.for_file(media_file, candidates=candidates))[0] if candidates else None
+        if choice is None or choice.representative is None:
             raise NotFound("This trace has no usable face.", {"trace_id": trace.trace_id})
         save(trace.pk, trace.detections_version, choice.representative)
         return choice.representative
