@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
@@ -9,11 +11,29 @@ from django.db.models.functions import Coalesce
 
 from identities.models import Identity
 from media_api.models import MediaFile, Trace
+from media_api.selectors import is_scoped, scope_filter
 from momentry.errors import NotFound
 
 
-def identity_by_uuid(identity_uuid: str) -> Identity:
-    identity = Identity.objects.select_related("merged_into").filter(identity_uuid=identity_uuid).first()
+def visible_identities(queryset: QuerySet[Identity], user: Any, auth: Any) -> QuerySet[Identity]:
+    """Identities a caller may read: all, or for a file-scoped caller those with a trace in scope.
+
+    A scoped caller must not learn who appears in files it cannot see, so an identity whose
+    traces all lie outside its scope is hidden (a 404 like an unknown one). Identities with
+    no trace anywhere (just created, or merged away) show no file's content and stay visible,
+    so a scoped write key can create a person and then bind its own traces to it.
+    """
+    if not is_scoped(user, auth):
+        return queryset
+    in_scope = Trace.objects.filter(scope_filter(user, auth, file_field="file_id"), identity_id=OuterRef("pk"))
+    anywhere = Trace.objects.filter(identity_id=OuterRef("pk"))
+    return queryset.filter(Exists(in_scope) | ~Exists(anywhere))
+
+
+def identity_by_uuid(identity_uuid: str, user: Any, auth: Any) -> Identity:
+    """The identity if the caller may see it, else the same 404 as for an unknown uuid."""
+    queryset = Identity.objects.select_related("merged_into").filter(identity_uuid=identity_uuid)
+    identity = visible_identities(queryset, user, auth).first()
     if identity is None:
         raise NotFound("Identity not found.", {"identity_uuid": identity_uuid})
     return identity

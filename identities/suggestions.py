@@ -54,19 +54,23 @@ def _stack(blobs: Iterable[bytes | memoryview | None]) -> tuple[np.ndarray, list
     return matrix, positions
 
 
-def suggest_identities(trace: Trace, limit: int = 5,
-                       max_distance: float = SUGGESTION_MAX_DISTANCE) -> list[Suggestion]:
+def suggest_identities(trace: Trace, limit: int = 5, max_distance: float = SUGGESTION_MAX_DISTANCE,
+                       scope: Q | None = None) -> list[Suggestion]:
     """Named identities nearest to ``trace``: distance to the identity's closest bound trace.
 
     The nearest bound trace (not the identity's mean) is used so that an identity seen in very
     different conditions (a wide shot and a close-up) still matches either. One query loads the
     embeddings of bound traces (512 bytes each); see docs/faces.md for the scale note.
+    ``scope`` (:func:`media_api.selectors.scope_filter` on ``file_id``) limits the evidence to
+    traces in files the caller may see, so a scoped key never learns who is in other files.
     """
     query = from_bytes(trace.embedding)
     if query is None:
         return []
-    rows = list(Trace.objects.filter(_named_identities(), embedding__isnull=False).exclude(pk=trace.pk)
-                .values_list("identity_id", "embedding"))
+    candidates = Trace.objects.filter(_named_identities(), embedding__isnull=False).exclude(pk=trace.pk)
+    if scope is not None:
+        candidates = candidates.filter(scope)
+    rows = list(candidates.values_list("identity_id", "embedding"))
     if not rows:
         return []
     matrix, positions = _stack(blob for _, blob in rows)

@@ -22,6 +22,7 @@ from media_api.views.files import serialize_file
 from media_api.views.traces import normalize_uuid, trace_urls
 from momentry import schema
 from momentry.auth import CanWriteIdentities
+from momentry.converters import MAX_TRACE_ID
 from momentry.errors import BadRequest, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 
@@ -40,8 +41,9 @@ class IdentityWriteSerializer(serializers.Serializer):
 
 class TraceRefSerializer(serializers.Serializer):
     file_uuid = serializers.CharField()
-    trace_id = serializers.IntegerField(min_value=0, required=False)
-    trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False,
+    trace_id = serializers.IntegerField(min_value=0, max_value=MAX_TRACE_ID, required=False)
+    trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_TRACE_ID),
+                                      required=False,
                                       min_length=1, max_length=1000, help_text="several traces of the same file")
 
 
@@ -96,12 +98,18 @@ def _scope(request: Request):
 
 
 def _identity(request: Request, identity_uuid: str) -> Identity:
+    """The identity with its counts in scope, or the 404 of an unknown (or invisible) one."""
     uuid = normalize_uuid(identity_uuid, "identity_uuid")
-    queryset = selectors.with_counts(Identity.objects.filter(identity_uuid=uuid), _scope(request))
-    identity = queryset.first()
+    queryset = selectors.visible_identities(Identity.objects.filter(identity_uuid=uuid), request.user, request.auth)
+    identity = selectors.with_counts(queryset, _scope(request)).first()
     if identity is None:
-        selectors.identity_by_uuid(uuid)  # raises the 404
+        raise NotFound("Identity not found.", {"identity_uuid": uuid})
     return identity
+
+
+def _visible(request: Request, identity_uuid: str, param: str = "identity_uuid") -> Identity:
+    """The identity named in the URL or body, if the caller may see it (else 404)."""
+    return selectors.identity_by_uuid(normalize_uuid(identity_uuid, param), request.user, request.auth)
 
 
 class IdentityBase(APIView):
@@ -124,7 +132,8 @@ class IdentityListView(IdentityBase):
         params = request.query_params
         status = choice_param(params, "status", STATUSES, None)
         Page.from_params(params)
-        queryset = selectors.search(Identity.objects.all(), params.get("search", ""))
+        visible = selectors.visible_identities(Identity.objects.all(), request.user, request.auth)
+        queryset = selectors.search(visible, params.get("search", ""))
         if status:
             queryset = queryset.filter(status=status)
         queryset = selectors.with_counts(queryset.order_by("name", "id"), _scope(request))
@@ -164,7 +173,7 @@ class IdentityDetailView(IdentityBase):
                    responses={200: schema.DELETE_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def delete(self, request: Request, identity_uuid: str) -> Response:
-        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        identity = _visible(request, identity_uuid)
         unbound = services.delete_identity(identity, request.user)
         return Response({"success": True, "identity_uuid": identity.identity_uuid, "deleted": True,
                          "traces_unbound": unbound})
@@ -184,7 +193,7 @@ class IdentityBindView(IdentityBase):
                    responses={200: schema.BIND_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
-        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        identity = _visible(request, identity_uuid)
         media_file, trace_ids = _trace_ref(request)
         result = services.bind_traces(identity, media_file, trace_ids, request.user)
         return Response({"success": True, "identity_uuid": identity.identity_uuid, "file_uuid": media_file.file_uuid,
@@ -198,7 +207,7 @@ class IdentityUnbindView(IdentityBase):
                    responses={200: schema.BIND_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
-        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        identity = _visible(request, identity_uuid)
         media_file, trace_ids = _trace_ref(request)
         result = services.unbind_traces(identity, media_file, trace_ids, request.user)
         return Response({"success": True, "identity_uuid": identity.identity_uuid, "file_uuid": media_file.file_uuid,
@@ -212,9 +221,14 @@ class IdentityMergeView(IdentityBase):
                    responses={200: schema.MERGE_RESULT, **schema.ERRORS},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
-        target = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        target = _visible(request, identity_uuid)
         data = validated(MergeSerializer, request)
         sources = [normalize_uuid(u, "from") for u in data["from"]]
+        visible = set(selectors.visible_identities(Identity.objects.filter(identity_uuid__in=sources), request.user,
+                                                   request.auth).values_list("identity_uuid", flat=True))
+        hidden = [u for u in sources if u not in visible and u != target.identity_uuid]
+        if hidden:  # unknown, or out of the caller's scope: the same 404
+            raise NotFound("Identity not found.", {"identity_uuids": hidden})
         result = services.merge_identities(target, sources, request.user)
         return Response({
             "success": True,
@@ -233,7 +247,7 @@ class IdentityFilesView(IdentityBase):
                    tags=["identities"])
     def get(self, request: Request, identity_uuid: str) -> Response:
         Page.from_params(request.query_params)
-        identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"))
+        identity = _visible(request, identity_uuid)
         queryset = selectors.files_of(identity, file_selectors.files_visible_to(request))
 
         def serialize(f) -> dict[str, Any]:
@@ -270,7 +284,7 @@ class CooccurrenceView(APIView):
         if uuid_a == uuid_b:
             raise BadRequest("An identity cannot co-occur with itself: give two different identities.",
                              param="identity_uuid_b")
-        identity_a, identity_b = selectors.identity_by_uuid(uuid_a), selectors.identity_by_uuid(uuid_b)
+        identity_a, identity_b = _visible(request, uuid_a), _visible(request, uuid_b)
         found = first_cooccurrence(media_file.pk, identity_a.pk, identity_b.pk)
         if found is None:
             raise NotFound(f"{identity_a.name} and {identity_b.name} never appear together in this file.",

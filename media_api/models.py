@@ -112,7 +112,15 @@ class Trace(models.Model):
 
 
 class Detection(models.Model):
-    """One bounding box on one frame, in display pixels (top-left origin)."""
+    """One bounding box on one frame, in display pixels (top-left origin).
+
+    ``origin`` says where the box comes from: a detector run on that frame, or the tracker
+    following a detected face onto the frames between detector samples.
+    """
+
+    class Origin(models.IntegerChoices):
+        DETECTED = 0, "detected"
+        TRACKED = 1, "tracked"
 
     file = models.ForeignKey(MediaFile, on_delete=models.CASCADE, related_name="detections")
     trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="detections")
@@ -123,6 +131,7 @@ class Detection(models.Model):
     height = models.IntegerField()
     confidence = models.FloatField()
     label = models.CharField(max_length=32, default="face")
+    origin = models.PositiveSmallIntegerField(choices=Origin.choices, default=Origin.DETECTED)
 
     class Meta:
         ordering = ["frame_number", "id"]

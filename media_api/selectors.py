@@ -33,6 +33,14 @@ def scope_filter(user: Any, auth: Any, file_field: str = "pk") -> Q:
     return q
 
 
+def is_scoped(user: Any, auth: Any) -> bool:
+    """True when the caller sees only some files (a limited key, or a user with a file scope)."""
+    if isinstance(auth, APIKey) and auth.limit_to_files:
+        return True
+    user_id = getattr(user, "pk", None)
+    return user_id is not None and UserScope.objects.filter(user_id=user_id).exists()
+
+
 def caller_scope(request: HttpRequest) -> Q:
     user, auth = authenticate_request(request)
     return scope_filter(user, auth)

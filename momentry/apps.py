@@ -6,3 +6,6 @@ class MomentryConfig(AppConfig):
 
     name = "momentry"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from momentry import checks  # noqa: F401 - registers the deploy checks

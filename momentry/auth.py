@@ -97,7 +97,7 @@ def authenticate_request(request: HttpRequest) -> tuple[Any, Any]:
     Raises :class:`Unauthorized` (with ``WWW-Authenticate``) when no valid credential is
     given. The result is remembered on the request.
     """
-    from momentry.errors import Forbidden, Unauthorized
+    from momentry.errors import Forbidden, Unauthorized, detail_text
 
     if isinstance(request, Request):
         if not request.user or not request.user.is_authenticated:
@@ -110,9 +110,9 @@ def authenticate_request(request: HttpRequest) -> tuple[Any, Any]:
     try:
         user, auth = drf_request.user, drf_request.auth
     except exceptions.AuthenticationFailed as exc:
-        raise Unauthorized(str(exc.detail), headers={"WWW-Authenticate": WWW_AUTHENTICATE}) from None
+        raise Unauthorized(detail_text(exc.detail), headers={"WWW-Authenticate": WWW_AUTHENTICATE}) from None
     except exceptions.PermissionDenied as exc:  # CSRF failure of a session-authenticated unsafe request
-        raise Forbidden(str(exc.detail)) from None
+        raise Forbidden(detail_text(exc.detail)) from None
     if not user or not user.is_authenticated:
         raise Unauthorized(headers={"WWW-Authenticate": WWW_AUTHENTICATE})
     request._momentry_auth = (user, auth)

@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.views import exception_handler as drf_default_handler
@@ -108,6 +110,7 @@ _STATUS_CODES = {
     405: "METHOD_NOT_ALLOWED",
     406: "NOT_ACCEPTABLE",
     413: "PAYLOAD_TOO_LARGE",
+    414: "URI_TOO_LONG",
     415: "UNSUPPORTED_MEDIA_TYPE",
     429: "THROTTLED",
 }
@@ -131,11 +134,52 @@ def _drf_message(exc: drf_exceptions.APIException) -> str:
         if isinstance(detail, list) and detail:
             return str(detail[0])
         return "Invalid request."
-    return str(exc.detail)
+    return detail_text(exc.detail)
+
+
+def detail_text(detail: Any) -> str:
+    """A DRF ``detail`` as plain text: never a Python repr such as ``ErrorDetail(string=...)``.
+
+    simplejwt raises with a dict (``{"detail": ..., "code": ..., "messages": [...]}``).
+    """
+    if isinstance(detail, dict):
+        if "detail" in detail:
+            return detail_text(detail["detail"])
+        return detail_text(next(iter(detail.values()))) if detail else "Request failed."
+    if isinstance(detail, list | tuple):
+        return detail_text(detail[0]) if detail else "Request failed."
+    return str(detail)
+
+
+class PayloadTooLarge(ApiError):
+    status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "The request body is too large."
+
+
+def database_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked": a write that could not get the lock within the busy timeout."""
+    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
+
+
+def as_api_error(exc: BaseException) -> ApiError | None:
+    """Known non-API exceptions that are the client's or the moment's fault, as 4xx/503 errors."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(details={"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
+    if isinstance(exc, TooManyFieldsSent):
+        return BadRequest("Too many parameters.", max_parameters=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+    if isinstance(exc, SuspiciousOperation):
+        return BadRequest("The request was refused as malformed.")
+    if database_busy(exc):
+        return Busy("The database is busy with a long write (e.g. an import); retry shortly.", retry_after=5)
+    return None
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's exception handler: every exception becomes the envelope."""
+    known = as_api_error(exc)
+    if known is not None:
+        exc = known
     if isinstance(exc, ApiError):
         if exc.status >= 500:
             logger.error("API error %s: %s", exc.code, exc.message)
@@ -187,8 +231,9 @@ class JsonErrorMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not wants_json(request):
             return None
-        if isinstance(exc, ApiError):
-            return response_for_api_error(exc)
+        known = as_api_error(exc)
+        if known is not None:
+            return response_for_api_error(known)
         if isinstance(exc, Http404):
             return error_response(404, "NOT_FOUND", "Not found.")
         logger.exception("Unhandled error on %s", request.path)

@@ -127,6 +127,8 @@ TRACE_DETAIL = success("TraceDetail", {
 FACE_PAGE = page_of("FacePage", "faces", inline_serializer("Face", {
     "frame_number": S.IntegerField(), "timestamp_secs": S.FloatField(allow_null=True), "bbox": BBOX,
     "confidence": S.FloatField(), "label": S.CharField(),
+    "origin": S.ChoiceField(["detected", "tracked"], help_text="detector output on this frame, or followed by the "
+                            "tracker between detector samples"),
 }), file_uuid=S.CharField(), trace_id=S.IntegerField())
 IDENTITY_PAGE = page_of("IdentityPage", "identities", inline_serializer("Identity", identity_fields()))
 IDENTITY_DETAIL = success("IdentityDetail", identity_fields())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -92,11 +93,39 @@ def find_api_key(raw: str) -> APIKey | None:
 
 
 def touch_api_key(api_key: APIKey) -> None:
-    """Record use, at most once per minute (no write on every request)."""
+    """Record use, at most once per minute, and never at the price of the request.
+
+    This is bookkeeping: when the database is busy with a long write (an import holding
+    SQLite's write lock), the update is skipped at once instead of making a read request
+    wait for the lock and fail; it is retried on a later request.
+    """
     now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
-        APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
+    if api_key.last_used_at is not None and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    # A savepoint only inside an outer transaction, where a failed statement would poison it.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    try:
+        with no_lock_wait(), savepoint:
+            APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    except OperationalError:
+        return
+    api_key.last_used_at = now
+
+
+@contextlib.contextmanager
+def no_lock_wait():
+    """On SQLite, fail at once instead of waiting out the busy timeout (restored afterwards)."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    timeout_ms = int(float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5)) * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 0")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms:d}")
 
 
 def revoke_api_key(api_key: APIKey) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from momentry.secret_key import load_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +38,8 @@ DATA_DIR = Path(os.environ.get("MOMENTRY_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 CACHE_DIR = DATA_DIR / "cache"
 
-SECRET_KEY = os.environ.get("MOMENTRY_SECRET_KEY", "insecure-dev-key-change-me-" + "x" * 24)
+# From the environment, or generated once into DATA_DIR (never in the source): momentry/secret_key.py.
+SECRET_KEY, MOMENTRY_SECRET_KEY_SOURCE = load_secret_key(DATA_DIR)
 DEBUG = _env_bool("MOMENTRY_DEBUG", False)
 ALLOWED_HOSTS = [
     h.strip()
@@ -61,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "momentry.limits.RequestLimitsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -98,12 +102,25 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets readers go on while an import writes; the timeout rides out short write locks.
+    # WAL lets readers go on while an import writes; the busy timeout rides out short write
+    # locks, and a write that still cannot happen is a 503 BUSY (momentry.errors), not a 500.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
+        "timeout": float(os.environ.get("MOMENTRY_SQLITE_BUSY_TIMEOUT", "10")),
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Tests use a file (not memory) so server and worker processes started by a test see the data.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-momentry.sqlite3")}
+
+# A cache shared by every process (login lockout must hold behind gunicorn -w N): Redis when
+# MOMENTRY_REDIS_URL is set, else the database (table made by migrate) — never per process.
+REDIS_URL = os.environ.get("MOMENTRY_REDIS_URL", "").strip()
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "momentry"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "momentry_cache", "KEY_PREFIX": "momentry"}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -128,6 +145,16 @@ WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_AGE = 24 * 3600
 
+# Request limits: a body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413, more fields a 400, and a
+# request line longer than MOMENTRY_MAX_URL_LENGTH a 414 — all JSON, all before any view runs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+MOMENTRY_MAX_URL_LENGTH = _env_int("MOMENTRY_MAX_URL_LENGTH", 4096)
+
+# Behind a reverse proxy every client has the proxy's address: X-Forwarded-For is honoured only
+# when the direct peer is one of these addresses or networks (comma-separated, e.g. 127.0.0.1,10.0.0.0/8).
+MOMENTRY_TRUSTED_PROXIES = [p.strip() for p in os.environ.get("MOMENTRY_TRUSTED_PROXIES", "").split(",") if p.strip()]
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "momentry.auth.SessionAuthentication",
@@ -136,6 +163,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "momentry.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "momentry.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -168,6 +200,11 @@ MOMENTRY_FFMPEG_TIMEOUT = _env_int("MOMENTRY_FFMPEG_TIMEOUT", 600)
 MOMENTRY_SENDFILE = os.environ.get("MOMENTRY_SENDFILE", "").strip().lower()
 MOMENTRY_SENDFILE_PREFIX = os.environ.get("MOMENTRY_SENDFILE_PREFIX", "/protected-media")
 MOMENTRY_SENDFILE_ROOT = os.environ.get("MOMENTRY_SENDFILE_ROOT", "/")
+# Signed media URLs (POST /api/v1/file/{uuid}/sign): default and longest lifetime, and whether
+# responses to them may be cached by shared caches (a CDN) — the URL itself is the credential.
+MOMENTRY_SIGNED_URL_SECONDS = _env_int("MOMENTRY_SIGNED_URL_SECONDS", 3600)
+MOMENTRY_SIGNED_URL_MAX_SECONDS = _env_int("MOMENTRY_SIGNED_URL_MAX_SECONDS", 7 * 24 * 3600)
+MOMENTRY_SIGNED_URL_PUBLIC = _env_bool("MOMENTRY_SIGNED_URL_PUBLIC", True)
 
 LOGGING = {
     "version": 1,

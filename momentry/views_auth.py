@@ -23,18 +23,31 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from momentry import schema, services
 from momentry.auth import WWW_AUTHENTICATE
+from momentry.client_address import client_address
 from momentry.errors import BadRequest, Unauthorized
 
-# Password guessing: after this many failures for one username from one address, login
-# answers 429 until the window has passed (kept in Django's cache, shared by all workers
-# when the cache is).
+# Password guessing: after this many failed attempts for one username from one client, login
+# answers 429 until the window has passed. Attempts are counted in Django's cache, which is
+# shared by every worker (Redis or the database, never per process; see settings.CACHES), and
+# per (username, client address) so that a stranger cannot lock a user out for everyone.
 MAX_LOGIN_FAILURES = 10
 LOGIN_LOCKOUT_SECONDS = 15 * 60
 
 
 def _failures_key(request: Request, username: str) -> str:
-    digest = hashlib.sha256(f"{username.lower()}|{request.META.get('REMOTE_ADDR', '')}".encode()).hexdigest()
-    return f"momentry:login-failures:{digest}"
+    client = client_address(request._request)
+    digest = hashlib.sha256(f"{username.lower()}|{client}".encode()).hexdigest()
+    return f"login-failures:{digest}"
+
+
+def _count_attempt(key: str) -> int:
+    """Count one attempt before the password is checked, so parallel guesses cannot slip past."""
+    cache.add(key, 0, LOGIN_LOCKOUT_SECONDS)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, LOGIN_LOCKOUT_SECONDS)
+        return 1
 
 
 class LoginSerializer(serializers.Serializer):
@@ -69,15 +82,10 @@ class LoginView(APIView):
             if not isinstance(data.get(name), str) or not data.get(name):
                 raise BadRequest(f"{name} is required", param=name)
         failures_key = _failures_key(request, data["username"])
-        if cache.get(failures_key, 0) >= MAX_LOGIN_FAILURES:
+        if _count_attempt(failures_key) > MAX_LOGIN_FAILURES:
             raise exceptions.Throttled(wait=LOGIN_LOCKOUT_SECONDS, detail="Too many failed logins; retry later.")
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
-            cache.add(failures_key, 0, LOGIN_LOCKOUT_SECONDS)
-            try:
-                cache.incr(failures_key)
-            except ValueError:  # expired between add and incr
-                cache.set(failures_key, 1, LOGIN_LOCKOUT_SECONDS)
             raise Unauthorized("Invalid username or password.", headers={"WWW-Authenticate": WWW_AUTHENTICATE})
         cache.delete(failures_key)
         login(request._request, user)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from identities.models import CurationChange, Identity
@@ -50,7 +51,10 @@ def error(response, status: int) -> dict:
 def test_list_with_counts_in_few_queries(reader, people, django_assert_num_queries):
     for n in range(30):
         Identity.objects.create(name=f"Extra {n:02d}")
-    with django_assert_num_queries(4):  # key, last_used update, count, one page with counts as sub-queries
+    # key, last_used update (in a savepoint here, as the test runs in a transaction; on SQLite between
+    # two PRAGMAs so that it is skipped when the database is busy), the caller's file scope, count,
+    # one page with counts as sub-queries
+    with django_assert_num_queries(9 if connection.vendor == "sqlite" else 7):
         body = reader.get("/api/v1/identities?page_size=100").json()
     assert body["total"] == 33 and body["count"] == 33
     by_name = {i["name"]: i for i in body["identities"]}

@@ -14,12 +14,16 @@ Everything that runs ``ffmpeg`` goes through here so the rules hold in one place
   a generic :class:`~momentry.errors.MediaError`;
 * a streamed job (:class:`FFmpegStream`) kills and reaps its process when it is closed —
   Django calls ``close()`` on a ``StreamingHttpResponse``'s iterator when the response is
-  closed, which the WSGI/ASGI server does when the client disconnects.
+  closed, which the WSGI/ASGI server does when the client disconnects;
+* a request whose client has gone while it waited for a slot is dropped before FFmpeg
+  starts (:class:`ClientGone`): the view registers a disconnect check with
+  :func:`watching_client`, and the slot wait polls it.
 
 Public API::
 
-    with media_job_slot():            # hold one pool slot (raises Busy when saturated)
-        ...                           # any heavy media work (PyAV decode, ffmpeg, ...)
+    with watching_client(check):      # (views) drop the work if check() says the client left
+        with media_job_slot():        # hold one pool slot (raises Busy when saturated)
+            ...                       # any heavy media work (PyAV decode, ffmpeg, ...)
 
     data = run_ffmpeg([...args...])   # run to completion, return stdout bytes
     stream = open_stream([...args...])  # started, first chunk read; iterate + close()
@@ -38,11 +42,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 from django.conf import settings
 
-from momentry.errors import Busy, MediaError
+from momentry.errors import ApiError, Busy, MediaError
 
 logger = logging.getLogger("media_api.ffmpeg")
 
@@ -52,6 +57,35 @@ _STDERR_TAIL = 4000
 # ffmpeg flags every job gets: no banner, no stdin prompts (a job must never wait on a tty),
 # errors only on stderr (what we log when it fails).
 BASE_ARGS = ("-hide_banner", "-nostdin", "-loglevel", "error")
+
+
+# --------------------------------------------------------------------------- client watch
+
+
+class ClientGone(ApiError):
+    """The client disconnected before its media job started; nothing is sent (nginx's 499)."""
+
+    status, code, default_message = 499, "CLIENT_CLOSED_REQUEST", "The client closed the connection."
+
+
+_client_gone: ContextVar[Callable[[], bool] | None] = ContextVar("momentry_client_gone", default=None)
+
+
+@contextlib.contextmanager
+def watching_client(check: Callable[[], bool] | None) -> Iterator[None]:
+    """While the block runs, slot waits and job starts call ``check()`` and stop when it is True."""
+    token = _client_gone.set(check)
+    try:
+        yield
+    finally:
+        _client_gone.reset(token)
+
+
+def raise_if_client_gone() -> None:
+    check = _client_gone.get()
+    if check is not None and check():
+        logger.info("client disconnected before its media job started; dropped")
+        raise ClientGone()
 
 
 # --------------------------------------------------------------------------- job pool
@@ -120,6 +154,7 @@ def acquire_slot(wait_seconds: float | None = None) -> MediaSlot:
     wait = float(settings.MOMENTRY_FFMPEG_WAIT_SECONDS if wait_seconds is None else wait_seconds)
     deadline = time.monotonic() + max(0.0, wait)
     while True:
+        raise_if_client_gone()
         slot = _try_slots(count)
         if slot is not None:
             return slot
@@ -183,7 +218,9 @@ def run_ffmpeg(
     cmd = ffmpeg_command(args)
     limit = float(settings.MOMENTRY_FFMPEG_TIMEOUT if timeout is None else timeout)
     with media_job_slot() if use_slot else contextlib.nullcontext():
+        raise_if_client_gone()
         with tempfile.TemporaryFile() as err:
+            logger.debug("ffmpeg start: %s", shlex.join(cmd))
             try:
                 completed = subprocess.run(
                     cmd,
@@ -233,8 +270,17 @@ class FFmpegStream:
         self._closed = False
         self._timed_out = False
         self._pending: bytes = b""
+        try:
+            raise_if_client_gone()
+        except ClientGone:
+            self._closed = True
+            if slot is not None:
+                slot.release()
+            self._run_on_close()
+            raise
         self._stderr = tempfile.TemporaryFile()
         try:
+            logger.debug("ffmpeg start: %s", shlex.join(self.cmd))
             self.process = subprocess.Popen(
                 self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0
             )
@@ -384,6 +430,7 @@ def open_stream(
 __all__ = [
     "BASE_ARGS",
     "CHUNK_SIZE",
+    "ClientGone",
     "FFmpegStream",
     "MediaSlot",
     "acquire_slot",
@@ -392,4 +439,5 @@ __all__ = [
     "open_stream",
     "retry_after_seconds",
     "run_ffmpeg",
+    "watching_client",
 ]

@@ -1,31 +1,43 @@
-"""Importing detections (spec §7): validate every row first, then bulk insert.
+"""Importing detections (spec §7): validate every row first, then write them all or nothing.
 
-Any bad row refuses the whole import and every bad row is reported. Writing happens in
-one transaction: PostgreSQL gets ``COPY``, other databases batched ``bulk_create``.
+Memory stays flat whatever the size: rows are streamed twice from their source (a JSON file
+through ``ijson``, a CSV file through ``csv``, or a list), once to validate — any bad row
+refuses the whole import and every bad row is reported — and once to write, in batches,
+inside one transaction. PostgreSQL gets ``COPY``, other databases batched ``bulk_create``.
+What is kept in memory grows with the number of *traces*, never with the rows, and no SQL
+statement carries more than :data:`SQL_CHUNK` values (SQLite's variable limit), so any
+number of traces imports.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import ijson
 from django.db import connection, transaction
 
 from identities.models import Identity
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.traces import refresh_trace_summaries
+from momentry.converters import MAX_TRACE_ID
 
 REQUIRED = ("trace_id", "frame_number", "x", "y", "width", "height", "confidence")
 UUID_RE = re.compile(r"^[0-9a-f]{32}$")
 MAX_LABEL = 32
 MAX_REPORTED_ERRORS = 1000
+#: Rows per INSERT batch, and values per ``IN (...)`` list.
+BATCH_ROWS = 5000
+SQL_CHUNK = 5000
+ORIGINS = {label: value for value, label in Detection.Origin.choices}
+
+RowSource = Iterable[Any] | Callable[[], Iterable[Any]]
 
 
 class ImportValidationError(Exception):
@@ -57,27 +69,68 @@ class _Row:
     confidence: float
     label: str
     identity: str
+    origin: int
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSON (``{"detections": [...]}`` or a list) or CSV file."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
-    stripped = text.lstrip()
-    if path.suffix.lower() == ".json" or stripped.startswith(("{", "[")):
+# --------------------------------------------------------------------------- reading
+
+
+def _file_error(message: str) -> ImportValidationError:
+    return ImportValidationError([{"row": 0, "errors": [message]}])
+
+
+def _json_rows(path: Path) -> Iterator[Any]:
+    with path.open("rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        handle.seek(0)
+        if head[:1] not in (b"{", b"["):
+            raise _file_error('expected {"detections": [...]} or a list of rows')
+        prefix = "item" if head[:1] == b"[" else "detections.item"
+        seen_key = False
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ImportValidationError([{"row": 0, "errors": [f"invalid JSON: {exc}"]}]) from exc
-        rows = data.get("detections") if isinstance(data, dict) else data
-        if not isinstance(rows, list):
-            raise ImportValidationError([{"row": 0, "errors": ['expected {"detections": [...]} or a list of rows']}])
-        return rows
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [name for name in REQUIRED if name not in (reader.fieldnames or [])]
-    if missing:
-        raise ImportValidationError([{"row": 0, "errors": [f"CSV header lacks column(s): {', '.join(missing)}"]}])
-    return list(reader)
+            if prefix == "item":
+                yield from ijson.items(handle, prefix, use_float=True)
+                return
+            for current, event, value in ijson.parse(handle, use_float=True):
+                if current == "" and event == "map_key" and value == "detections":
+                    seen_key = True
+                    break
+            if not seen_key:
+                raise _file_error('expected {"detections": [...]} or a list of rows')
+            handle.seek(0)
+            yield from ijson.items(handle, prefix, use_float=True)
+        except ijson.JSONError as exc:
+            raise _file_error(f"invalid JSON: {exc}") from None
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in REQUIRED if name not in (reader.fieldnames or [])]
+        if missing:
+            raise _file_error(f"CSV header lacks column(s): {', '.join(missing)}")
+        yield from reader
+
+
+def read_rows(path: str | Path) -> Callable[[], Iterator[Any]]:
+    """A re-iterable source of the rows of a JSON (``{"detections": [...]}`` or a list) or CSV file.
+
+    Nothing is read until the source is iterated; each iteration streams the file again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    with path.open("rb") as handle:
+        first = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    is_json = path.suffix.lower() == ".json" or first in (b"{", b"[")
+    return (lambda: _json_rows(path)) if is_json else (lambda: _csv_rows(path))
+
+
+def _iterate(rows: RowSource) -> Iterator[Any]:
+    return iter(rows() if callable(rows) else rows)
+
+
+# --------------------------------------------------------------------------- validation
 
 
 def _as_int(value: Any, name: str, errors: list[str], strict: bool = False) -> int | None:
@@ -90,13 +143,13 @@ def _as_int(value: Any, name: str, errors: list[str], strict: bool = False) -> i
     try:
         number = float(value)
     except (TypeError, ValueError):
-        errors.append(f"{name} must be a number, got {value!r}")
+        errors.append(f"{name} must be a number, got {str(value)[:40]!r}")
         return None
     if not math.isfinite(number):
         errors.append(f"{name} must be finite")
         return None
     if number != int(number) and strict:
-        errors.append(f"{name} must be an integer, got {value!r}")
+        errors.append(f"{name} must be an integer, got {str(value)[:40]!r}")
         return None
     return int(round(number))
 
@@ -113,15 +166,22 @@ def _validate(raw: Any, media_file: MediaFile, errors: list[str]) -> _Row | None
         if not (0.0 <= confidence <= 1.0):
             errors.append(f"confidence must be within 0..1, got {confidence}")
     except (TypeError, ValueError):
-        errors.append(f"confidence must be a number, got {confidence!r}")
+        errors.append(f"confidence must be a number, got {str(confidence)[:40]!r}")
         confidence = None
     label = str(raw.get("label") or "face")
     if len(label) > MAX_LABEL:
         errors.append(f"label longer than {MAX_LABEL} characters")
     identity = str(raw.get("identity") or "").strip()
+    if len(identity) > 200:
+        errors.append("identity longer than 200 characters")
+    origin = ORIGINS.get(str(raw.get("origin") or "detected"))
+    if origin is None:
+        errors.append(f"origin must be one of: {', '.join(ORIGINS)}")
     if None in values.values():
         return None
-    frame, x, y, w, h = (values[k] for k in ("frame_number", "x", "y", "width", "height"))
+    trace_id, frame, x, y, w, h = (values[k] for k in ("trace_id", "frame_number", "x", "y", "width", "height"))
+    if not 0 <= trace_id <= MAX_TRACE_ID:
+        errors.append(f"trace_id must be within 0..{MAX_TRACE_ID}")
     if frame < 0 or frame >= media_file.total_frames:
         errors.append(f"frame_number {frame} outside 0..{media_file.total_frames - 1}")
     if w <= 0 or h <= 0:
@@ -130,40 +190,70 @@ def _validate(raw: Any, media_file: MediaFile, errors: list[str]) -> _Row | None
         errors.append(f"box ({x},{y},{w},{h}) not inside the {media_file.width}x{media_file.height} frame")
     if errors:
         return None
-    return _Row(values["trace_id"], frame, x, y, w, h, confidence, label, identity)
+    return _Row(trace_id, frame, x, y, w, h, confidence, label, identity, origin)
 
 
-def validate_rows(raw_rows: Iterable[Any], media_file: MediaFile) -> list[_Row]:
-    rows: list[_Row] = []
+@dataclass
+class _Plan:
+    """What validation learnt about the rows: their number, traces and identity per trace."""
+
+    rows: int = 0
+    trace_ids: set[int] = field(default_factory=set)
+    identity_of_trace: dict[int, str] = field(default_factory=dict)
+
+
+def validate_rows(rows: RowSource, media_file: MediaFile) -> _Plan:
+    """Check every row (streaming); raise :class:`ImportValidationError` listing the bad ones."""
+    plan = _Plan()
     bad: list[dict[str, Any]] = []
-    trace_identity: dict[int, str] = {}
     total_bad = 0
-    for number, raw in enumerate(raw_rows, start=1):
+    for number, raw in enumerate(_iterate(rows), start=1):
         errors: list[str] = []
         row = _validate(raw, media_file, errors)
         if row is not None and row.identity:
-            bound = trace_identity.setdefault(row.trace_id, row.identity)
+            bound = plan.identity_of_trace.setdefault(row.trace_id, row.identity)
             if bound != row.identity:
                 errors.append(f"trace {row.trace_id} is given two identities: {bound!r} and {row.identity!r}")
         if errors:
             total_bad += 1
             if len(bad) < MAX_REPORTED_ERRORS:
                 bad.append({"row": number, "errors": errors})
-        else:
-            rows.append(row)
+            continue
+        plan.rows += 1
+        plan.trace_ids.add(row.trace_id)
     if bad:
         raise ImportValidationError(bad, total_bad)
-    if not rows:
-        raise ImportValidationError([{"row": 0, "errors": ["no detections in the file"]}])
-    return rows
+    if not plan.rows:
+        raise _file_error("no detections in the file")
+    return plan
+
+
+def _valid_rows(rows: RowSource, media_file: MediaFile) -> Iterator[_Row]:
+    """The rows again, parsed (they were all valid a moment ago; a source that changed meanwhile fails)."""
+    for raw in _iterate(rows):
+        errors: list[str] = []
+        row = _validate(raw, media_file, errors)
+        if row is None:
+            raise _file_error("the file changed during the import")
+        yield row
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _chunks(values: Iterable[Any], size: int = SQL_CHUNK) -> Iterator[list[Any]]:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def _resolve_identities(names: set[str]) -> tuple[dict[str, Identity], list[str]]:
     """Each value is an identity uuid or a name; unknown names create identities."""
     resolved: dict[str, Identity] = {}
     uuids = {n.lower() for n in names if UUID_RE.match(n.lower())}
-    for identity in Identity.objects.filter(identity_uuid__in=uuids):
-        resolved[identity.identity_uuid] = identity
+    for chunk in _chunks(uuids):
+        for identity in Identity.objects.filter(identity_uuid__in=chunk):
+            resolved[identity.identity_uuid] = identity
     created: list[str] = []
     for value in sorted(names):
         if value.lower() in resolved:
@@ -177,58 +267,73 @@ def _resolve_identities(names: set[str]) -> tuple[dict[str, Identity], list[str]
     return resolved, created
 
 
-def _copy_detections(media_file: MediaFile, rows: list[_Row], trace_pk: dict[int, int]) -> None:
-    table = Detection._meta.db_table
-    columns = "file_id, trace_id, frame_number, x, y, width, height, confidence, label"
+_COLUMNS = ("file_id", "trace_id", "frame_number", "x", "y", "width", "height", "confidence", "label", "origin")
+
+
+def _copy_detections(file_id: int, rows: Iterator[_Row], trace_pk: dict[int, int]) -> int:
+    written = 0
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw_cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            file_id = media_file.pk
+        with raw_cursor.copy(f"COPY {Detection._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row((file_id, trace_pk[r.trace_id], r.frame_number, r.x, r.y, r.width, r.height,
-                                r.confidence, r.label))
+                                r.confidence, r.label, r.origin))
+                written += 1
+    return written
 
 
-def _bulk_create_detections(media_file: MediaFile, rows: list[_Row], trace_pk: dict[int, int]) -> None:
-    batch: list[Detection] = []
-    for r in rows:
-        batch.append(Detection(file_id=media_file.pk, trace_id=trace_pk[r.trace_id], frame_number=r.frame_number,
-                               x=r.x, y=r.y, width=r.width, height=r.height, confidence=r.confidence, label=r.label))
-        if len(batch) >= 5000:
-            Detection.objects.bulk_create(batch)
-            batch = []
-    if batch:
-        Detection.objects.bulk_create(batch)
+def _insert_detections(file_id: int, rows: Iterator[_Row], trace_pk: dict[int, int]) -> int:
+    written = 0
+    for chunk in _chunks(rows, BATCH_ROWS):
+        Detection.objects.bulk_create([
+            Detection(file_id=file_id, trace_id=trace_pk[r.trace_id], frame_number=r.frame_number, x=r.x, y=r.y,
+                      width=r.width, height=r.height, confidence=r.confidence, label=r.label, origin=r.origin)
+            for r in chunk
+        ])
+        written += len(chunk)
+    return written
 
 
-def import_detections(media_file: MediaFile, raw_rows: list[Any], replace: bool = False) -> ImportResult:
-    """Validate all rows, then write detections, traces and identity bindings atomically."""
-    rows = validate_rows(raw_rows, media_file)
-    trace_ids = {r.trace_id for r in rows}
-    identity_of_trace = {r.trace_id: r.identity for r in rows if r.identity}
+def _trace_pks(media_file: MediaFile) -> dict[int, int]:
+    """trace_id → pk for every trace of the file (one query, no IN list)."""
+    return dict(Trace.objects.filter(file=media_file).values_list("trace_id", "pk").iterator(chunk_size=20000))
+
+
+def import_detections(media_file: MediaFile, rows: RowSource, replace: bool = False) -> ImportResult:
+    """Validate all rows, then write detections, traces and identity bindings atomically.
+
+    ``rows`` is a list of row dicts or a callable returning a fresh iterator over them
+    (:func:`read_rows`); it is iterated twice. ``replace`` deletes the file's detections and
+    its traces that the import does not name first.
+    """
+    plan = validate_rows(rows, media_file)
     with transaction.atomic():
+        existing = _trace_pks(media_file)
         if replace:
             Detection.objects.filter(file=media_file).delete()
-            Trace.objects.filter(file=media_file).exclude(trace_id__in=trace_ids).delete()
-        existing = set(Trace.objects.filter(file=media_file, trace_id__in=trace_ids).values_list("trace_id", flat=True))
-        new_ids = sorted(trace_ids - existing)
-        Trace.objects.bulk_create([Trace(file=media_file, trace_id=t, face_count=0) for t in new_ids], batch_size=2000)
-        trace_pk = dict(Trace.objects.filter(file=media_file, trace_id__in=trace_ids).values_list("trace_id", "pk"))
-        if connection.vendor == "postgresql":
-            _copy_detections(media_file, rows, trace_pk)
-        else:
-            _bulk_create_detections(media_file, rows, trace_pk)
-        identities, created = _resolve_identities(set(identity_of_trace.values()))
+            gone = [pk for trace_id, pk in existing.items() if trace_id not in plan.trace_ids]
+            for chunk in _chunks(gone):
+                Trace.objects.filter(pk__in=chunk).delete()
+        new_ids = sorted(plan.trace_ids - existing.keys())
+        for chunk in _chunks(new_ids, 2000):
+            Trace.objects.bulk_create([Trace(file=media_file, trace_id=t, face_count=0) for t in chunk])
+        trace_pk = _trace_pks(media_file) if new_ids else existing
+        write = _copy_detections if connection.vendor == "postgresql" else _insert_detections
+        written = write(media_file.pk, _valid_rows(rows, media_file), trace_pk)
+        if written != plan.rows:
+            raise _file_error("the file changed during the import")
+        identities, created = _resolve_identities(set(plan.identity_of_trace.values()))
         by_identity: dict[int, list[int]] = {}
-        for trace_id, value in identity_of_trace.items():
+        for trace_id, value in plan.identity_of_trace.items():
             by_identity.setdefault(identities[value].pk, []).append(trace_pk[trace_id])
         for identity_pk, pks in by_identity.items():
-            Trace.objects.filter(pk__in=pks).update(identity_id=identity_pk)
-        refresh_trace_summaries(trace_pk.values())
+            for chunk in _chunks(pks):
+                Trace.objects.filter(pk__in=chunk).update(identity_id=identity_pk)
+        refresh_trace_summaries(trace_pk[t] for t in plan.trace_ids)
     return ImportResult(
-        detections=len(rows),
+        detections=plan.rows,
         traces_created=len(new_ids),
-        traces_touched=len(trace_ids),
-        identities_bound=len(identity_of_trace),
+        traces_touched=len(plan.trace_ids),
+        identities_bound=len(plan.identity_of_trace),
         identities_created=created,
     )

@@ -78,12 +78,17 @@ def _float_param(params: Any, name: str, *, positive: bool = False) -> float:
     return value
 
 
+MIN_FPS, MAX_FPS = 1.0, 240.0
+
+
 def parse_fps(params: Any) -> Fraction | None:
+    """The ``fps`` override of /clip: a rate between 1 and 240 frames per second."""
     if params.get("fps") in (None, ""):
         return None
     value = _float_param(params, "fps", positive=True)
-    if value > 1000:
-        raise BadRequest("fps must be at most 1000.", param="fps")
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise BadRequest(f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}.", param="fps", minimum=MIN_FPS,
+                         maximum=MAX_FPS)
     return Fraction(value).limit_denominator(1001)
 
 
@@ -113,9 +118,9 @@ def parse_span(
     """The frame span asked for: ``start_frame``+``end_frame`` (inclusive) or ``start_time``+``end_time``.
 
     Frames win when both forms are given. Times are seconds from the first frame; the end
-    time is exclusive. ``fps_override`` converts between frames and time at that rate
-    (frame N → N/fps seconds → the frame on screen then). None when nothing is given and
-    ``required`` is False. Every invalid case is a 400 naming the parameter.
+    time is exclusive. ``fps_override`` converts frame numbers to time at that rate
+    (frame N → N/fps seconds → the frame on screen then); it never changes what a time means.
+    None when nothing is given and ``required`` is False. Every invalid case is a 400 naming the parameter.
     """
     has_frames, has_times = _pair(params, "start_frame", "end_frame"), _pair(params, "start_time", "end_time")
     if not (has_frames or has_times):
@@ -147,25 +152,50 @@ def parse_span(
             raise BadRequest(f"start_time is beyond the end ({duration:.3f}s).", param="start_time", duration=duration)
         if end_time > duration + 1e-6:
             raise BadRequest(f"end_time is beyond the end ({duration:.3f}s).", param="end_time", duration=duration)
-        if fps_override is not None:
-            start = min(total - 1, int(math.floor(start_time * fps_override)))
-            end = min(total - 1, max(start, int(math.ceil(end_time * fps_override)) - 1))
-        else:
-            start = index.frame_at_seconds(start_time)
-            end = max(start, _end_frame_for_time(index, end_time))
+        # Seconds are seconds: fps only converts frame numbers, never times.
+        start = index.frame_at_seconds(start_time)
+        end = max(start, _end_frame_for_time(index, end_time))
     span = encode.Span(start, min(end, total - 1))
     if span.start_frame >= total:
         raise BadRequest(f"start_frame is beyond the last frame ({total - 1}).", param="start_frame")
     if max_seconds is not None:
-        seconds = float(encode.span_duration(index, span, media_file.fps_fraction))
-        if seconds > max_seconds + 1e-6:
-            raise BadRequest(f"The span is {seconds:.1f}s; the maximum is {max_seconds:g}s.", param="end_frame",
-                             max_seconds=max_seconds)
+        check_render_length(media_file, span, max_seconds)
     return span
 
 
 def whole_file(media_file: MediaFile) -> encode.Span:
     return encode.Span(0, len(frame_index_for(media_file)) - 1)
+
+
+def render_limit() -> float:
+    """Longest span any re-encoding route renders (``MOMENTRY_MAX_CLIP_SECONDS``)."""
+    return float(settings.MOMENTRY_MAX_CLIP_SECONDS)
+
+
+def check_render_length(media_file: MediaFile, span: encode.Span, max_seconds: float | None = None,
+                        param: str = "end_frame") -> encode.Span:
+    """``span`` if it fits the render limit; else a 400 naming the limit and a span that fits.
+
+    Every re-encoding route calls this — with the span asked for, or the one it would render
+    by default (the whole file, a trace ± padding) — so no request can start an unbounded
+    render.
+    """
+    limit = render_limit() if max_seconds is None else max_seconds
+    index = frame_index_for(media_file)
+    fps = media_file.fps_fraction
+    seconds = float(encode.span_duration(index, span, fps))
+    if seconds <= limit + 1e-6:
+        return span
+    end = max(span.start_frame, index.frame_at_seconds(index.seconds_of(span.start_frame) + limit))
+    while end > span.start_frame and float(encode.span_duration(index, encode.Span(span.start_frame, end), fps)) \
+            > limit + 1e-6:
+        end -= 1
+    raise BadRequest(
+        f"The span is {seconds:.1f}s; re-encoded video is limited to {limit:g}s (MOMENTRY_MAX_CLIP_SECONDS). "
+        f"Ask for a shorter span, e.g. start_frame={span.start_frame}&end_frame={end}.",
+        param=param, max_seconds=limit, span_seconds=round(seconds, 3),
+        suggested_span={"start_frame": span.start_frame, "end_frame": end},
+    )
 
 
 # --------------------------------------------------------------------------- overlay files
@@ -302,6 +332,16 @@ def trace_span(media_file: MediaFile, trace: Trace, padding: float) -> encode.Sp
     start = index.frame_at_seconds(max(0.0, start_time))
     end = index.frame_at_seconds(end_time)
     return encode.Span(min(start, trace.start_frame), max(end, min(trace.end_frame, last)))
+
+
+def narrow_span(span: encode.Span, asked: encode.Span) -> encode.Span:
+    """The part of ``span`` inside ``asked`` (400 when they do not overlap)."""
+    start, end = max(span.start_frame, asked.start_frame), min(span.end_frame, asked.end_frame)
+    if end < start:
+        raise BadRequest(f"The span asked for does not overlap the trace's frames {span.start_frame}-{span.end_frame}.",
+                         param="start_frame", trace_span={"start_frame": span.start_frame,
+                                                          "end_frame": span.end_frame})
+    return encode.Span(start, end)
 
 
 def parse_padding(params: Any) -> float:

@@ -18,8 +18,9 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from media_api import selectors
+from media_api.disconnect import disconnect_check
 from media_api.ffmpeg.encode import Span
-from media_api.ffmpeg.process import FFmpegStream
+from media_api.ffmpeg.process import FFmpegStream, watching_client
 from media_api.ranged import content_type_for, etag_matches, ranged_file_response, streaming_body
 from media_api.services import streaming
 
@@ -36,6 +37,11 @@ class AnyAcceptNegotiation(BaseContentNegotiation):
 
 class MediaStreamView(APIView):
     content_negotiation_class = AnyAcceptNegotiation
+
+    def dispatch(self, request, *args, **kwargs):
+        # A request still waiting for a media job slot when its client leaves starts no FFmpeg.
+        with watching_client(disconnect_check(request)):
+            return super().dispatch(request, *args, **kwargs)
 
     @staticmethod
     def is_head(request: Request) -> bool:
@@ -68,18 +74,21 @@ class MediaStreamView(APIView):
         return response
 
 
-def _q(name: str, kind, description: str, enum: list[str] | None = None) -> OpenApiParameter:
-    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, required=False, description=description, enum=enum)
+def _q(name: str, kind, description: str, enum: list[str] | None = None, **limits: float) -> OpenApiParameter:
+    """A query parameter; ``limits`` (minimum, maximum) go into its JSON schema."""
+    schema = {"type": "integer" if kind == OpenApiTypes.INT else "number", **limits} if limits else kind
+    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, required=False, description=description, enum=enum)
 
 
 MODE = _q("mode", OpenApiTypes.STR, "normal (default) or debug: overlays + frame/time panel.", ["normal", "debug"])
 AUDIO = _q("audio", OpenApiTypes.STR, "on (default) or off.", ["on", "off"])
 SPAN = [
-    _q("start_frame", OpenApiTypes.INT, "First frame (inclusive); with end_frame."),
-    _q("end_frame", OpenApiTypes.INT, "Last frame (inclusive); with start_frame."),
-    _q("start_time", OpenApiTypes.NUMBER, "Seconds from the first frame; used when frames are absent."),
-    _q("end_time", OpenApiTypes.NUMBER, "Seconds from the first frame (exclusive)."),
+    _q("start_frame", OpenApiTypes.INT, "First frame (inclusive); with end_frame.", minimum=0),
+    _q("end_frame", OpenApiTypes.INT, "Last frame (inclusive); with start_frame.", minimum=0),
+    _q("start_time", OpenApiTypes.NUMBER, "Seconds from the first frame; used when frames are absent.", minimum=0),
+    _q("end_time", OpenApiTypes.NUMBER, "Seconds from the first frame (exclusive).", minimum=0),
 ]
+RENDER_LIMIT_NOTE = " Re-encoded spans are limited to MOMENTRY_MAX_CLIP_SECONDS (400 beyond, naming a span that fits)."
 ERRORS = {
     400: OpenApiResponse(description="BAD_REQUEST (parameter named in details)"),
     401: OpenApiResponse(description="UNAUTHORIZED"),
@@ -102,6 +111,8 @@ class FileVideoView(MediaStreamView):
 
     @extend_schema(
         summary="Original video bytes (Range, HEAD, ETag) or a stream-copied fMP4 segment",
+        description="With a span: a stream-copied segment from the keyframe at or before it. mode=debug re-encodes "
+                    "with overlays." + RENDER_LIMIT_NOTE,
         parameters=[*SPAN, MODE, AUDIO],
         responses={**_video("Original bytes (200), or a fragmented MP4 segment"),
                    206: OpenApiResponse(OpenApiTypes.BINARY, description="Partial content (Range)"),
@@ -111,12 +122,13 @@ class FileVideoView(MediaStreamView):
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
-        span = streaming.parse_span(request.query_params, media_file, required=False,
-                                    max_seconds=settings.MOMENTRY_MAX_CLIP_SECONDS if options.debug else None)
+        span = streaming.parse_span(request.query_params, media_file, required=False)
         if span is None and not options.debug and options.audio:
             return ranged_file_response(request._request, media_file.path,
                                         content_type=content_type_for(media_file.name))
         span = span or streaming.whole_file(media_file)
+        if options.debug:  # a re-encode: bounded like every render
+            streaming.check_render_length(media_file, span)
         stream, first = None, streaming.segment_first_frame(media_file, span, options)
         if not self.is_head(request):
             stream, first = streaming.segment_stream(media_file, span, options)
@@ -131,7 +143,11 @@ class TraceVideoView(MediaStreamView):
 
     @extend_schema(
         summary="The trace's span with its box (interpolated) and label, fragmented MP4",
-        parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60)."),
+        description="The trace's frames plus padding; start/end narrow it (e.g. to a part of a long trace)."
+                    + RENDER_LIMIT_NOTE,
+        parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60).",
+                       minimum=0, maximum=60),
+                    *SPAN,
                     MODE, AUDIO],
         responses=_video("Fragmented MP4, H.264 (+AAC)"),
     )
@@ -141,6 +157,10 @@ class TraceVideoView(MediaStreamView):
         padding = streaming.parse_padding(request.query_params)
         trace = streaming.trace_for(media_file, trace_id)
         span = streaming.trace_span(media_file, trace, padding)
+        asked = streaming.parse_span(request.query_params, media_file, required=False)
+        if asked is not None:
+            span = streaming.narrow_span(span, asked)
+        streaming.check_render_length(media_file, span)
         return self.stream_response(
             None if self.is_head(request) else streaming.trace_stream(media_file, trace, span, options), "video/mp4",
             f"{media_file.file_uuid}_trace{trace.trace_id}.mp4",
@@ -153,6 +173,7 @@ class BboxVideoView(MediaStreamView):
 
     @extend_schema(
         summary="Every detection boxed and labelled, fragmented MP4",
+        description="Without a span: the whole file." + RENDER_LIMIT_NOTE,
         parameters=[*SPAN, MODE, AUDIO],
         responses=_video("Fragmented MP4, H.264 (+AAC)"),
     )
@@ -162,6 +183,7 @@ class BboxVideoView(MediaStreamView):
         span = streaming.parse_span(request.query_params, media_file, required=False) or streaming.whole_file(
             media_file
         )
+        streaming.check_render_length(media_file, span)
         return self.stream_response(
             None if self.is_head(request) else streaming.bbox_stream(media_file, span, options), "video/mp4",
             f"{media_file.file_uuid}_bbox_{_span_name(span)}.mp4",
@@ -174,6 +196,8 @@ class ClipView(MediaStreamView):
 
     @extend_schema(
         summary="Frame-exact MPEG-TS clip (H.264 + AAC)",
+        description="start/end frames or times (times are seconds whatever fps says; fps converts frame numbers)."
+                    + RENDER_LIMIT_NOTE,
         parameters=[*SPAN, _q("fps", OpenApiTypes.NUMBER, "Rate used to convert frames to time."), MODE, AUDIO],
         responses=_video("MPEG-TS", "video/mp2t"),
     )

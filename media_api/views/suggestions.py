@@ -26,7 +26,8 @@ class TraceSuggestionsView(APIView):
         trace = Trace.objects.filter(file=media_file, trace_id=trace_id).first()
         if trace is None:
             raise NotFound("Trace not found.", {"file_uuid": media_file.file_uuid, "trace_id": trace_id})
+        scope = selectors.scope_filter(request.user, request.auth, file_field="file_id")
         suggestions = [{"identity_uuid": s.identity_uuid, "name": s.name, "distance": s.distance}
-                       for s in suggest_identities(trace)]
+                       for s in suggest_identities(trace, scope=scope)]
         return Response({"success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id,
                          "has_embedding": trace.embedding is not None, "suggestions": suggestions})

@@ -164,6 +164,7 @@ class TraceFacesView(APIView):
                 "bbox": {"x": d.x, "y": d.y, "width": d.width, "height": d.height},
                 "confidence": d.confidence,
                 "label": d.label,
+                "origin": Detection.Origin(d.origin).label,
             }
 
         # face_count is the trace's detection count, kept by refresh_trace_summaries on every
