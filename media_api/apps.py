@@ -12,3 +12,12 @@ class MediaApiConfig(AppConfig):
     name = "media_api"
     verbose_name = "Media"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Overlay work folders of processes killed mid-render (they could not clean up).
+        from media_api.services.streaming import clean_stale_scratch
+
+        try:
+            clean_stale_scratch()
+        except OSError:  # a read-only or missing data directory must not stop start-up
+            pass

@@ -112,6 +112,17 @@ def streaming_body(request: HttpRequest, source):
     return AsyncChunks(source) if is_asgi(request) else source
 
 
+#: Positions with more digits than this are past the end of any file (and never reach int()).
+_MAX_DIGITS = 18
+_HUGE = 10**_MAX_DIGITS
+
+
+def _position(digits: str) -> int:
+    """A byte position from the header; absurdly long numbers count as "past any end"."""
+    digits = digits.lstrip("0") or "0"
+    return _HUGE if len(digits) > _MAX_DIGITS else int(digits)
+
+
 def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
     """(first, last) inclusive for a single satisfiable range, None to ignore, "unsatisfiable"."""
     match = _RANGE_RE.match(header or "")
@@ -121,16 +132,16 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
     if first == "" and last == "":
         return None
     if first == "":  # suffix: the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0 or size == 0:
             return "unsatisfiable"
         return max(0, size - length), size - 1
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # invalid range-spec: ignore the header (RFC 9110 §14.1.1)
     if start >= size:
         return "unsatisfiable"
-    end = int(last) if last else size - 1
+    end = _position(last) if last else size - 1
     return start, min(end, size - 1)
 
 

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from media_api.views import files, images, stream, suggestions, traces
+from media_api.views import files, images, signing, stream, suggestions, traces
 from momentry.converters import TraceIdConverter
 
 register_converter(TraceIdConverter, "trace_id")
@@ -19,6 +19,7 @@ urlpatterns = [
     path("file/<str:file_uuid>/trace/<trace_id:trace_id>/representative-face", images.RepresentativeFaceView.as_view(),
          name="trace-representative-face"),
     path("file/<str:file_uuid>/video", stream.FileVideoView.as_view(), name="file-video"),
+    path("file/<str:file_uuid>/sign", signing.SignView.as_view(), name="file-sign"),
     path("file/<str:file_uuid>/video/bbox", stream.BboxVideoView.as_view(), name="file-video-bbox"),
     path("file/<str:file_uuid>/clip", stream.ClipView.as_view(), name="file-clip"),
     path("file/<str:file_uuid>/trace/<trace_id:trace_id>/video", stream.TraceVideoView.as_view(), name="trace-video"),

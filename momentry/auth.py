@@ -88,6 +88,30 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         return WWW_AUTHENTICATE
 
 
+class SignedURLAuthentication(authentication.BaseAuthentication):
+    """A media URL signed by ``POST /api/v1/file/{uuid}/sign`` (``…&exp=&sub=&sig=``), GET/HEAD only.
+
+    The request then acts as the signer (same user, same API key and so the same scope). A
+    signature that does not match, an expired URL or a signer no longer valid is a 403.
+    Only the media views list this class, so a signature is worth nothing elsewhere.
+    """
+
+    def authenticate(self, request: Request):
+        from media_api.services import signed_urls
+        from momentry.errors import Forbidden
+
+        grant = signed_urls.verify(request._request.path, request._request.META.get("QUERY_STRING", ""))
+        if grant is None:
+            return None
+        if request.method not in ("GET", "HEAD"):
+            raise Forbidden("Signed URLs are for GET and HEAD only.")
+        request._request.momentry_signed = grant
+        return grant.user, grant.auth
+
+    def authenticate_header(self, request: Request) -> str:
+        return WWW_AUTHENTICATE
+
+
 AUTHENTICATORS = (SessionAuthentication, JWTAuthentication, APIKeyAuthentication)
 
 

@@ -1,4 +1,4 @@
-"""URL configuration: /health, /api/v1/ (auth, files, traces, identities, schema, docs), /admin/."""
+"""URL configuration: / (landing page), /health, /api/v1/ (auth, files, traces, identities, schema, docs), /admin/."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -12,6 +12,7 @@ from momentry import views, views_auth
 _public = {"permission_classes": [AllowAny], "authentication_classes": []}
 
 urlpatterns = [
+    path("", views.index, name="index"),
     path("health", views.health, name="health"),
     path("health/detailed", views.health_detailed, name="health-detailed"),
     path("api/v1/auth/login", views_auth.LoginView.as_view(), name="auth-login"),

@@ -1,4 +1,4 @@
-"""Health checks (no credentials needed)."""
+"""The landing page and health checks (no credentials needed)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import subprocess
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 from momentry import __version__
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    """``/``: where the admin's "View site" lands — links to the API docs and the admin."""
+    return render(request, "momentry/index.html", {"version": __version__})
 
 
 def health(request: HttpRequest) -> JsonResponse:

@@ -107,9 +107,9 @@ def test_debug_draws_clip_panel(api_client, hamilton):
     _, debug = fetch(api_client, base + "&mode=debug")
     plain_frames, debug_frames = decode(plain)[0], decode(debug)[0]
     assert len(plain_frames) == len(debug_frames) == 5
-    corner = (slice(0, 30), slice(0, 200))
-    rest = (slice(120, 360), slice(0, 640))
-    # the panel changes the top-left corner, the rest of the picture is the same frame
+    corner = (slice(330, 360), slice(0, 200))
+    rest = (slice(0, 240), slice(0, 640))
+    # the panel changes the bottom-left corner, the rest of the picture is the same frame
     assert psnr(plain_frames[0][corner], debug_frames[0][corner]) < 20
     assert psnr(plain_frames[0][rest], debug_frames[0][rest]) > 40
 

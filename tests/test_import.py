@@ -143,3 +143,83 @@ def test_refresh_on_emptied_trace(hamilton):
     refresh_trace_summaries([trace.pk])
     trace.refresh_from_db()
     assert (trace.face_count, trace.start_frame, trace.end_frame, trace.avg_confidence) == (0, None, None, None)
+
+
+BAD_ROWS_MORE = {
+    "trace_id_past_int32": row(trace_id=2**31),
+    "negative_trace_id": row(trace_id=-3),
+    "unknown_origin": row(origin="guessed"),
+    "long_identity": row(identity="x" * 201),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", sorted(BAD_ROWS_MORE))
+def test_more_bad_rows_refuse_everything(hamilton, kind):
+    with pytest.raises(ImportValidationError):
+        import_detections(hamilton, [row(frame_number=1), BAD_ROWS_MORE[kind]])
+    assert not Detection.objects.exists() and not Trace.objects.exists()
+
+
+@pytest.mark.django_db
+def test_any_number_of_traces_imports(hamilton, tmp_path):
+    """40 000 distinct traces: more values than SQLite accepts in one statement (32 766)."""
+    count = 40_000
+    path = tmp_path / "many.csv"
+    with path.open("w") as out:
+        out.write("trace_id,frame_number,x,y,width,height,confidence,identity\n")
+        for t in range(count):
+            out.write(f"{t},{t % 275},{t % 500},10,40,40,0.8,{'Crowd' if t % 2 else ''}\n")
+    call_command("import_detections", hamilton.file_uuid, str(path))
+    assert Trace.objects.filter(file=hamilton).count() == count
+    assert Detection.objects.filter(file=hamilton).count() == count
+    assert Trace.objects.filter(file=hamilton, identity__name="Crowd").count() == count // 2
+    assert Trace.objects.filter(face_count=1).count() == count  # every summary refreshed
+    # --replace keeping half of them deletes the other half, again past the variable limit
+    with path.open("w") as out:
+        out.write("trace_id,frame_number,x,y,width,height,confidence\n")
+        for t in range(0, count, 2):
+            out.write(f"{t},1,0,0,10,10,0.5\n")
+    call_command("import_detections", hamilton.file_uuid, str(path), "--replace")
+    assert Trace.objects.filter(file=hamilton).count() == count // 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("shape", ["object", "list", "object-with-extra-keys-first"])
+def test_json_is_streamed_in_both_shapes(hamilton, tmp_path, shape):
+    rows = [row(trace_id=t, frame_number=f, origin="tracked" if f % 2 else "detected")
+            for t in (1, 2) for f in range(0, 20)]
+    if shape == "object":
+        payload = {"detections": rows}
+    elif shape == "list":
+        payload = rows
+    else:
+        payload = {"trace_embeddings": {"1": [0.1] * 128}, "note": {"detections": "not these"}, "detections": rows}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(payload))
+    call_command("import_detections", hamilton.file_uuid, str(path))
+    assert Detection.objects.count() == 40
+    assert Detection.objects.filter(origin=Detection.Origin.TRACKED).count() == 20
+
+
+@pytest.mark.django_db
+def test_invalid_json_and_wrong_shapes_are_refused(hamilton, tmp_path):
+    for text in ('{"detections": [{"trace_id": 1,', '{"other": []}', '"text"', '{"detections": 5}'):
+        path = tmp_path / "bad.json"
+        path.write_text(text)
+        with pytest.raises(CommandError):
+            call_command("import_detections", hamilton.file_uuid, str(path))
+    assert not Detection.objects.exists()
+
+
+@pytest.mark.django_db
+def test_import_reads_rows_twice_without_keeping_them(hamilton):
+    """A source that is iterated: validated first (nothing written), then written."""
+    passes = []
+
+    def source():
+        passes.append(Detection.objects.count())
+        return (row(trace_id=1, frame_number=f) for f in range(10))
+
+    result = import_detections(hamilton, source)
+    assert result.detections == 10 and passes == [0, 0]

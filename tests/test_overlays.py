@@ -112,7 +112,7 @@ def test_trace_video_debug_adds_other_detections_and_panel(api_client, with_dete
     frame = frames[110 - start]
     assert edge_fraction(frame, 500, 40, 0, test=grey) > 0.7  # trace 3, thin grey
     assert edge_fraction(frame, 200, 120, 1) > 0.8  # trace 1 still highlighted
-    assert (frame[:25, :150].mean(axis=-1) > 200).mean() > 0.03  # white panel text
+    assert (frame[-25:, :150].mean(axis=-1) > 200).mean() > 0.03  # white panel text, bottom-left
 
 
 def test_bbox_video_single_detection_only_on_its_frame(api_client, with_detections):
@@ -191,3 +191,55 @@ def test_overlay_queries_do_not_grow_with_detections(api_client, with_detections
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1], counts  # 0 vs 26 detections: same number of queries
     assert max(counts) <= 8, counts
+
+
+@pytest.mark.parametrize("box_y,panel_rows", [(40, slice(-25, None)), (265, slice(0, 25))], ids=["top", "bottom"])
+def test_debug_panel_never_covers_the_highlighted_person(api_client, hamilton, box_y, panel_rows):
+    """The info panel sits bottom-left, or top-left when the person (box or name) is down there."""
+    rows = [{"trace_id": 5, "frame_number": f, "x": 12, "y": box_y, "width": BOX, "height": BOX, "confidence": 0.9,
+             "identity": "Angelica Schuyler"} for f in range(30, 41, 5)]
+    import_detections(hamilton, rows)
+    _, frames = fetch_frames(api_client, f"/api/v1/file/{hamilton.file_uuid}/trace/5/video?padding=0&audio=off"
+                                         "&mode=debug")
+    frame = frames[5]
+    label = frame[box_y - 14 : box_y - 3, 14:120]
+    assert yellow(label).mean() > 0.05  # the name is drawn and visible
+    assert edge_fraction(frame, 12, box_y, 1) > 0.8  # so is the box
+    assert (frame[panel_rows, :150].mean(axis=-1) > 200).mean() > 0.03  # the panel is on the other side
+
+
+def test_bidirectional_controls_are_stripped_from_names():
+    evil = "Eve\u202egnp.exe\u202c \u2066x\u2069\u200f"
+    text = overlays.ass_text(evil)
+    assert not set(text) & overlays.BIDI_CONTROLS
+    assert text == "Evegnp.exe x"
+    assert overlays.ass_text("Zoë \u2067עברית\u2069") == "Zoë עברית"  # right-to-left text itself stays
+
+
+def test_stale_overlay_folders_are_cleaned(settings, tmp_path):
+    import os
+    import subprocess as sp
+    import time as _time
+
+    from media_api.services import streaming
+
+    base = settings.CACHE_DIR / "overlays"
+    base.mkdir(parents=True)
+    dead = sp.Popen(["true"])
+    dead.wait()
+    live = sp.Popen(["sleep", "30"])
+    try:
+        for name in (f"ov-{dead.pid}-abc", f"ov-{live.pid}-def", "ov-oldstyle", "ov-newstyle"):
+            (base / name).mkdir()
+            (base / name / "overlay.ass").write_text("x")
+        old = _time.time() - settings.MOMENTRY_FFMPEG_TIMEOUT - 60
+        os.utime(base / "ov-oldstyle", (old, old))
+        assert streaming.clean_stale_scratch() == 2
+        assert sorted(p.name for p in base.iterdir()) == [f"ov-{live.pid}-def", "ov-newstyle"]
+    finally:
+        live.kill()
+        live.wait()
+    scratch = streaming._Scratch()
+    assert scratch.path.name.startswith(f"ov-{os.getpid()}-")
+    assert streaming.clean_stale_scratch() == 1  # the sleeper is gone now; a running process's folder stays
+    assert scratch.path.is_dir()

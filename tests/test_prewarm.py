@@ -152,3 +152,36 @@ def test_ctrl_c_keeps_finished_work_and_leaves_no_partial_file(hamilton, setting
     out = run("--workers", "1")
     assert f"done: {24 - warmed}; skipped: {warmed} ({warmed} already done)" in out
     assert representative.candidates_for([]) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_die_with_a_killed_parent(hamilton, settings):
+    """``kill -9`` of the command must not leave its worker processes running without a parent."""
+    import subprocess
+    import sys
+    import time
+
+    from media_api.ffmpeg.process import acquire_slot
+    from tests.servers import alive, children_of, process_env, wait_for
+
+    many_traces(hamilton, 8)
+    settings.MOMENTRY_MAX_FFMPEG_JOBS = 4
+    slots = [acquire_slot(wait_seconds=5) for _ in range(4)]  # the workers will wait for a slot, alive
+    command = subprocess.Popen([sys.executable, "manage.py", "prewarm_thumbnails", "--workers", "2"], cwd=REPO,
+                               env=process_env(MOMENTRY_MAX_FFMPEG_JOBS="4"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        workers = wait_for(lambda: len(children_of(command.pid)) >= 2 and children_of(command.pid), timeout=60)
+        time.sleep(0.5)  # the workers are waiting for a media job slot
+        os.kill(command.pid, signal.SIGKILL)
+        command.wait(timeout=10)
+        wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10)
+    finally:
+        for slot in slots:
+            slot.release()
+        if command.poll() is None:
+            command.kill()
+        for pid in workers:  # (only when the test fails: do not leave them behind)
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

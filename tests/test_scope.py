@@ -129,3 +129,71 @@ def test_file_for_request_checks_credentials_on_plain_django_requests(rf, plain_
     assert "WWW-Authenticate" in info.value.headers
     with pytest.raises(Unauthorized):
         file_for_request(rf.get("/x", HTTP_X_API_KEY="mk_wrong"), HAMILTON_UUID)
+
+
+@pytest.fixture
+def cast_in_two_files(hamilton, facenet):
+    """Real traces with real face embeddings in both files; one named person in each file, one everywhere."""
+    from tests.test_suggestions import _bind, _load
+
+    _load(hamilton, "face_recognition_short_hamilton_clip")
+    _load(facenet, "facenet_pytorch_video")
+    performer = Identity.objects.create(name="Lin-Manuel Miranda")
+    boy = Identity.objects.create(name="Boy in grey hoodie")
+    _bind(hamilton, 1, performer)
+    _bind(facenet, 2, boy)
+    fresh = Identity.objects.create(name="Nobody yet")  # no trace anywhere: shows no file's content
+    return performer, boy, fresh
+
+
+@pytest.mark.django_db
+def test_two_scoped_keys_see_only_the_people_of_their_files(plain_user, hamilton, facenet, cast_in_two_files):
+    performer, boy, fresh = cast_in_two_files
+    key_a, _ = key_client(plain_user, file_uuids=[HAMILTON_UUID])
+    key_b, _ = key_client(plain_user, file_uuids=[FACENET_UUID])
+    everything, _ = key_client(plain_user)
+
+    def names(client) -> set[str]:
+        return {i["name"] for i in client.get("/api/v1/identities?page_size=100").json()["identities"]}
+
+    assert names(key_a) == {performer.name, fresh.name}
+    assert names(key_b) == {boy.name, fresh.name}
+    assert names(everything) == {performer.name, boy.name, fresh.name}
+
+    # Suggestions only draw on traces the caller may see: key B never learns the performer's name.
+    suggestions_a = key_a.get(f"/api/v1/file/{HAMILTON_UUID}/trace/2/suggestions").json()["suggestions"]
+    assert [s["name"] for s in suggestions_a][:1] == [performer.name]
+    for trace_id in (1, 3, 4):
+        body = key_b.get(f"/api/v1/file/{FACENET_UUID}/trace/{trace_id}/suggestions").content.decode()
+        assert performer.name not in body and performer.identity_uuid not in body
+
+    # Every identity read of the other file's person is the 404 of an unknown identity.
+    unknown = "f" * 32
+    for suffix in ("", "/files"):
+        hidden = key_b.get(f"/api/v1/identity/{performer.identity_uuid}{suffix}")
+        missing = key_b.get(f"/api/v1/identity/{unknown}{suffix}")
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.content.replace(performer.identity_uuid.encode(), b"<id>") == \
+            missing.content.replace(unknown.encode(), b"<id>")
+    cooccur = key_b.get(f"/api/v1/file/{FACENET_UUID}/identities/{performer.identity_uuid}/co-occur-with/"
+                        f"{boy.identity_uuid}")
+    assert cooccur.status_code == 404 and performer.name not in cooccur.content.decode()
+    assert key_a.get(f"/api/v1/identity/{performer.identity_uuid}").status_code == 200
+    assert key_b.get(f"/api/v1/identity/{fresh.identity_uuid}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_scoped_writer_cannot_touch_people_of_other_files(plain_user, hamilton, facenet, cast_in_two_files):
+    performer, boy, fresh = cast_in_two_files
+    writer_b, _ = key_client(plain_user, file_uuids=[FACENET_UUID], write=True)
+    assert writer_b.patch(f"/api/v1/identity/{performer.identity_uuid}", {"name": "X"},
+                          format="json").status_code == 404
+    merge = writer_b.post(f"/api/v1/identity/{boy.identity_uuid}/merge", {"from": [performer.identity_uuid]},
+                          format="json")
+    assert merge.status_code == 404 and merge.json()["error"]["details"]["identity_uuids"] == [
+        performer.identity_uuid]
+    bind = writer_b.post(f"/api/v1/identity/{fresh.identity_uuid}/bind/trace",
+                         {"file_uuid": FACENET_UUID, "trace_id": 4}, format="json")
+    assert bind.status_code == 200  # a person without traces can be given the caller's own traces
+    performer.refresh_from_db()
+    assert performer.name == "Lin-Manuel Miranda" and performer.status == "confirmed"

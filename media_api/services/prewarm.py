@@ -16,6 +16,7 @@ interruption loses no finished work and leaves no half-written file.
 from __future__ import annotations
 
 import math
+import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,7 @@ from media_api.models import MediaFile, Trace
 from media_api.services import representative
 from media_api.services.representative import Face, WarmUnit
 from momentry.errors import ApiError
+from momentry.processes import die_with_parent
 
 #: Traces per batch (a batch holds one thumbnail per trace in memory while it decodes).
 DEFAULT_BATCH = 256
@@ -138,8 +140,10 @@ def record(batch: Batch, choices: list[representative.Choice], summary: Summary)
     summary.done += len(batch.needs_thumbnail)
 
 
-def _ignore_interrupts() -> None:
+def _init_worker(parent_pid: int) -> None:
+    """Workers ignore Ctrl-C (the parent winds down) and die with the parent, even on ``kill -9``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
 
 
 def prewarm(batches: list[Batch], summary: Summary, *, workers: int = 1,
@@ -164,7 +168,8 @@ def prewarm(batches: list[Batch], summary: Summary, *, workers: int = 1,
         return summary
 
     running: dict[Future, Batch] = {}
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
     try:
         try:
             for batch in batches:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -201,16 +203,49 @@ def check_render_length(media_file: MediaFile, span: encode.Span, max_seconds: f
 # --------------------------------------------------------------------------- overlay files
 
 
+def _scratch_base() -> Path:
+    return Path(settings.CACHE_DIR) / "overlays"
+
+
 class _Scratch:
-    """A private temporary directory for one render (overlay file), removed when the stream closes."""
+    """A private temporary directory for one render (overlay file), removed when the stream closes.
+
+    Its name carries the owner's pid (``ov-<pid>-…``), so a folder left by a killed worker is
+    recognised and removed by :func:`clean_stale_scratch` at the next start-up.
+    """
 
     def __init__(self) -> None:
-        base = Path(settings.CACHE_DIR) / "overlays"
+        base = _scratch_base()
         base.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix="ov-", dir=base))
+        self.path = Path(tempfile.mkdtemp(prefix=f"ov-{os.getpid()}-", dir=base))
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_scratch() -> int:
+    """Remove overlay work folders whose process is gone (a killed worker cannot clean up); returns how many."""
+    base = _scratch_base()
+    removed = 0
+    for folder in base.glob("ov-*") if base.is_dir() else ():
+        owner = folder.name.split("-")[1] if folder.name.count("-") >= 2 else ""
+        if owner.isdigit() and _pid_alive(int(owner)):
+            continue
+        if not owner.isdigit() and time.time() - folder.stat().st_mtime < settings.MOMENTRY_FFMPEG_TIMEOUT:
+            continue  # an old-style name: only once no render could still be using it
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _detection_rows(media_file: MediaFile, span: encode.Span, exclude_trace: int | None = None):

@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from media_api import selectors
@@ -22,7 +23,8 @@ from media_api.disconnect import disconnect_check
 from media_api.ffmpeg.encode import Span
 from media_api.ffmpeg.process import FFmpegStream, watching_client
 from media_api.ranged import content_type_for, etag_matches, ranged_file_response, streaming_body
-from media_api.services import streaming
+from media_api.services import signed_urls, streaming
+from momentry.auth import SignedURLAuthentication
 
 
 class AnyAcceptNegotiation(BaseContentNegotiation):
@@ -36,7 +38,19 @@ class AnyAcceptNegotiation(BaseContentNegotiation):
 
 
 class MediaStreamView(APIView):
+    """Base of the routes answering media bytes; they also accept signed URLs (no header needed)."""
+
     content_negotiation_class = AnyAcceptNegotiation
+    authentication_classes = [SignedURLAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        grant = getattr(request._request, "momentry_signed", None)
+        if grant is not None and response.status_code in (200, 206, 304):
+            current = response.get("Cache-Control", "")
+            if "no-cache" not in current and "no-store" not in current:  # one-off renders stay uncached
+                response["Cache-Control"] = signed_urls.cache_control(grant)
+        return response
 
     def dispatch(self, request, *args, **kwargs):
         # A request still waiting for a media job slot when its client leaves starts no FFmpeg.

@@ -1,0 +1,51 @@
+"""``POST /api/v1/file/{uuid}/sign``: a media URL a player can use without headers."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from identities.views import validated
+from media_api import selectors
+from media_api.services import signed_urls
+from momentry import schema
+
+
+class SignSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=4000, help_text="path and query of a media route of this file, e.g. "
+                                "/api/v1/file/<uuid>/clip?start_frame=0&end_frame=47")
+    expires_in = serializers.IntegerField(required=False, min_value=1, help_text="seconds (default "
+                                          "MOMENTRY_SIGNED_URL_SECONDS, at most MOMENTRY_SIGNED_URL_MAX_SECONDS)")
+
+
+class SignView(APIView):
+    @extend_schema(
+        operation_id="file_sign_url",
+        summary="Sign a media URL of this file (video, clip, thumbnails, overlay videos) for use without headers",
+        description="The signed URL acts as the caller (same user, key and file scope) until it expires, works only "
+                    "for exactly that route and parameters (any change is a 403), and ends when the signing key is "
+                    "revoked. Responses to it are cacheable by shared caches (Cache-Control: public).",
+        request=SignSerializer,
+        responses={200: schema.success("SignedUrl", {
+            "url": serializers.CharField(help_text="the signed path and query"),
+            "absolute_url": serializers.CharField(),
+            "expires_at": serializers.DateTimeField(),
+        }), **schema.ERRORS},
+        examples=[OpenApiExample("clip", request_only=True, value={
+            "url": "/api/v1/file/0b5ff4c55a4cd69f79956f3126817308/clip?start_frame=0&end_frame=47",
+            "expires_in": 3600})],
+        tags=["media"],
+    )
+    def post(self, request: Request, file_uuid: str) -> Response:
+        media_file = selectors.file_for_request(request, file_uuid)
+        data = validated(SignSerializer, request)
+        signed = signed_urls.sign(data["url"], media_file.file_uuid, request.user, request.auth,
+                                  data.get("expires_in"))
+        return Response({"success": True, "url": signed.url, "absolute_url": request.build_absolute_uri(signed.url),
+                         "expires_at": signed.expires_at.isoformat()})
+
+
+

@@ -1,0 +1,138 @@
+"""Real server and worker processes for tests: gunicorn, management commands, against the test database.
+
+Tests that use these need committed data (``transactional_db``): the processes connect to the
+test database on their own (PostgreSQL: the ``test_…`` database; SQLite: the test database
+file, see settings ``DATABASES["default"]["TEST"]``) and share ``MOMENTRY_DATA_DIR`` with the
+test process, so they sign with the same key and share the media job-slot locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+REPO = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
+
+
+def database_url() -> str:
+    """A ``DATABASE_URL`` naming the database the tests are running on."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = quote(s["USER"] or "")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"])
+    return f"postgresql://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "momentry.settings",
+        "DATABASE_URL": database_url(),
+        "MOMENTRY_DATA_DIR": str(settings.DATA_DIR),
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("MOMENTRY_REDIS_URL", None)
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout:g}s")
+        time.sleep(interval)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return sock.recv(16).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def gunicorn(workers: int = 2, log_path: Path | None = None, **env: str) -> Iterator[str]:
+    """A gunicorn with the deploy config on a free port; yields its base URL, stops it afterwards."""
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "momentry.wsgi"],
+        cwd=REPO, env=process_env(**env), stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or _answers(port), timeout=60)
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            log.close()
+
+
+def raw_request(base_url: str, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``request`` bytes as they are and return the whole answer (for what clients cannot send)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("PPid:") and int(line.split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:")]
+    except OSError:
+        return False
+    return bool(state) and "Z" not in state[0].split()[1]
