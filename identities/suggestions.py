@@ -22,8 +22,10 @@ from identities.models import Identity
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
 from media_api.models import Trace
 
-#: Suggestions farther than this are not shown.
+#: Suggestions farther than this are not offered at all ("no confident match").
 SUGGESTION_MAX_DISTANCE = 0.5
+#: Suggestions this close are confident: the curator may accept them in one click.
+CONFIDENT_DISTANCE = 0.35
 #: Unbound traces closer than this (to a cluster's mean) join the cluster.
 CLUSTER_DISTANCE = 0.35
 AUTO_NAME_PREFIX = "Unnamed person"
@@ -34,6 +36,10 @@ class Suggestion:
     identity_uuid: str
     name: str
     distance: float
+
+    @property
+    def confident(self) -> bool:
+        return self.distance <= CONFIDENT_DISTANCE
 
 
 def _named_identities() -> Q:

@@ -40,6 +40,17 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
                 "description": "A key from login or `manage.py create_api_key` (90 days by default)."}
 
 
+class SignedURLScheme(OpenApiAuthenticationExtension):
+    target_class = "momentry.auth.SignedURLAuthentication"
+    name = "signedUrl"
+    priority = 10
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "query", "name": "sig",
+                "description": "A media URL signed by POST /api/v1/file/{file_uuid}/sign (with its exp and sub "
+                               "parameters): needs no header; any change to it is a 403."}
+
+
 # --- Response shapes, for the docs only (views build plain dicts) ------------------------------
 S = serializers
 

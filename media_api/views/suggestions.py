@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from identities.suggestions import suggest_identities
+from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE, suggest_identities
 from media_api import selectors
 from media_api.models import Trace
 from momentry.errors import NotFound
@@ -27,7 +27,21 @@ class TraceSuggestionsView(APIView):
         if trace is None:
             raise NotFound("Trace not found.", {"file_uuid": media_file.file_uuid, "trace_id": trace_id})
         scope = selectors.scope_filter(request.user, request.auth, file_field="file_id")
-        suggestions = [{"identity_uuid": s.identity_uuid, "name": s.name, "distance": s.distance}
-                       for s in suggest_identities(trace, scope=scope)]
-        return Response({"success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id,
-                         "has_embedding": trace.embedding is not None, "suggestions": suggestions})
+        found = suggest_identities(trace, scope=scope)
+        confident = bool(found) and found[0].confident
+        if trace.embedding is None:
+            message = "This trace has no face embedding (imported detections): nothing to compare."
+        elif not found:
+            message = f"No confident match: nobody named is within {SUGGESTION_MAX_DISTANCE:g} of this face."
+        elif not confident:
+            message = "No confident match: the nearest people are only weak matches."
+        else:
+            message = None
+        return Response({
+            "success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id,
+            "has_embedding": trace.embedding is not None,
+            "confident_match": confident, "message": message,
+            "thresholds": {"offered": SUGGESTION_MAX_DISTANCE, "confident": CONFIDENT_DISTANCE},
+            "suggestions": [{"identity_uuid": s.identity_uuid, "name": s.name, "distance": s.distance,
+                             "confident": s.confident} for s in found],
+        })
