@@ -4,9 +4,14 @@ Every trace made by the built-in pipeline stores one embedding: the L2-normalise
 its faces' 128-d dlib embeddings (``Trace.embedding``, float32 bytes). Distances are
 Euclidean between those unit vectors (0 = identical, 2 = opposite).
 
-Trace means are tighter than single faces, so the thresholds here are lower than dlib's
-0.6 per-face rule: on the demo clips the same performer in two shots is 0.24 apart, and
-different people are 0.39–0.57 apart (docs/faces.md).
+The thresholds come from the demo traces, where we know who is who (bench/faces_eval/people.json,
+measured by ``bench/bench_faces.py --distances``; docs/faces.md): with embeddings taken only from
+usable faces (at least 32 px, turned less than about 45°, detector score ≥ 0.6), the one pair of
+traces of the same person that both have an embedding (the performer in the wide and the medium
+shot) is 0.371 apart, and the 26 pairs of different people are 0.420 to 0.63 apart (5 % below
+0.447, median 0.513). 0.40 separates them: closer is a confident match (one click in the admin,
+clustering), 0.40–0.45 a weak one (shown, marked weak), farther is not offered ("no confident
+match"). Profile-only and tiny traces get no embedding at all rather than a misleading one.
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
 from media_api.models import Trace
 
 #: Suggestions farther than this are not offered at all ("no confident match").
-SUGGESTION_MAX_DISTANCE = 0.5
+SUGGESTION_MAX_DISTANCE = 0.45
 #: Suggestions this close are confident: the curator may accept them in one click.
-CONFIDENT_DISTANCE = 0.35
-#: Unbound traces closer than this (to a cluster's mean) join the cluster.
-CLUSTER_DISTANCE = 0.35
+CONFIDENT_DISTANCE = 0.40
+#: Unbound traces closer than this (to a cluster's mean) join the cluster: a confident match.
+CLUSTER_DISTANCE = CONFIDENT_DISTANCE
 AUTO_NAME_PREFIX = "Unnamed person"
 
 

@@ -7,12 +7,24 @@
 source "$(dirname "$0")/_bootstrap.sh" requirements-dev.txt
 
 # The admin's end-to-end tests drive Debian's Chromium (a test tool's own browser download
-# cannot work offline). Install it when missing and we may.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "==> installing chromium for the browser tests"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "warning: could not install chromium; browser tests will be skipped"
+# cannot work offline), and deploy/nginx.conf is tested in a real nginx. Install them when
+# missing and we may.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "==> installing ${missing[*]} for the browser and proxy tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+    || echo "warning: could not install ${missing[*]}; those tests will be skipped"
 fi
+
+# Redis (TEST_REDIS_URL, default database 11 of 127.0.0.1:6379): the shared-cache tests use it when it answers.
+redis_url="${TEST_REDIS_URL:-redis://127.0.0.1:6379/11}"
+if python - "$redis_url" <<'PY' 2>/dev/null
+import sys, redis
+redis.Redis.from_url(sys.argv[1], socket_connect_timeout=3).ping()
+PY
+then export TEST_REDIS_URL="$redis_url"; else unset TEST_REDIS_URL; echo "==> no Redis at $redis_url: Redis tests skipped"; fi
 
 pg_url="${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/}"
 pg_url="${pg_url%/}"

@@ -108,3 +108,27 @@ def test_out_of_range_and_unreadable(tmp_path):
     truncated.write_bytes(HAMILTON.read_bytes()[:200_000])
     with pytest.raises(FrameReadError), FrameReader(truncated, index) as reader:
         reader.read(270)
+
+
+@pytest.mark.parametrize("name", ["hamilton.mp4", "facenet.mp4", "open-gop.mp4", "vfr.mkv", "facenet.ts"])
+def test_range_reads_are_exact_and_decode_each_frame_once(variants, name):
+    path = variants[name]
+    expected = sequential(path)
+    index = probe_video(path).index
+    last = len(index) - 1
+    for start, end in [(0, last), (1, 7), (last // 3, last - 5), (last, last)]:
+        with FrameReader(path, index) as reader:
+            got = [(n, digest(f)) for n, f in reader.iter_range(start, end)]
+            assert got == [(n, expected[n]) for n in range(start, end + 1)], (name, start, end)
+            keyframe = index.keyframe_at_or_before(start) or 0
+            # one pass from the keyframe: at most the frames before start in that GOP are extra
+            # (plus an open GOP's leading pictures, which a decoder must output too)
+            assert reader.frames_decoded <= end - keyframe + 1 + 4, (name, reader.frames_decoded)
+
+
+def test_range_outside_the_index_is_refused():
+    index = probe_video(HAMILTON).index
+    with FrameReader(HAMILTON, index) as reader:
+        for start, end in [(-1, 3), (3, 2), (0, 275)]:
+            with pytest.raises(IndexError):
+                list(reader.iter_range(start, end))

@@ -72,7 +72,8 @@ def test_same_choice_as_the_http_route(demo_traces, api_client, facenet):
     run("--workers", "2", "--file", facenet.file_uuid)
     warmed = {t.trace_id: (t.rep_frame_number, t.rep_x, t.rep_blur_score)
               for t in Trace.objects.filter(file=facenet)}
-    assert set(warmed) == {1, 2, 3, 4}
+    assert set(warmed) == set(Trace.objects.filter(file=facenet).values_list("trace_id", flat=True))
+    assert len(warmed) >= 10
     assert not Trace.objects.exclude(file=facenet).filter(rep_version__isnull=False).exists()
     # Forget the choices, let the route compute them one by one: the same faces, the same bytes.
     cached = {t: api_client.get(f"/api/v1/file/{facenet.file_uuid}/trace/{t}/thumbnail").content for t in warmed}

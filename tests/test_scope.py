@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from identities.models import Identity
+from media_api.models import Trace
 from momentry.models import UserScope
 from momentry.services import create_api_key
 from tests.conftest import FACENET_UUID, HAMILTON_UUID
@@ -134,14 +135,14 @@ def test_file_for_request_checks_credentials_on_plain_django_requests(rf, plain_
 @pytest.fixture
 def cast_in_two_files(hamilton, facenet):
     """Real traces with real face embeddings in both files; one named person in each file, one everywhere."""
-    from tests.test_suggestions import _bind, _load
+    from tests.test_suggestions import _bind, _load, traces_of
 
     _load(hamilton, "face_recognition_short_hamilton_clip")
     _load(facenet, "facenet_pytorch_video")
     performer = Identity.objects.create(name="Lin-Manuel Miranda")
-    boy = Identity.objects.create(name="Boy in grey hoodie")
-    _bind(hamilton, 1, performer)
-    _bind(facenet, 2, boy)
+    boy = Identity.objects.create(name="Boy in blue jacket")
+    _bind(hamilton, traces_of(hamilton, "Lin-Manuel Miranda")[0], performer)  # the wide shot
+    _bind(facenet, traces_of(facenet, "boy in blue jacket")[0], boy)
     fresh = Identity.objects.create(name="Nobody yet")  # no trace anywhere: shows no file's content
     return performer, boy, fresh
 
@@ -161,9 +162,12 @@ def test_two_scoped_keys_see_only_the_people_of_their_files(plain_user, hamilton
     assert names(everything) == {performer.name, boy.name, fresh.name}
 
     # Suggestions only draw on traces the caller may see: key B never learns the performer's name.
-    suggestions_a = key_a.get(f"/api/v1/file/{HAMILTON_UUID}/trace/2/suggestions").json()["suggestions"]
+    from tests.test_suggestions import traces_of
+
+    medium = traces_of(hamilton, "Lin-Manuel Miranda")[2]
+    suggestions_a = key_a.get(f"/api/v1/file/{HAMILTON_UUID}/trace/{medium}/suggestions").json()["suggestions"]
     assert [s["name"] for s in suggestions_a][:1] == [performer.name]
-    for trace_id in (1, 3, 4):
+    for trace_id in Trace.objects.filter(file=facenet).values_list("trace_id", flat=True):
         body = key_b.get(f"/api/v1/file/{FACENET_UUID}/trace/{trace_id}/suggestions").content.decode()
         assert performer.name not in body and performer.identity_uuid not in body
 
@@ -193,7 +197,7 @@ def test_scoped_writer_cannot_touch_people_of_other_files(plain_user, hamilton, 
     assert merge.status_code == 404 and merge.json()["error"]["details"]["identity_uuids"] == [
         performer.identity_uuid]
     bind = writer_b.post(f"/api/v1/identity/{fresh.identity_uuid}/bind/trace",
-                         {"file_uuid": FACENET_UUID, "trace_id": 4}, format="json")
+                         {"file_uuid": FACENET_UUID, "trace_id": 7}, format="json")
     assert bind.status_code == 200  # a person without traces can be given the caller's own traces
     performer.refresh_from_db()
     assert performer.name == "Lin-Manuel Miranda" and performer.status == "confirmed"

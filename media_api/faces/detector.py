@@ -1,81 +1,86 @@
-"""Face detection with dlib's HOG frontal-face detector (compiled into dlib; no model file).
+"""Face detection: what the pipeline asks of a detector, answered by BlazeFace (``blazeface.py``).
 
-Why HOG: on 2 CPU cores it is the fastest offline detector that ships with a wheel and
-finds frontal faces reliably (measurements in docs/faces.md). Its sliding window is 80x80 px,
-so frames are upsampled once when they are small (below 720 px high) and downscaled when they
-are larger than 1080 px high, which keeps the smallest findable face near 40 px in 360p video
-and the cost per frame bounded for 4K video.
+The pipeline needs boxes in display pixels of the full frame with a 0..1 confidence; the
+BlazeFace module decides tiling, scales and verification itself. Why BlazeFace (and not dlib's
+HOG, the first detector): measured recall, precision and speed are in docs/faces.md.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import dlib
 import numpy as np
 
-#: HOG score threshold (dlib's ``adjust_threshold``); 0.0 is dlib's own default.
-SCORE_THRESHOLD = 0.0
-#: Frames are downscaled to at most this height before detection.
-MAX_WORK_HEIGHT = 1080
-#: Frames (after downscaling) lower than this are upsampled once by the detector.
-UPSAMPLE_BELOW_HEIGHT = 720
+from media_api.faces.blazeface import BlazeFaceDetector
 
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face box in display pixels of the original frame (clamped inside it)."""
+    """A face box in display pixels of the original frame (inside it) and the detector's score 0..1."""
 
     x: int
     y: int
     width: int
     height: int
     score: float
+    #: BlazeFace's six points (frame pixels): right eye, left eye, nose tip, mouth, right ear, left ear.
+    keypoints: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def frontal(self) -> float:
+        """1 for a face looking at the camera, 0 for a profile: where the nose lies between the ears.
+
+        The face embedding is only reliable on faces that are not turned much (dlib's model was
+        trained on mostly frontal faces); unknown (no keypoints) counts as frontal.
+        """
+        if len(self.keypoints) < 6:
+            return 1.0
+        nose, right_ear, left_ear = self.keypoints[2][0], self.keypoints[4][0], self.keypoints[5][0]
+        span = left_ear - right_ear
+        if abs(span) < 1e-6:
+            return 0.0
+        position = (nose - right_ear) / span
+        return max(0.0, min(1.0, 1.0 - 2.0 * abs(position - 0.5)))
 
     @property
     def confidence(self) -> float:
-        """The HOG score mapped to 0..1 (logistic; score 0 → 0.5, 1 → 0.88, 2 → 0.98)."""
-        return round(1.0 / (1.0 + math.exp(-2.0 * self.score)), 4)
+        return round(float(self.score), 4)
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.x, self.y, self.width, self.height
 
     def rect(self) -> dlib.rectangle:
         return dlib.rectangle(self.x, self.y, self.x + self.width - 1, self.y + self.height - 1)
 
 
-def work_size(width: int, height: int) -> tuple[int, int, float, int]:
-    """(work width, work height, scale, upsample count) for a frame of ``width`` x ``height``."""
-    scale = min(1.0, MAX_WORK_HEIGHT / height)
-    work_w = max(1, int(round(width * scale))) // 2 * 2
-    work_h = max(1, int(round(height * scale))) // 2 * 2
-    upsample = 1 if work_h < UPSAMPLE_BELOW_HEIGHT else 0
-    return work_w, work_h, scale, upsample
-
-
-def clamp_box(left: float, top: float, right: float, bottom: float, width: int, height: int) -> tuple[int, ...] | None:
-    """Integer (x, y, w, h) clamped inside the frame, or None when nothing is left."""
-    x0 = max(0, min(width - 1, int(round(left))))
-    y0 = max(0, min(height - 1, int(round(top))))
-    x1 = max(0, min(width, int(round(right))))
-    y1 = max(0, min(height, int(round(bottom))))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
-    return x0, y0, x1 - x0, y1 - y0
-
-
 class FaceDetector:
-    """Finds frontal faces in an RGB frame; one instance per thread (dlib objects are not shared)."""
+    """Finds faces in an RGB frame of any size. One instance per thread of work (it holds an interpreter)."""
 
-    def __init__(self, threshold: float = SCORE_THRESHOLD) -> None:
-        self._detector = dlib.get_frontal_face_detector()
-        self.threshold = threshold
+    def __init__(self, threads: int = 2) -> None:
+        self._detector = BlazeFaceDetector(threads=threads)
 
-    def detect(self, work_rgb: np.ndarray, scale: float, upsample: int, frame_w: int, frame_h: int) -> list[Face]:
-        """Faces in ``work_rgb`` (the frame resized by ``scale``), mapped back to frame pixels."""
-        rects, scores, _ = self._detector.run(work_rgb, upsample, self.threshold)
-        faces: list[Face] = []
-        for rect, score in zip(rects, scores, strict=True):
-            box = clamp_box(rect.left() / scale, rect.top() / scale, (rect.right() + 1) / scale,
-                            (rect.bottom() + 1) / scale, frame_w, frame_h)
-            if box is not None:
-                faces.append(Face(*box, score=float(score)))
-        return faces
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        return [Face(f.x, f.y, f.width, f.height, float(f.score), tuple(f.keypoints))
+                for f in self._detector.detect(rgb) if f.width >= 2 and f.height >= 2]
+
+
+#: Runtime threads of a detector in a worker process (the main process decodes and tracks meanwhile).
+WORKER_THREADS = 1
+
+
+@lru_cache(maxsize=1)
+def _worker_detector() -> FaceDetector:
+    return FaceDetector(threads=WORKER_THREADS)
+
+
+def load_detector() -> None:
+    """Load the models once (in a worker process, before the first frame arrives)."""
+    _worker_detector()
+
+
+def detect(rgb: np.ndarray) -> list[Face]:
+    """Faces of one frame, with this process's detector (what a detection worker runs)."""
+    return _worker_detector().detect(rgb)

@@ -1,8 +1,13 @@
-"""128-d face embeddings with dlib's ResNet (face_recognition_model_v1) and 5-point landmarks.
+"""128-d face embeddings with dlib's ResNet (face_recognition_model_v1) on 5-point aligned face chips.
 
 The model files come from the ``face-recognition-models`` package. Its ``__init__`` imports
 ``pkg_resources`` (gone from setuptools ≥ 81), so the files are located with
 ``importlib.util.find_spec`` without importing the package.
+
+An embedding costs about 80 ms on one core and dlib holds the GIL while computing it, so the
+pipeline computes them in a worker process (:mod:`media_api.faces.workers`): the main process
+aligns the face (5 landmarks and a 150x150 chip, ~1 ms) and sends the chip; the worker returns
+the vector (:func:`embed_chip`).
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from pathlib import Path
 import dlib
 import numpy as np
 
-from media_api.faces.detector import Face
-
 EMBEDDING_DIM = 128
-#: Distance under which dlib's model says "same person" (its documented 0.6 operating point).
+#: Distance under which dlib's model says "same person" for two single faces (its documented 0.6).
 SAME_PERSON_DISTANCE = 0.6
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
 
 
 class ModelFilesMissing(RuntimeError):
@@ -37,23 +42,31 @@ def models_dir() -> Path:
     return directory
 
 
-class FaceEmbedder:
-    """Aligns each face on 5 landmarks and computes its 128-d descriptor (L2 norm ≈ 1)."""
+@lru_cache(maxsize=1)
+def _shape_predictor() -> dlib.shape_predictor:
+    return dlib.shape_predictor(str(models_dir() / "shape_predictor_5_face_landmarks.dat"))
 
-    def __init__(self) -> None:
-        directory = models_dir()
-        self._shapes = dlib.shape_predictor(str(directory / "shape_predictor_5_face_landmarks.dat"))
-        self._net = dlib.face_recognition_model_v1(str(directory / "dlib_face_recognition_resnet_model_v1.dat"))
 
-    def embed(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """One float32 row per face, in the order given."""
-        if not faces:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        shapes = dlib.full_object_detections()
-        for face in faces:
-            shapes.append(self._shapes(rgb, face.rect()))
-        descriptors = self._net.compute_face_descriptor(rgb, shapes)
-        return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)
+@lru_cache(maxsize=1)
+def _network() -> dlib.face_recognition_model_v1:
+    return dlib.face_recognition_model_v1(str(models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
+
+
+def face_chip(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The face aligned on its 5 landmarks: a CHIP_SIZE x CHIP_SIZE RGB image (what the network reads)."""
+    x, y, w, h = box
+    shape = _shape_predictor()(rgb, dlib.rectangle(x, y, x + w - 1, y + h - 1))
+    return dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+
+
+def embed_chip(chip: np.ndarray) -> np.ndarray:
+    """The 128-d descriptor of one aligned chip (float32, L2 norm ≈ 1)."""
+    return np.asarray(_network().compute_face_descriptor(chip), dtype=np.float32)
+
+
+def load_network() -> None:
+    """Load the ResNet once (in a worker process, before the first chip arrives)."""
+    _network()
 
 
 def normalise(vector: np.ndarray) -> np.ndarray:

@@ -1,86 +1,78 @@
-"""Decode a video, detect and embed faces on every K-th frame, track them, store traces.
+"""Face analysis of a video, or of a span of it: detect, follow on every frame, embed — no database.
 
-Frame numbers are decode-order presentation indices (spec §1): frame N is the N-th frame
-PyAV decodes. Every frame is looked at for scene cuts (a 64x36 grey thumbnail, cheap), but
-faces are detected only on sampled frames: every ``stride``-th frame, plus the first frame
-after each cut so new shots start their traces at once.
+Frames come from the FFmpeg layer's :class:`~media_api.ffmpeg.frames.FrameReader` (frame N is
+the N-th picture a decoder outputs, recognised by its pts from the registered frame index), so
+a span starts exactly on its first frame — what a chunk of a long film needs. Every frame is
+looked at for scene cuts and followed by the trackers (a grey image, no colour conversion);
+faces are detected on sampled frames — every ``stride``-th frame of the file and the first
+frame after each cut, a choice that does not depend on where a span starts — in a worker
+process that runs ahead of the tracker, and a few faces per track are embedded in another.
+
+Writing the result is :mod:`media_api.services.faces`' job.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-from django.db import transaction
 from tqdm import tqdm
 
-from media_api.faces.detector import FaceDetector, work_size
-from media_api.faces.embeddings import FaceEmbedder, from_bytes, normalise, to_bytes
-from media_api.faces.tracker import Track, Tracker
-from media_api.models import Detection, MediaFile, Trace
+from media_api.faces.cuts import SceneCutDetector
+from media_api.faces.detector import detect, load_detector
+from media_api.faces.embeddings import embed_chip, face_chip, load_network
+from media_api.faces.tracker import FaceTracker, Track
+from media_api.faces.workers import Worker
+from media_api.ffmpeg.frames import FrameReader
+from media_api.ffmpeg.index import FrameIndexData
 
 #: Faces are detected about this many times per second of video by default.
 SAMPLES_PER_SECOND = 5
-#: Mean absolute grey difference (0..1) between consecutive thumbnails that marks a cut.
-CUT_PIXEL_DIFF = 0.08
-#: Grey-histogram change (total variation, 0..1) that marks a cut.
-CUT_HIST_DIFF = 0.25
-#: A track unseen for this many seconds ends.
-MAX_GAP_SECONDS = 1.0
-#: Traces with fewer detections are dropped.
-MIN_FACES = 3
-
-
-class FrameCountMismatch(RuntimeError):
-    """PyAV decoded a different number of frames than the registered frame index holds."""
-
-
-class FacesAlreadyDetected(Exception):
-    """The file already has traces; pass ``replace=True`` to discard them and detect again."""
+#: The detector may run this many samples ahead of the tracker (frames wait in memory meanwhile).
+LOOKAHEAD = 2
+#: Pixel formats whose first plane is the 8-bit luma, read without any conversion.
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 
 
 @dataclass
 class FaceAnalysis:
-    """What the pipeline found in one video (not yet stored)."""
+    """What the pipeline found in a span of one video (not yet stored)."""
 
     tracks: list[Track]
+    start: int
+    end: int
     frames_decoded: int
     frames_sampled: int
     cuts: list[int]
     seconds: float
     stride: int
     faces_embedded: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Detections in the spec §7 import format; trace ids are 1.. in order of first frame."""
+        """Detections in the import format (with ``origin``); trace ids are 1.. in order of first frame."""
         rows = []
         for trace_id, track in enumerate(self.tracks, start=1):
-            for frame_number, face in zip(track.frames, track.faces, strict=True):
-                rows.append({"trace_id": trace_id, "frame_number": frame_number, "x": face.x, "y": face.y,
-                             "width": face.width, "height": face.height, "confidence": face.confidence,
-                             "label": "face"})
+            for frame, box, detected, score in zip(track.frames, track.boxes, track.detected, track.scores,
+                                                   strict=True):
+                rows.append({"trace_id": trace_id, "frame_number": frame, "x": box[0], "y": box[1],
+                             "width": box[2], "height": box[3], "confidence": round(float(score), 4),
+                             "label": "face", "origin": "detected" if detected else "tracked"})
         return rows
 
     def trace_embeddings(self) -> dict[int, np.ndarray]:
-        return {trace_id: track.mean_embedding() for trace_id, track in enumerate(self.tracks, start=1)}
-
-
-@dataclass
-class DetectResult:
-    """Summary of one ``detect_faces`` run (what the command prints and a task reports)."""
-
-    file_uuid: str
-    detections: int
-    traces: int
-    frames_decoded: int
-    frames_sampled: int
-    cuts: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    stride: int = 1
+        embeddings = {}
+        for trace_id, track in enumerate(self.tracks, start=1):
+            vector = track.mean_embedding()
+            if vector is not None:
+                embeddings[trace_id] = vector
+        return embeddings
 
 
 def default_stride(fps: float) -> int:
@@ -88,120 +80,104 @@ def default_stride(fps: float) -> int:
     return max(1, int(round(fps / SAMPLES_PER_SECOND)))
 
 
-class SceneCutDetector:
-    """Flags a frame whose thumbnail differs sharply from the previous frame's."""
-
-    def __init__(self) -> None:
-        self._previous: tuple[np.ndarray, np.ndarray] | None = None
-
-    def is_cut(self, grey: np.ndarray) -> bool:
-        grey = grey.astype(np.float32)
-        hist = np.histogram(grey, bins=32, range=(0, 256))[0] / grey.size
-        previous, self._previous = self._previous, (grey, hist)
-        if previous is None:
-            return False
-        pixel_diff = float(np.abs(grey - previous[0]).mean()) / 255.0
-        hist_diff = float(np.abs(hist - previous[1]).sum()) / 2.0
-        return pixel_diff >= CUT_PIXEL_DIFF or hist_diff >= CUT_HIST_DIFF
+def luma(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's grey (luma) image, without a colour conversion for the usual formats."""
+    if frame.format.name in _LUMA_FIRST:
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+    return frame.to_ndarray(format="gray")
 
 
-def analyse_video(path: str | Path, fps: float, stride: int | None = None, progress: bool = False,
-                  total_frames: int | None = None) -> FaceAnalysis:
-    """Run detection, embedding and tracking over the whole video (no database access)."""
+@dataclass
+class _Frame:
+    """A decoded frame waiting for its turn in the tracker (and, if sampled, for its detections)."""
+
+    number: int
+    image: np.ndarray  # the tracker's grey image
+    cut: bool
+    rgb: np.ndarray | None = None
+    faces: Future | None = None
+
+
+def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start: int = 0, end: int | None = None,
+                  stride: int | None = None, progress: bool = False, workers: bool = True) -> FaceAnalysis:
+    """Detect, follow and embed the faces of frames ``start..end`` (inclusive; default: the whole file).
+
+    Three processes share the work: this one decodes, finds cuts and tracks; a detector worker
+    runs BlazeFace on the sampled frames, up to :data:`LOOKAHEAD` samples ahead of the tracker;
+    an embedding worker computes face embeddings. ``workers=False`` runs everything inline.
+    """
     if stride is not None and stride < 1:
         raise ValueError("stride must be at least 1")
-    started = time.perf_counter()
+    end = len(index) - 1 if end is None else end
     stride = stride or default_stride(fps)
-    detector = FaceDetector()
-    embedder = FaceEmbedder()
-    tracker = Tracker(max_gap=max(stride, int(round(fps * MAX_GAP_SECONDS))), stride=stride, min_faces=MIN_FACES)
-    cuts_detector = SceneCutDetector()
-    cuts: list[int] = []
-    sampled = 0
-    decoded = 0
-    next_sample = 0
-    embedded = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        bar = tqdm(total=total_frames or stream.frames or None, unit="frame", disable=not progress,
-                   desc=Path(path).name[:30])
-        for frame_number, frame in enumerate(container.decode(stream)):
-            decoded += 1
+    started = time.perf_counter()
+    count = 1 if workers else 0
+    with Worker("detector", load_detector, count) as detector, Worker("embedding", load_network, count) as embedder, \
+            FrameReader(path, index) as reader:
+        state = _Run(fps=fps, embedder=embedder)
+        cut_detector = SceneCutDetector()
+        waiting: deque[_Frame] = deque()
+        bar = tqdm(total=end - start + 1, unit="frame", disable=not progress, desc=Path(path).name[:30])
+        for number, frame in reader.iter_range(start, end):
+            grey = luma(frame)
+            if state.tracker is None:
+                state.tracker = FaceTracker(frame.width, frame.height, fps)
+            image = state.tracker.track_image(grey)
+            cut = cut_detector.is_cut(image) and number > start
+            item = _Frame(number, image, cut)
+            if cut or number == start or number % stride == 0:  # a sample: to the detector, now
+                item.rgb = frame.to_ndarray(format="rgb24")
+                item.faces = detector.submit(detect, item.rgb)
+            waiting.append(item)
+            while waiting and (waiting[0].faces is None or waiting[0].faces.done()
+                               or sum(w.faces is not None for w in waiting) > LOOKAHEAD):
+                state.process(waiting.popleft())
+                bar.update(1)
+        while waiting:
+            state.process(waiting.popleft())
             bar.update(1)
-            if cuts_detector.is_cut(frame.to_ndarray(format="gray", width=64, height=36)):
-                cuts.append(frame_number)
-                tracker.cut()
-                next_sample = frame_number
-            if frame_number < next_sample:
-                continue
-            next_sample = frame_number + stride
-            sampled += 1
-            embedded += _detect_on_frame(frame, frame_number, detector, embedder, tracker)
         bar.close()
-    return FaceAnalysis(tracks=tracker.finish(), frames_decoded=decoded, frames_sampled=sampled, cuts=cuts,
-                        seconds=time.perf_counter() - started, stride=stride, faces_embedded=embedded)
+        clock = time.perf_counter()
+        tracks = state.tracker.finish() if state.tracker is not None else []
+        state.timings["finish"] = time.perf_counter() - clock
+    return FaceAnalysis(tracks=tracks, start=start, end=end, frames_decoded=state.frames, frames_sampled=state.samples,
+                        cuts=state.cuts, seconds=time.perf_counter() - started, stride=stride,
+                        faces_embedded=sum(len(t.embeddings) for t in tracks), timings=state.timings)
 
 
-def _detect_on_frame(frame: av.VideoFrame, frame_number: int, detector: FaceDetector, embedder: FaceEmbedder,
-                     tracker: Tracker) -> int:
-    width, height = frame.width, frame.height
-    work_w, work_h, scale, upsample = work_size(width, height)
-    rgb = frame.to_ndarray(format="rgb24")
-    work = rgb if scale == 1.0 else frame.to_ndarray(format="rgb24", width=work_w, height=work_h)
-    scale_used = work_w / width if scale != 1.0 else 1.0
-    faces = detector.detect(work, scale_used, upsample, width, height)
-    return tracker.update(frame_number, faces, lambda chosen: embedder.embed(rgb, chosen))
+@dataclass
+class _Run:
+    """The tracker's side of one analysis: frames in order, detections as they arrive, chips to embed."""
+
+    fps: float
+    embedder: Worker
+    tracker: FaceTracker | None = None
+    frames: int = 0
+    samples: int = 0
+    cuts: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("track", "wait_detector", "embed"), 0.0))
+
+    def process(self, item: _Frame) -> None:
+        self.frames += 1
+        if item.cut:
+            self.cuts.append(item.number)
+            self.tracker.cut()
+        clock = time.perf_counter()
+        self.tracker.advance(item.number, item.image)
+        self.timings["track"] += time.perf_counter() - clock
+        if item.faces is None:
+            return
+        self.samples += 1
+        clock = time.perf_counter()
+        faces = item.faces.result()
+        self.timings["wait_detector"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        for track, face in self.tracker.observe(item.number, item.image, faces):
+            if self.tracker.wants_embedding(track, face, item.number):
+                track.embeddings.append(self.embedder.submit(embed_chip, face_chip(item.rgb, face.box)))
+                track.last_embedded, track.embedded_height = item.number, face.height
+        self.timings["embed"] += time.perf_counter() - clock
 
 
-def store_analysis(media_file: MediaFile, analysis: FaceAnalysis, replace: bool = False) -> tuple[int, int]:
-    """Write detections, traces and trace embeddings in one transaction; (detections, traces)."""
-    from media_api.services.detections_import import import_detections
-
-    rows = analysis.rows()
-    with transaction.atomic():
-        existing = Trace.objects.filter(file=media_file)
-        if existing.exists():
-            if not replace:
-                raise FacesAlreadyDetected(
-                    f"{media_file.file_uuid} already has traces; use --replace to detect again")
-            # Old trace ids would otherwise keep their identity bindings on different people.
-            Detection.objects.filter(file=media_file).delete()
-            existing.delete()
-        if not rows:
-            return 0, 0
-        result = import_detections(media_file, rows)
-        store_trace_embeddings(media_file, analysis.trace_embeddings())
-    return result.detections, result.traces_touched
-
-
-def store_trace_embeddings(media_file: MediaFile, embeddings: dict[int, Any]) -> int:
-    """Set ``Trace.embedding`` (float32 bytes, L2-normalised) by trace_id; returns traces updated.
-
-    Also used by the demo loader for the ``trace_embeddings`` key of demo/detections/*.json.
-    """
-    traces = list(Trace.objects.filter(file=media_file, trace_id__in=[int(k) for k in embeddings]))
-    by_id = {int(k): v for k, v in embeddings.items()}
-    for trace in traces:
-        trace.embedding = to_bytes(normalise(np.asarray(by_id[trace.trace_id], dtype=np.float32)))
-    Trace.objects.bulk_update(traces, ["embedding"], batch_size=1000)
-    return len(traces)
-
-
-def detect_faces(media_file: MediaFile, stride: int | None = None, replace: bool = False,
-                 progress: bool = True) -> DetectResult:
-    """Detect, embed and track faces in a registered file and store the traces (the task entry point)."""
-    analysis = analyse_video(media_file.path, media_file.fps, stride=stride, progress=progress,
-                             total_frames=media_file.total_frames)
-    if analysis.frames_decoded != media_file.total_frames:
-        # Frame numbers would not match the registered frame index; refuse rather than misplace boxes.
-        raise FrameCountMismatch(f"decoded {analysis.frames_decoded} frames, the frame index has "
-                           f"{media_file.total_frames}")
-    detections, traces = store_analysis(media_file, analysis, replace=replace)
-    return DetectResult(file_uuid=media_file.file_uuid, detections=detections, traces=traces,
-                        frames_decoded=analysis.frames_decoded, frames_sampled=analysis.frames_sampled,
-                        cuts=analysis.cuts, seconds=analysis.seconds, stride=analysis.stride)
-
-
-__all__ = ["DetectResult", "FaceAnalysis", "FacesAlreadyDetected", "FrameCountMismatch", "analyse_video",
-           "default_stride", "detect_faces", "from_bytes", "store_analysis", "store_trace_embeddings"]
+__all__ = ["FaceAnalysis", "analyse_video", "default_stride", "luma"]

@@ -15,7 +15,9 @@ previous keyframe and, last, to the start of the file, so a bad seek costs time,
 a wrong frame.
 
 The batch form sorts the wanted frames, groups them by keyframe and decodes each group's GOP
-once, in file order (representative faces and bulk prewarm read many frames per pass).
+once, in file order (representative faces and bulk prewarm read many frames per pass). The
+range form (:meth:`FrameReader.iter_range`) decodes a contiguous span once, from the keyframe
+at or before its first frame (face analysis, whole or in chunks).
 """
 
 from __future__ import annotations
@@ -76,6 +78,20 @@ class FrameReader:
             raise IndexError(f"frame numbers must be within 0..{total - 1}")
         for keyframe, group in self._groups(wanted):
             yield from self._read_group(keyframe, group)
+
+    def iter_range(self, start: int, end: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Every frame from ``start`` to ``end`` (inclusive), in order, each decoded once.
+
+        One seek to the keyframe at or before ``start``, then a continuous decode across GOP
+        boundaries (no re-seek per GOP, so frame threading stays busy): what a chunk of a long
+        video needs to start exactly on frame N (face analysis, chunked jobs). Frames are
+        recognised by their pts, so the first one is exactly ``start``.
+        """
+        total = len(self.index)
+        if not 0 <= start <= end < total:
+            raise IndexError(f"frame range must be within 0..{total - 1}")
+        keyframe = self.index.keyframe_at_or_before(start) or 0
+        yield from self._read_group(keyframe, list(range(start, end + 1)))
 
     def _groups(self, wanted: list[int]) -> Iterator[tuple[int, list[int]]]:
         group: list[int] = []

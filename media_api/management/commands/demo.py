@@ -1,11 +1,11 @@
 """manage.py demo — the demo clips with their traces, named people, a user and an API key.
 
-Traces come from the project's own face pipeline (``detect_faces``: dlib HOG detection,
-ResNet embeddings, tracker), run on each clip that has none yet; the output is deterministic
-and equals ``demo/detections/*.json``. A few people are then named from
-``demo/identities.json`` (picked by looking at the faces; trace 4 of the facenet clip and
-trace 3 of the Hamilton clip are left unbound for staff to name) and every trace's face and
-thumbnail are prewarmed so the admin shows faces at once.
+Traces come from the project's own face pipeline (``detect_faces``: BlazeFace detection,
+MOSSE tracking on every frame, dlib ResNet embeddings), run on each clip that has none yet.
+A few people are then named from ``demo/identities.json``: each entry names a person by where
+they are (a point on a frame, picked by looking at the video), so the names land on the right
+traces whatever numbers the pipeline gives them; others are left for staff to name. Every
+trace's face and thumbnail are prewarmed so the admin shows faces at once.
 
 Idempotent: running it again re-uses what exists (same file_uuids, traces, identities) and
 issues a fresh API key.
@@ -21,11 +21,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import F
 
 from identities.cooccurrence import first_cooccurrence
 from identities.models import Identity
-from media_api.faces.pipeline import detect_faces
-from media_api.models import Trace
+from media_api.services.faces import detect_faces
+from media_api.models import Detection, Trace
 from media_api.services.files import register_file
 
 DEMO_DIR = Path(settings.BASE_DIR) / "demo"
@@ -60,7 +61,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def _name_people(self, files) -> list[Identity]:
-        """Bind the traces listed in demo/identities.json (picked by looking at their faces)."""
+        """Bind the traces that demo/identities.json points at (``at``: [frame, x, y] inside the person's face)."""
         path = DEMO_DIR / "identities.json"
         if not path.exists():
             return []
@@ -73,8 +74,12 @@ class Command(BaseCommand):
             identity = Identity.objects.filter(name=entry["name"]).order_by("id").first()
             if identity is None:
                 identity = Identity.objects.create(name=entry["name"], metadata=entry.get("metadata", {}))
-            Trace.objects.filter(file=media_file, trace_id__in=entry["traces"], identity__isnull=True).update(
-                identity=identity)
+            traces = set()
+            for frame, x, y in entry["at"]:
+                traces |= set(Detection.objects.filter(
+                    file=media_file, frame_number=frame, x__lte=x, y__lte=y,
+                    x__gt=x - F("width"), y__gt=y - F("height")).values_list("trace_id", flat=True))
+            Trace.objects.filter(pk__in=traces, identity__isnull=True).update(identity=identity)
             named[identity.identity_uuid] = identity
         return list(named.values())
 

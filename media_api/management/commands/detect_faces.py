@@ -8,12 +8,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from media_api.faces.embeddings import ModelFilesMissing
-from media_api.faces.pipeline import FaceAnalysis, FacesAlreadyDetected, analyse_video, store_analysis
-from media_api.models import MediaFile
+from media_api.faces.pipeline import FaceAnalysis, analyse_video
+from media_api.models import MediaFile, Trace
+from media_api.services.faces import FacesAlreadyDetected, store_analysis
+from media_api.services.files import frame_index_for
 
 
 def export_analysis(analysis: FaceAnalysis, path: Path) -> None:
-    """Write the detections in the spec §7 import format, plus per-trace embeddings."""
+    """Write the detections in the import format (with origin), plus per-trace embeddings."""
     payload = {
         "detections": analysis.rows(),
         "trace_embeddings": {str(k): [round(float(v), 6) for v in vec]
@@ -24,14 +26,15 @@ def export_analysis(analysis: FaceAnalysis, path: Path) -> None:
 
 
 class Command(BaseCommand):
-    help = "Detect faces (dlib HOG), embed them (dlib ResNet) and follow them into traces; stores detections."
+    help = ("Detect faces (BlazeFace), follow them on every frame (MOSSE), embed them (dlib ResNet) and store the "
+            "traces; a re-run with --replace keeps people named where the new trace is the same person.")
 
     def add_arguments(self, parser):
         parser.add_argument("file_uuid", nargs="+")
         parser.add_argument("--stride", type=int, default=None,
-                            help="detect on every K-th frame (default: about 5 per second)")
+                            help="detect on every K-th frame (default: about 5 per second); tracking fills the rest")
         parser.add_argument("--replace", action="store_true",
-                            help="delete the file's traces (and their identity bindings) first")
+                            help="replace the file's traces (bound people carry over to the matching new traces)")
         parser.add_argument("--export-dir", default=None,
                             help="also write <file name>.json in the import format to this directory")
 
@@ -43,26 +46,30 @@ class Command(BaseCommand):
             media_file = MediaFile.objects.filter(file_uuid=value.lower()).first()
             if media_file is None:
                 raise CommandError(f"unknown file_uuid: {value}")
+            if not replace and Trace.objects.filter(file=media_file).exists():
+                raise CommandError(f"{media_file.file_uuid} already has traces; use --replace to detect again")
             files.append(media_file)
         progress = options.get("verbosity", 1) >= 1
         for media_file in files:
             try:
-                analysis = analyse_video(media_file.path, media_file.fps, stride=stride, progress=progress,
-                                         total_frames=media_file.total_frames)
+                analysis = analyse_video(media_file.path, frame_index_for(media_file), media_file.fps,
+                                         stride=stride, progress=progress)
             except ModelFilesMissing as exc:
                 raise CommandError(str(exc)) from None
             if analysis.frames_decoded != media_file.total_frames:
                 raise CommandError(f"{media_file.name}: decoded {analysis.frames_decoded} frames, the frame index "
                                    f"has {media_file.total_frames}; nothing was written")
             try:
-                detections, traces = store_analysis(media_file, analysis, replace=replace)
+                result = store_analysis(media_file, analysis, replace=replace)
             except FacesAlreadyDetected as exc:
                 raise CommandError(str(exc)) from None
             if export_dir:
                 export_analysis(analysis, Path(export_dir) / f"{Path(media_file.name).stem}.json")
-            fps = analysis.frames_decoded / analysis.seconds if analysis.seconds else 0.0
+            speed = (analysis.frames_decoded / media_file.fps) / analysis.seconds if analysis.seconds else 0.0
+            kept = f"; {result.bindings_kept} trace(s) kept their person" if replace else ""
             self.stdout.write(
-                f"{media_file.file_uuid} {media_file.name}: {detections} detections in {traces} traces; "
-                f"{analysis.frames_sampled}/{analysis.frames_decoded} frames analysed (stride {analysis.stride}), "
-                f"scene cuts at {analysis.cuts or 'none'}; {analysis.seconds:.1f} s ({fps:.1f} frames/s)"
+                f"{media_file.file_uuid} {media_file.name}: {result.detections} detections "
+                f"({result.tracked} tracked) in {result.traces} traces; {analysis.frames_sampled}/"
+                f"{analysis.frames_decoded} frames through the detector (stride {analysis.stride}), scene cuts at "
+                f"{analysis.cuts or 'none'}; {analysis.seconds:.1f} s ({speed:.2f}x realtime){kept}"
             )
