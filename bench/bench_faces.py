@@ -1,20 +1,30 @@
-"""Face analysis speed on the two demo clips (goal: faster than realtime on the 360p clip, default stride).
+"""Face analysis: speed (goal ≥ 1× realtime at 1080p, ≥ 3× at 360p, on 2 cores), quality, and embedding distances.
 
-    .venv/bin/python bench/bench_faces.py [--runs 2]
+    .venv/bin/python bench/bench_faces.py [--runs 3]          # speed + recall/precision, both clips
+    .venv/bin/python bench/bench_faces.py --distances         # same-person vs different-person distances
 
-Uses a throw-away SQLite database in bench/out/. For each clip it times, in the same run:
-- the baseline: decoding every frame with PyAV (the floor for any pipeline that reads the video);
-- ``detect_faces`` (decode, scene cuts, detection, embedding, tracking, database write) at the
-  default stride, and the same with every detected face embedded (what skipping embeddings saves);
-- the two model costs on their own: HOG per analysed frame, ResNet embedding per face.
-Frames per second are decoded frames divided by wall time; "× realtime" is video duration / wall time.
+For each clip, in the same run: the baseline (PyAV decoding every frame, threaded: the floor for
+anything that reads the video), the whole pipeline (``analyse_video``: decode, cuts, detection on
+samples, tracking on every frame, embeddings — three processes) and ``detect_faces`` (the same plus
+the database write, SQLite). Wall seconds are medians; CPU seconds add this process and its worker
+processes. "effective cores" is measured too: two busy processes against one, because the machine is
+shared and what it lends varies from minute to minute. Recall/precision: bench/eval_faces.py's
+evaluation of the stored boxes on the hand-labelled frames.
+
+``--distances`` prints the distance between the trace embeddings of every pair of demo traces whose
+person is known (bench/faces_eval/people.json), split into same-person and different-person pairs:
+where the suggestion and clustering thresholds come from.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -28,10 +38,36 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "momentry.settings")
 os.environ.setdefault("MOMENTRY_DATA_DIR", tempfile.mkdtemp(prefix="faces-", dir=ROOT / "bench" / "out"))
 os.environ.pop("DATABASE_URL", None)
 
-CLIPS = ("face_recognition_short_hamilton_clip.mp4", "facenet_pytorch_video.mp4")
+CLIPS = ("face_recognition_short_hamilton_clip", "facenet_pytorch_video")
+PEOPLE = json.loads((ROOT / "bench" / "faces_eval" / "people.json").read_text())["clips"]
 
 
-def _decode_only(path: Path) -> float:
+def _spin(n: int = 15_000_000) -> None:
+    x = 0
+    for i in range(n):
+        x += i
+
+
+def effective_cores() -> float:
+    """How many cores two busy processes get right now (2.0 on an idle 2-core machine)."""
+    start = time.perf_counter()
+    _spin()
+    one = time.perf_counter() - start
+    procs = [multiprocessing.get_context("fork").Process(target=_spin) for _ in range(2)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return 2 * one / (time.perf_counter() - start)
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def decode_only(path: Path) -> float:
     import av
 
     start = time.perf_counter()
@@ -43,87 +79,112 @@ def _decode_only(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def _model_costs(path: Path, stride: int) -> tuple[float, float, int]:
-    """(ms of HOG per analysed frame, ms of embedding per face, faces) over the sampled frames."""
-    import av
-
-    from media_api.faces.detector import FaceDetector, work_size
-    from media_api.faces.embeddings import FaceEmbedder
-
-    detector, embedder = FaceDetector(), FaceEmbedder()
-    hog = emb = 0.0
-    frames = faces_total = 0
-    with av.open(str(path)) as container:
-        for number, frame in enumerate(container.decode(video=0)):
-            if number % stride:
-                continue
-            w, h, scale, upsample = work_size(frame.width, frame.height)
-            rgb = frame.to_ndarray(format="rgb24")
-            work = rgb if scale == 1.0 else frame.to_ndarray(format="rgb24", width=w, height=h)
-            t0 = time.perf_counter()
-            faces = detector.detect(work, w / frame.width, upsample, frame.width, frame.height)
-            t1 = time.perf_counter()
-            embedder.embed(rgb, faces)
-            t2 = time.perf_counter()
-            hog += t1 - t0
-            emb += t2 - t1
-            frames += 1
-            faces_total += len(faces)
-    return hog / frames * 1000, (emb / faces_total * 1000) if faces_total else 0.0, faces_total
+def person_of(track, persons: dict) -> str | None:
+    for name, points in persons.items():
+        for frame, x, y in points:
+            if frame in track.frames:
+                bx, by, bw, bh = track.boxes[track.frames.index(frame)]
+                if bx <= x < bx + bw and by <= y < by + bh:
+                    return name
+    return None
 
 
-def _timed_detect(media_file, runs: int):
-    from media_api.faces.pipeline import detect_faces
-
-    times, result = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = detect_faces(media_file, replace=True, progress=False)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=2)
-    args = parser.parse_args()
-
+def speed(runs: int) -> None:
     import django
 
     django.setup()
     from django.core.management import call_command
 
-    from media_api.faces import tracker
-    from media_api.services.files import register_file
+    from bench.eval_faces import evaluate, load_labels
+    from media_api.faces.pipeline import analyse_video
+    from media_api.services.faces import detect_faces
+    from media_api.services.files import frame_index_for, register_file
 
     call_command("migrate", verbosity=0)
+    labels = load_labels()
+    cores_before = effective_cores()
     rows = []
-    for name in CLIPS:
-        path = ROOT / "demo" / "media" / name
+    for stem in CLIPS:
+        path = ROOT / "demo" / "media" / f"{stem}.mp4"
         media_file = register_file(path).file
-        decode = statistics.median(_decode_only(path) for _ in range(args.runs))
-        seconds, result = _timed_detect(media_file, args.runs)
-        saved = tracker.SURE_IOU
-        tracker.SURE_IOU = 2.0  # no face joins on overlap alone: every face is embedded
-        try:
-            seconds_all, _ = _timed_detect(media_file, 1)
-        finally:
-            tracker.SURE_IOU = saved
-        hog_ms, emb_ms, faces = _model_costs(path, result.stride)
-        rows.append((media_file, decode, seconds, seconds_all, result, hog_ms, emb_ms, faces))
+        index = frame_index_for(media_file)
+        analyse_video(path, index, media_file.fps)  # warm the page cache and the imports
+        decodes, walls, cpus = [], [], []
+        for _ in range(runs):  # interleaved, so both see the same machine
+            decodes.append(decode_only(path))
+            cpu, start = cpu_seconds(), time.perf_counter()
+            analysis = analyse_video(path, index, media_file.fps)
+            walls.append(time.perf_counter() - start)
+            cpus.append(cpu_seconds() - cpu)
+        start = time.perf_counter()
+        stored = detect_faces(media_file, replace=True)
+        with_db = time.perf_counter() - start
+        boxes: dict[int, list] = {}
+        for row in analysis.rows():
+            boxes.setdefault(row["frame_number"], []).append((row["x"], row["y"], row["width"], row["height"]))
+        quality = evaluate(labels[stem], boxes)
+        rows.append((media_file, statistics.median(decodes), statistics.median(walls), statistics.median(cpus),
+                     with_db, stored, analysis, quality))
+    cores_after = effective_cores()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (nproc), load {os.getloadavg()[0]:.2f}, "
+          f"effective cores {cores_before:.2f} before / {cores_after:.2f} after, "
+          f"date {time.strftime('%Y-%m-%d %H:%M %Z')}, median of {runs} run(s)")
+    print("| clip | duration | decode only | pipeline (wall) | × realtime | pipeline / decode | CPU s (all processes) "
+          "| detect_faces incl. DB | samples | traces | boxes (tracked) | recall | precision |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for media_file, decode, wall, cpu, with_db, stored, analysis, quality in rows:
+        duration = media_file.total_frames / media_file.fps
+        clip = f"{media_file.name} ({media_file.width}x{media_file.height}, {media_file.fps:g} fps)"
+        print(f"| {clip} | {duration:.2f} s | {decode:.2f} s | {wall:.2f} s | **{duration / wall:.2f}×** "
+              f"| {wall / decode:.1f} | {cpu:.2f} | {with_db:.2f} s "
+              f"| {analysis.frames_sampled}/{analysis.frames_decoded} | {stored.traces} "
+              f"| {stored.detections} ({stored.tracked}) | {quality['recall']:.1%} | {quality['precision']:.1%} |")
+    for media_file, *_, analysis, _ in rows:
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in analysis.timings.items())
+        print(f"  {media_file.name}: main-process time by step: {parts}; {analysis.faces_embedded} faces embedded")
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (nproc), date {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-          f"median of {args.runs} run(s)")
-    print("| clip | decode only (baseline) | detect_faces, default stride | × realtime | ratio to decode | "
-          "every face embedded | analysed frames | detections | traces | HOG / frame | embedding / face |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for media_file, decode, seconds, seconds_all, result, hog_ms, emb_ms, _ in rows:
-        frames = media_file.total_frames
-        print(f"| {media_file.name} ({media_file.width}x{media_file.height}, {media_file.fps:g} fps, {frames} frames) "
-              f"| {frames / decode:.0f} fps | {seconds:.2f} s = {frames / seconds:.1f} fps (stride {result.stride}) "
-              f"| {media_file.duration / seconds:.2f}× | {seconds / decode:.1f}× | {seconds_all:.2f} s "
-              f"| {result.frames_sampled} | {result.detections} | {result.traces} | {hog_ms:.0f} ms "
-              f"| {emb_ms:.0f} ms |")
+
+def distances() -> None:
+    import numpy as np
+
+    from media_api.faces.pipeline import analyse_video
+    from media_api.ffmpeg.probe import probe_video
+
+    vectors = []
+    for stem in CLIPS:
+        path = ROOT / "demo" / "media" / f"{stem}.mp4"
+        probe = probe_video(path)
+        analysis = analyse_video(path, probe.index, float(probe.fps))
+        for number, track in enumerate(analysis.tracks, start=1):
+            vector, who = track.mean_embedding(), person_of(track, PEOPLE[stem])
+            status = "embedding" if vector is not None else "no embedding"
+            print(f"{stem[:12]} trace {number:2d} {track.start:3d}-{track.end:3d} {status:12s} {who}")
+            if vector is not None and who is not None:
+                vectors.append((f"{stem[:8]}#{number}", who, vector))
+    same, diff = [], []
+    for (a, who_a, va), (b, who_b, vb) in itertools.combinations(vectors, 2):
+        distance = float(np.linalg.norm(va - vb))
+        (same if who_a == who_b else diff).append((distance, a, b, who_a, who_b))
+    print(f"\nsame person ({len(same)} pairs):")
+    for d, a, b, who, _ in sorted(same):
+        print(f"  {d:.3f}  {a} {b}  {who}")
+    values = sorted(d for d, *_ in diff)
+    q = np.quantile(values, [0.05, 0.5, 0.95]) if values else [float("nan")] * 3
+    print(f"different people ({len(diff)} pairs): min {values[0]:.3f}, 5% {q[0]:.3f}, median {q[1]:.3f}, "
+          f"95% {q[2]:.3f}, max {values[-1]:.3f}; nearest:")
+    for d, a, b, who_a, who_b in sorted(diff)[:5]:
+        print(f"  {d:.3f}  {a} {b}  {who_a} / {who_b}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--distances", action="store_true")
+    args = parser.parse_args()
+    if args.distances:
+        distances()
+    else:
+        speed(args.runs)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ Euclidean between those unit vectors (0 = identical, 2 = opposite).
 
 The thresholds come from the demo traces, where we know who is who (bench/faces_eval/people.json,
 measured by ``bench/bench_faces.py --distances``; docs/faces.md): with embeddings taken only from
-usable faces (at least 32 px, turned less than about 45°, detector score ≥ 0.6), the one pair of
-traces of the same person that both have an embedding (the performer in the wide and the medium
-shot) is 0.371 apart, and the 26 pairs of different people are 0.420 to 0.63 apart (5 % below
-0.447, median 0.513). 0.40 separates them: closer is a confident match (one click in the admin,
+usable faces (at least 32 px, turned less than about 45°, detector score ≥ 0.6), the two pairs of
+traces of one person that both have an embedding (the performer in the wide and the medium shot;
+a woman before and after she is hidden by the boy) are 0.371 and 0.349 apart, and the 34 pairs of
+different people 0.420 to 0.629 (5 % below 0.441, median 0.507). 0.40 separates them: closer is a
+confident match (one click in the admin,
 clustering), 0.40–0.45 a weak one (shown, marked weak), farther is not offered ("no confident
 match"). Profile-only and tiny traces get no embedding at all rather than a misleading one.
 """

@@ -167,7 +167,7 @@ class TraceAdmin(admin.ModelAdmin):
     def suggestions(self, obj: Trace) -> str:
         """Named people whose traces look like this one (face-embedding distance, nearest first)."""
         if obj.embedding is None:
-            return "— (no face embedding: traces from detect_faces have one)"
+            return "— (no face embedding: imported detections, or only profile, tiny or unsure faces)"
         found = suggest_identities(obj)
         if not found:
             return "— (nobody named looks like this face yet)"

@@ -57,7 +57,9 @@ def cli_blur(plane: np.ndarray, row: dict) -> float:
 
 def expected_choice(path, rows: list[dict], trace_id: int, width: int, height: int) -> tuple[dict, float]:
     mine = [r for r in rows if r["trace_id"] == trace_id]
-    top = sorted(mine, key=lambda r: (-r["width"] * r["height"] * r["confidence"], r["frame_number"]))[:10]
+    # boxes the detector drew first, boxes the tracker carried only to fill up to ten
+    top = sorted(mine, key=lambda r: (r.get("origin", "detected") != "detected",
+                                      -r["width"] * r["height"] * r["confidence"], r["frame_number"]))[:10]
     planes = cli_luma_frames(path, [r["frame_number"] for r in top], width, height)
     scored = [(cli_blur(planes[r["frame_number"]], r), -r["width"] * r["height"] * r["confidence"], r) for r in top]
     blur, _, best = min(scored, key=lambda s: (s[0], s[1], s[2]["frame_number"]))

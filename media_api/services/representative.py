@@ -106,14 +106,19 @@ def _quality() -> ExpressionWrapper:
 
 
 def candidates_for(trace_pks: Iterable[int]) -> dict[int, list[Face]]:
-    """The top ``CANDIDATES`` detections of each trace by area × confidence, in one query."""
+    """The top ``CANDIDATES`` detections of each trace by area × confidence, in one query.
+
+    Boxes the detector drew come before boxes the tracker carried between samples (those can lag
+    the face by a few pixels): tracked ones only fill in for a trace with fewer than ten.
+    """
     pks = list(trace_pks)
     if not pks:
         return {}
     rows = (
         Detection.objects.filter(trace_id__in=pks)
         .annotate(rank=Window(RowNumber(), partition_by=[F("trace_id")],
-                              order_by=[_quality().desc(), F("frame_number").asc(), F("id").asc()]))
+                              order_by=[F("origin").asc(), _quality().desc(), F("frame_number").asc(),
+                                        F("id").asc()]))
         .filter(rank__lte=CANDIDATES)
         .order_by()
         .values_list("trace_id", "frame_number", "x", "y", "width", "height", "confidence")
