@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,33 +25,55 @@ from momentry.auth import CanWriteIdentities
 from momentry.converters import MAX_TRACE_ID
 from momentry.errors import BadRequest, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
+from momentry.parsers import BoundedJSONParser
 
 STATUSES = [s.value for s in Identity.Status]
 
 
 class IdentityWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, trim_whitespace=True)
+    name = schema.NameField(trim_whitespace=True)
     identity_type = serializers.ChoiceField(choices=[t.value for t in Identity.IdentityType], allow_null=True,
                                             required=False)
     status = serializers.ChoiceField(choices=STATUSES, required=False)
     metadata = serializers.DictField(required=False, help_text="free JSON object; aliases live in metadata.aliases")
-    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
+    aliases = serializers.ListField(child=schema.NameField(), required=False,
                                     help_text="shortcut: replaces metadata.aliases")
 
 
+TRACE_ID = {"min_value": 0, "max_value": MAX_TRACE_ID}
+
+
 class TraceRefSerializer(serializers.Serializer):
-    file_uuid = serializers.CharField()
-    trace_id = serializers.IntegerField(min_value=0, max_value=MAX_TRACE_ID, required=False)
-    trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_TRACE_ID),
-                                      required=False,
+    """What the view validates: a file and exactly one of trace_id or trace_ids (checked in :func:`_trace_ref`)."""
+
+    file_uuid = schema.UuidField()
+    trace_id = schema.StrictIntegerField(required=False, **TRACE_ID)
+    trace_ids = serializers.ListField(child=schema.StrictIntegerField(**TRACE_ID), required=False,
                                       min_length=1, max_length=1000, help_text="several traces of the same file")
+
+
+# What the schema shows: the two accepted forms (exactly one of trace_id or trace_ids).
+class OneTraceSerializer(serializers.Serializer):
+    file_uuid = schema.UuidField()
+    trace_id = schema.StrictIntegerField(**TRACE_ID)
+
+
+class SeveralTracesSerializer(serializers.Serializer):
+    file_uuid = schema.UuidField()
+    trace_ids = serializers.ListField(child=schema.StrictIntegerField(**TRACE_ID), min_length=1, max_length=1000,
+                                      help_text="several traces of the same file")
+
+
+TRACE_REF = PolymorphicProxySerializer(component_name="TraceRef", serializers=[OneTraceSerializer,
+                                                                              SeveralTracesSerializer],
+                                       resource_type_field_name=None)
 
 
 class MergeSerializer(serializers.Serializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # "from" is a Python keyword, so the field is added by name.
-        self.fields["from"] = serializers.ListField(child=serializers.CharField(), min_length=1, max_length=1000,
+        self.fields["from"] = serializers.ListField(child=schema.UuidField(), min_length=1, max_length=1000,
                                                     help_text="identity_uuids to merge into this one")
 
 
@@ -114,6 +136,7 @@ def _visible(request: Request, identity_uuid: str, param: str = "identity_uuid")
 
 class IdentityBase(APIView):
     permission_classes = [CanWriteIdentities]
+    parser_classes = [BoundedJSONParser]  # bodies are JSON objects (415 otherwise)
 
 
 class IdentityListView(IdentityBase):
@@ -125,7 +148,7 @@ class IdentityListView(IdentityBase):
             OpenApiParameter("status", OpenApiTypes.STR, enum=STATUSES),
             *PAGE_PARAMETERS,
         ],
-        responses={200: schema.IDENTITY_PAGE, **schema.ERRORS},
+        responses={200: schema.IDENTITY_PAGE},
         tags=["identities"],
     )
     def get(self, request: Request) -> Response:
@@ -143,7 +166,7 @@ class IdentityListView(IdentityBase):
         operation_id="identities_create",
         summary="Create a (user-defined) identity",
         request=IdentityWriteSerializer,
-        responses={201: schema.IDENTITY_DETAIL, **schema.ERRORS},
+        responses={201: schema.IDENTITY_DETAIL},
         tags=["identities"],
     )
     def post(self, request: Request) -> Response:
@@ -155,13 +178,13 @@ class IdentityListView(IdentityBase):
 
 class IdentityDetailView(IdentityBase):
     @extend_schema(operation_id="identity_detail", summary="One identity with trace/file counts in scope",
-                   responses={200: schema.IDENTITY_DETAIL, **schema.ERRORS}, tags=["identities"])
+                   responses={200: schema.IDENTITY_DETAIL}, tags=["identities"])
     def get(self, request: Request, identity_uuid: str) -> Response:
         return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
 
     @extend_schema(operation_id="identity_update", summary="Rename; change type, status, metadata or aliases",
                    request=IdentityWriteSerializer,
-                   responses={200: schema.IDENTITY_DETAIL, **schema.ERRORS},
+                   responses={200: schema.IDENTITY_DETAIL},
                    tags=["identities"])
     def patch(self, request: Request, identity_uuid: str) -> Response:
         identity = _identity(request, identity_uuid)
@@ -170,7 +193,7 @@ class IdentityDetailView(IdentityBase):
         return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
 
     @extend_schema(operation_id="identity_delete", summary="Delete (its traces become unbound; undoable in admin)",
-                   responses={200: schema.DELETE_RESULT, **schema.ERRORS},
+                   responses={200: schema.DELETE_RESULT},
                    tags=["identities"])
     def delete(self, request: Request, identity_uuid: str) -> Response:
         identity = _visible(request, identity_uuid)
@@ -189,8 +212,8 @@ def _trace_ref(request: Request) -> tuple[Any, list[int]]:
 
 class IdentityBindView(IdentityBase):
     @extend_schema(operation_id="identity_bind_trace", summary="Bind a trace (or several of one file) to this identity",
-                   request=TraceRefSerializer,
-                   responses={200: schema.BIND_RESULT, **schema.ERRORS},
+                   request=TRACE_REF,
+                   responses={200: schema.BIND_RESULT},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = _visible(request, identity_uuid)
@@ -203,8 +226,8 @@ class IdentityBindView(IdentityBase):
 
 class IdentityUnbindView(IdentityBase):
     @extend_schema(operation_id="identity_unbind_trace", summary="Unbind a trace from this identity",
-                   request=TraceRefSerializer,
-                   responses={200: schema.BIND_RESULT, **schema.ERRORS},
+                   request=TRACE_REF,
+                   responses={200: schema.BIND_RESULT},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = _visible(request, identity_uuid)
@@ -218,7 +241,7 @@ class IdentityMergeView(IdentityBase):
     @extend_schema(operation_id="identity_merge",
                    summary="Merge other identities into this one (all their traces move; they become inactive)",
                    request=MergeSerializer,
-                   responses={200: schema.MERGE_RESULT, **schema.ERRORS},
+                   responses={200: schema.MERGE_RESULT},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         target = _visible(request, identity_uuid)
@@ -243,12 +266,14 @@ class IdentityMergeView(IdentityBase):
 class IdentityFilesView(IdentityBase):
     @extend_schema(operation_id="identity_files", summary="Files (in scope) where this identity has traces",
                    parameters=PAGE_PARAMETERS,
-                   responses={200: schema.IDENTITY_FILES, **schema.ERRORS},
+                   responses={200: schema.IDENTITY_FILES},
                    tags=["identities"])
     def get(self, request: Request, identity_uuid: str) -> Response:
         Page.from_params(request.query_params)
         identity = _visible(request, identity_uuid)
-        queryset = selectors.files_of(identity, file_selectors.files_visible_to(request))
+        # The counts of every file item (trace_count is then replaced by this identity's own count).
+        files = selectors.files_of(identity, file_selectors.files_visible_to(request))
+        queryset = file_selectors.files_with_counts(files)
 
         def serialize(f) -> dict[str, Any]:
             return {**serialize_file(f), "trace_count": f.identity_trace_count}
@@ -276,7 +301,7 @@ class CooccurrenceView(APIView):
 
     @extend_schema(operation_id="identities_cooccurrence",
                    summary="First frame of the file where two identities appear together, with their faces",
-                   responses={200: schema.COOCCURRENCE, **schema.ERRORS}, tags=["identities"])
+                   responses={200: schema.COOCCURRENCE, 500: schema.MEDIA_ERROR}, tags=["identities"])
     def get(self, request: Request, file_uuid: str, identity_uuid_a: str, identity_uuid_b: str) -> Response:
         media_file = file_selectors.file_for_request(request, file_uuid)
         uuid_a = normalize_uuid(identity_uuid_a, "identity_uuid_a")

@@ -8,12 +8,12 @@ empty list (not an error), so a client can loop until ``count == 0``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 
 from momentry.errors import BadRequest
@@ -22,22 +22,49 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("page", OpenApiTypes.INT, description="1-based page number (default 1)"),
-    OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1..{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})"),
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY,
+                     description="1-based page number (default 1); a page past the end is an empty list"),
+    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, OpenApiParameter.QUERY,
+                     description=f"items per page, 1..{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})"),
 ]
 
 
+# What a query string may spell a number as: ASCII digits (Python's int() and float() would also
+# take "1_000", " 5", "٥" or "nan").
+INTEGER = re.compile(r"-?[0-9]+")
+NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _bounded(name: str, raw: str, value: float, minimum: float | None, maximum: float | None) -> None:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if minimum is not None and maximum is not None:
+            bounds = f"between {minimum} and {maximum}"
+        else:
+            bounds = f"at least {minimum}" if minimum is not None else f"at most {maximum}"
+        raise BadRequest(f"{name} must be {bounds}", param=name, value=raw)
+
+
 def int_param(params: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    """An integer query parameter; ``default`` when absent or empty, a 400 naming it when malformed or out of range."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be an integer", param=name, value=raw) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise BadRequest(f"{name} must be {bounds}", param=name, value=raw)
+    if not isinstance(raw, str) or not INTEGER.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer", param=name, value=raw)
+    value = int(raw)
+    _bounded(name, raw, value, minimum, maximum)
+    return value
+
+
+def number_param(params: Mapping[str, str], name: str, default: float, minimum: float | None = None,
+                 maximum: float | None = None) -> float:
+    """A finite number query parameter, like :func:`int_param`."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not isinstance(raw, str) or not NUMBER.fullmatch(raw) or not math.isfinite(value := float(raw)):
+        raise BadRequest(f"{name} must be a number", param=name, value=raw)
+    _bounded(name, raw, value, minimum, maximum)
     return value
 
 
@@ -45,10 +72,12 @@ def bool_param(params: Mapping[str, str], name: str) -> bool | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
+    # Exactly the schema's boolean (any case, so that Python's True is understood); "1", "yes"...
+    # are refused rather than guessed at.
+    lowered = raw.lower()
+    if lowered == "true":
         return True
-    if lowered in {"0", "false", "no", "off"}:
+    if lowered == "false":
         return False
     raise BadRequest(f"{name} must be true or false", param=name, value=raw)
 

@@ -1,11 +1,16 @@
-"""OpenAPI security schemes for the three credentials (drf-spectacular extensions)."""
+"""OpenAPI pieces: security schemes (drf-spectacular extensions), the error envelope, the request
+field types whose validation matches their schema, and the response shapes.
+
+What every operation shares (uuid patterns, error statuses, closed bodies) is added afterwards
+by :mod:`momentry.schema_hooks`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 
@@ -55,7 +60,7 @@ class SignedURLScheme(OpenApiAuthenticationExtension):
 S = serializers
 
 ERROR = inline_serializer("Error", {
-    "success": S.BooleanField(default=False),
+    "success": S.BooleanField(help_text="always false"),
     "error": inline_serializer("ErrorBody", {
         "code": S.CharField(help_text="BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, …"),
         "message": S.CharField(),
@@ -63,7 +68,66 @@ ERROR = inline_serializer("Error", {
     }),
 })
 
-ERRORS = {400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR}
+# The error statuses every operation shares (400, 401, 403, 404, 406, 413, 414, 415, 503) are
+# added by momentry.schema_hooks from what the route is; views list only their own special ones.
+MEDIA_ERROR = OpenApiResponse(ERROR, description="MEDIA_ERROR: decoding or encoding failed (FFmpeg; logged)")
+
+
+# --- Request fields: what they accept is exactly what their schema says --------------------------
+
+#: How a file or identity uuid is written in URLs and bodies (the app also accepts dashed UUIDs).
+UUID_PATTERN = "^[0-9a-f]{32}$"
+
+
+class StrictCharField(S.CharField):
+    """A JSON string, not a number turned into one (DRF's CharField accepts ``5`` as ``"5"``)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "string", "pattern": UUID_PATTERN})
+class UuidField(StrictCharField):
+    """A file or identity uuid in a request body (normalized and checked by the view)."""
+
+
+class StrictIntegerField(S.IntegerField):
+    """A JSON integer, not a string or float holding one (DRF's IntegerField accepts ``"5"`` and ``5.0``)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+#: The characters ``str.strip()`` removes, spelled out: a pattern's ``\s`` is ECMA's, which
+#: lacks \x1c-\x1f and \x85 and adds \ufeff.
+STRIPPED = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def trimmed_text_pattern(max_length: int) -> str:
+    """What a trimmed CharField (no NUL, not blank once stripped, ``max_length`` once stripped) accepts."""
+    return rf"^[{STRIPPED}]*[^{STRIPPED}\x00](?:[^\x00]{{0,{max_length - 2}}}[^{STRIPPED}\x00])?[{STRIPPED}]*$"
+
+
+@extend_schema_field({"type": "string", "pattern": trimmed_text_pattern(200),
+                      "description": "1..200 characters once leading and trailing spaces are removed"})
+class NameField(StrictCharField):
+    """A name or alias: trimmed, not blank, at most 200 characters once trimmed.
+
+    The length is checked here rather than with ``max_length``, which would put a ``maxLength``
+    of the untrimmed string into the schema.
+    """
+
+    MAX_LENGTH = 200
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if len(value) > self.MAX_LENGTH:
+            self.fail("max_length", max_length=self.MAX_LENGTH)
+        return value
 
 
 def success(name: str, fields: dict[str, Any]) -> S.Serializer:
@@ -175,7 +239,7 @@ _COOCCUR_IDENTITY = inline_serializer("CooccurrenceIdentity", {
 })
 _COOCCUR_FACE = inline_serializer("CooccurrenceFace", {
     "frame_number": S.IntegerField(), "bbox": BBOX, "confidence": S.FloatField(), "thumbnail_url": S.CharField(),
-})
+}, allow_null=True, help_text="null when every box of the trace lies outside the picture")
 COOCCURRENCE = success("Cooccurrence", {
     "file_uuid": S.CharField(), "identity_a": _COOCCUR_IDENTITY, "identity_b": _COOCCUR_IDENTITY,
     "first_cooccurrence": inline_serializer("FirstCooccurrence", {
@@ -183,4 +247,18 @@ COOCCURRENCE = success("Cooccurrence", {
         "total_cooccurrence_frames": S.IntegerField(),
         "representative_face_a": _COOCCUR_FACE, "representative_face_b": _COOCCUR_FACE,
     }),
+})
+SUGGESTIONS = success("TraceSuggestions", {
+    "file_uuid": S.CharField(), "trace_id": S.IntegerField(),
+    "has_embedding": S.BooleanField(help_text="false for imported detections: nothing to compare"),
+    "confident_match": S.BooleanField(help_text="the nearest suggestion is a confident match"),
+    "message": S.CharField(allow_null=True, help_text="why there is no confident match; null when there is one"),
+    "thresholds": inline_serializer("SuggestionThresholds", {
+        "offered": S.FloatField(help_text="largest distance suggested"),
+        "confident": S.FloatField(help_text="largest distance called a confident match"),
+    }),
+    "suggestions": S.ListField(child=inline_serializer("Suggestion", {
+        "identity_uuid": S.CharField(), "name": S.CharField(),
+        "distance": S.FloatField(help_text="embedding distance, nearest first"), "confident": S.BooleanField(),
+    })),
 })

@@ -163,6 +163,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "momentry.errors.api_exception_handler",
+    # JSON only: the browsable API would answer HTML to a browser's Accept header.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "momentry.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
@@ -187,6 +189,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The enum hook is drf-spectacular's default; ours adds what holds for every route (uuid
+    # patterns, trace_id bounds, the error statuses and envelope, closed request bodies).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "momentry.schema_hooks.postprocess",
+    ],
 }
 
 # Media behaviour

@@ -9,10 +9,11 @@ cookie keeps DRF's CSRF enforcement.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.contrib.auth import SESSION_KEY, authenticate, login, logout
 from django.core.cache import cache
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -21,10 +22,12 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from identities.views import validated
 from momentry import schema, services
 from momentry.auth import WWW_AUTHENTICATE
 from momentry.client_address import client_address
-from momentry.errors import BadRequest, Unauthorized
+from momentry.errors import Unauthorized
+from momentry.schema import StrictCharField
 
 # Password guessing: after this many failed attempts for one username from one client, login
 # answers 429 until the window has passed. Attempts are counted in Django's cache, which is
@@ -50,9 +53,17 @@ def _count_attempt(key: str) -> int:
         return 1
 
 
+@extend_schema_field({"type": "string", "pattern": "^[^\\x00]+$", "description": "not empty, no NUL character"})
+class Credential(StrictCharField):
+    """A username or password exactly as typed: not empty, not trimmed (a NUL character is a 400)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    username = Credential()
+    password = Credential(style={"input_type": "password"})
 
 
 class LoginView(APIView):
@@ -72,15 +83,15 @@ class LoginView(APIView):
                                                     "role": serializers.ChoiceField(["admin", "user"])}),
             "expires_at": serializers.DateTimeField(help_text="JWT expiry"),
             "session_expires_at": serializers.DateTimeField(),
-        }), 400: schema.ERROR, 401: schema.ERROR, 429: schema.ERROR},
+        }), 401: OpenApiResponse(schema.ERROR, description="UNAUTHORIZED: wrong username or password"),
+            429: OpenApiResponse(schema.ERROR, description="THROTTLED: too many failed logins for this username "
+                                                           "from this client; retry after Retry-After seconds")},
         auth=[],
         tags=["auth"],
     )
     def post(self, request: Request) -> Response:
-        data = request.data if isinstance(request.data, dict) else {}
-        for name in ("username", "password"):
-            if not isinstance(data.get(name), str) or not data.get(name):
-                raise BadRequest(f"{name} is required", param=name)
+        # JSON, form or multipart; a missing, empty or unknown field is a 400 naming it.
+        data = validated(LoginSerializer, request)
         failures_key = _failures_key(request, data["username"])
         if _count_attempt(failures_key) > MAX_LOGIN_FAILURES:
             raise exceptions.Throttled(wait=LOGIN_LOCKOUT_SECONDS, detail="Too many failed logins; retry later.")

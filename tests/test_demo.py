@@ -8,7 +8,6 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from identities.models import Identity
 from media_api.models import MediaFile, Trace
 from tests.conftest import FACENET_UUID, HAMILTON_UUID
 

@@ -42,7 +42,7 @@ class FileListView(APIView):
         operation_id="files_list",
         summary="Files in the caller's scope (newest first), with trace and identity counts",
         parameters=PAGE_PARAMETERS,
-        responses={200: schema.FILE_PAGE, **schema.ERRORS},
+        responses={200: schema.FILE_PAGE},
         tags=["files"],
     )
     def get(self, request: Request) -> Response:
@@ -54,7 +54,7 @@ class FileDetailView(APIView):
     @extend_schema(
         operation_id="file_detail",
         summary="Probe fields, trace and identity counts of one file",
-        responses={200: schema.FILE_DETAIL, **schema.ERRORS},
+        responses={200: schema.FILE_DETAIL},
         tags=["files"],
     )
     def get(self, request: Request, file_uuid: str) -> Response:

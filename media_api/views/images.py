@@ -21,6 +21,7 @@ from media_api.services.image_cache import ImageKey
 from media_api.views.stream import ERRORS, MediaStreamView
 from media_api.views.traces import trace_for_request
 from momentry import schema
+from momentry.pagination import int_param
 
 
 def jpeg_response(data: bytes, key: ImageKey) -> HttpResponse:
@@ -50,8 +51,12 @@ _JPEG = {
 }
 
 
-def _int(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.INT, OpenApiParameter.QUERY, description=description)
+CROP_MINIMUMS = {"x": 0, "y": 0, "w": 1, "h": 1}
+
+
+def _int(name: str, description: str, minimum: int) -> OpenApiParameter:
+    return OpenApiParameter(name, {"type": "integer", "minimum": minimum}, OpenApiParameter.QUERY,
+                            description=description)
 
 
 class FrameThumbnailView(MediaStreamView):
@@ -60,18 +65,23 @@ class FrameThumbnailView(MediaStreamView):
     @extend_schema(
         summary="JPEG of exactly frame N (keyframe seek), optionally cropped; cached",
         parameters=[
-            OpenApiParameter("frame", OpenApiTypes.INT, OpenApiParameter.QUERY, required=True,
-                             description="Zero-based frame number (presentation order)."),
-            _int("x", "Crop left edge (with y, w, h)."),
-            _int("y", "Crop top edge (with x, w, h)."),
-            _int("w", "Crop width >= 1 (with x, y, h)."),
-            _int("h", "Crop height >= 1 (with x, y, w)."),
+            OpenApiParameter("frame", {"type": "integer", "minimum": 0}, OpenApiParameter.QUERY, required=True,
+                             description="Zero-based frame number (presentation order), below the file's "
+                                         "total_frames (else 416)."),
+            _int("x", "Crop left edge (with y, w, h; the crop must lie inside the frame).", CROP_MINIMUMS["x"]),
+            _int("y", "Crop top edge (with x, w, h).", CROP_MINIMUMS["y"]),
+            _int("w", "Crop width (with x, y, h).", CROP_MINIMUMS["w"]),
+            _int("h", "Crop height (with x, y, w).", CROP_MINIMUMS["h"]),
         ],
-        responses={**_JPEG, 416: OpenApiResponse(description="FRAME_OUT_OF_RANGE")},
+        responses={**_JPEG, 416: OpenApiResponse(schema.ERROR, description="FRAME_OUT_OF_RANGE: frame is past the "
+                                                                          "last frame")},
         tags=["media"],
     )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
+        # Malformed crop values are a 400 whatever the frame (a frame past the end is a 416).
+        for name, minimum in CROP_MINIMUMS.items():
+            int_param(request.query_params, name, minimum, minimum)
         frame, crop = thumbnails.parse_frame_request(request.query_params, media_file)
         key = thumbnails.frame_key(media_file, frame, crop)
         return self.not_modified(request, key.etag) or jpeg_response(
@@ -100,7 +110,7 @@ class RepresentativeFaceView(APIView):
     @extend_schema(
         operation_id="trace_representative_face",
         summary="The trace's best face: top 10 by area x confidence, then the least blurry (blurdetect)",
-        responses={200: schema.REPRESENTATIVE_FACE, **schema.ERRORS},
+        responses={200: schema.REPRESENTATIVE_FACE, 500: schema.MEDIA_ERROR},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:

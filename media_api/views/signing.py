@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,16 +15,34 @@ from identities.views import validated
 from media_api import selectors
 from media_api.services import signed_urls
 from momentry import schema
+from momentry.parsers import BoundedJSONParser
+
+SIGNABLE_URL = (r"^/api/v1/file/[0-9a-f]{32}/(video|video/bbox|clip|thumbnail|trace/[0-9]+/thumbnail"
+                r"|trace/[0-9]+/video)(\?[^#]*)?$")
+
+
+@extend_schema_field({"type": "string", "maxLength": 4000, "pattern": SIGNABLE_URL,
+                      "description": "path and query of a media route of this file (without exp, sub or sig), e.g. "
+                                     "/api/v1/file/<uuid>/clip?start_frame=0&end_frame=47"})
+class SignableUrlField(schema.StrictCharField):
+    pass
 
 
 class SignSerializer(serializers.Serializer):
-    url = serializers.CharField(max_length=4000, help_text="path and query of a media route of this file, e.g. "
-                                "/api/v1/file/<uuid>/clip?start_frame=0&end_frame=47")
-    expires_in = serializers.IntegerField(required=False, min_value=1, help_text="seconds (default "
-                                          "MOMENTRY_SIGNED_URL_SECONDS, at most MOMENTRY_SIGNED_URL_MAX_SECONDS)")
+    url = SignableUrlField(max_length=4000)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Built per instance: the limit is a setting (and the schema is generated from an instance too).
+        longest = settings.MOMENTRY_SIGNED_URL_MAX_SECONDS
+        self.fields["expires_in"] = schema.StrictIntegerField(
+            required=False, min_value=1, max_value=longest,
+            help_text=f"seconds (default MOMENTRY_SIGNED_URL_SECONDS, at most {longest})")
 
 
 class SignView(APIView):
+    parser_classes = [BoundedJSONParser]  # the body is a JSON object (415 otherwise)
+
     @extend_schema(
         operation_id="file_sign_url",
         summary="Sign a media URL of this file (video, clip, thumbnails, overlay videos) for use without headers",
@@ -33,7 +54,7 @@ class SignView(APIView):
             "url": serializers.CharField(help_text="the signed path and query"),
             "absolute_url": serializers.CharField(),
             "expires_at": serializers.DateTimeField(),
-        }), **schema.ERRORS},
+        })},
         examples=[OpenApiExample("clip", request_only=True, value={
             "url": "/api/v1/file/0b5ff4c55a4cd69f79956f3126817308/clip?start_frame=0&end_frame=47",
             "expires_in": 3600})],

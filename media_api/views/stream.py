@@ -24,7 +24,9 @@ from media_api.ffmpeg.encode import Span
 from media_api.ffmpeg.process import FFmpegStream, watching_client
 from media_api.ranged import content_type_for, etag_matches, ranged_file_response, streaming_body
 from media_api.services import signed_urls, streaming
+from momentry import schema
 from momentry.auth import SignedURLAuthentication
+from momentry.pagination import int_param, number_param
 
 
 class AnyAcceptNegotiation(BaseContentNegotiation):
@@ -90,8 +92,8 @@ class MediaStreamView(APIView):
 
 def _q(name: str, kind, description: str, enum: list[str] | None = None, **limits: float) -> OpenApiParameter:
     """A query parameter; ``limits`` (minimum, maximum) go into its JSON schema."""
-    schema = {"type": "integer" if kind == OpenApiTypes.INT else "number", **limits} if limits else kind
-    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, required=False, description=description, enum=enum)
+    spec = {"type": "integer" if kind == OpenApiTypes.INT else "number", **limits} if limits else kind
+    return OpenApiParameter(name, spec, OpenApiParameter.QUERY, required=False, description=description, enum=enum)
 
 
 MODE = _q("mode", OpenApiTypes.STR, "normal (default) or debug: overlays + frame/time panel.", ["normal", "debug"])
@@ -103,13 +105,35 @@ SPAN = [
     _q("end_time", OpenApiTypes.NUMBER, "Seconds from the first frame (exclusive).", minimum=0),
 ]
 RENDER_LIMIT_NOTE = " Re-encoded spans are limited to MOMENTRY_MAX_CLIP_SECONDS (400 beyond, naming a span that fits)."
+# The JSON error envelope of the media routes (their successes are video or JPEG bytes); the
+# statuses every route shares (401, 414, 503...) are added by momentry.schema_hooks.
 ERRORS = {
-    400: OpenApiResponse(description="BAD_REQUEST (parameter named in details)"),
-    401: OpenApiResponse(description="UNAUTHORIZED"),
-    404: OpenApiResponse(description="NOT_FOUND (unknown or out-of-scope file / trace)"),
-    500: OpenApiResponse(description="MEDIA_ERROR (FFmpeg failed; logged)"),
-    503: OpenApiResponse(description="BUSY (media job pool saturated; Retry-After)"),
+    400: OpenApiResponse(schema.ERROR, description="BAD_REQUEST: a parameter is invalid (named in details), e.g. "
+                                                   "a span past the end or longer than the render limit"),
+    403: OpenApiResponse(schema.ERROR, description="FORBIDDEN: a signed URL that was changed or has expired, or "
+                                                   "whose signer is no longer valid"),
+    404: OpenApiResponse(schema.ERROR, description="NOT_FOUND: unknown or out-of-scope file / trace"),
+    500: schema.MEDIA_ERROR,
+    503: OpenApiResponse(schema.ERROR, description="BUSY: media job pool saturated; retry after Retry-After seconds"),
 }
+
+
+def check_number_syntax(params, numbers: tuple[str, ...] = ()) -> None:
+    """The span parameters (and ``numbers``) given must be well formed, also the pair that is not used.
+
+    ``parse_span`` reads frames when both pairs are given and ignores the times; a malformed
+    time next to good frames is still a 400 rather than silently dropped. Numbers are ASCII
+    decimals ("1_000" or "nan" are refused). An empty value means "not given", as everywhere.
+    The ranges that depend on the file or on each other are checked by the streaming service.
+    """
+    for name in ("start_frame", "end_frame"):
+        int_param(params, name, 0, 0)
+    for name in ("start_time", "end_time", *numbers):
+        number_param(params, name, 0.0, 0.0)
+
+
+#: What the original bytes of a file are served as (``mimetypes`` from its name).
+ORIGINAL_TYPES = ("video/mp4", "video/*", "application/octet-stream")
 
 
 def _video(description: str, media_type: str = "video/mp4") -> dict:
@@ -128,14 +152,19 @@ class FileVideoView(MediaStreamView):
         description="With a span: a stream-copied segment from the keyframe at or before it. mode=debug re-encodes "
                     "with overlays." + RENDER_LIMIT_NOTE,
         parameters=[*SPAN, MODE, AUDIO],
-        responses={**_video("Original bytes (200), or a fragmented MP4 segment"),
-                   206: OpenApiResponse(OpenApiTypes.BINARY, description="Partial content (Range)"),
+        responses={**_video("The original bytes, or a fragmented MP4 segment (a span, audio=off or mode=debug); "
+                            "the original's type follows its file name (video/*, or application/octet-stream)"),
+                   **{(status, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description)
+                      for status, description in ((200, "The original bytes"), (206, "Partial content (Range)"))
+                      for media_type in ORIGINAL_TYPES if (status, media_type) != (200, "video/mp4")},
                    304: OpenApiResponse(description="Not modified"),
-                   416: OpenApiResponse(description="RANGE_NOT_SATISFIABLE, Content-Range: bytes */size")},
+                   416: OpenApiResponse(schema.ERROR, description="RANGE_NOT_SATISFIABLE, Content-Range: "
+                                                                  "bytes */size")},
     )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
+        check_number_syntax(request.query_params)
         span = streaming.parse_span(request.query_params, media_file, required=False)
         if span is None and not options.debug and options.audio:
             return ranged_file_response(request._request, media_file.path,
@@ -168,6 +197,7 @@ class TraceVideoView(MediaStreamView):
     def get(self, request: Request, file_uuid: str, trace_id: int) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
+        check_number_syntax(request.query_params, ("padding",))
         padding = streaming.parse_padding(request.query_params)
         trace = streaming.trace_for(media_file, trace_id)
         span = streaming.trace_span(media_file, trace, padding)
@@ -194,6 +224,7 @@ class BboxVideoView(MediaStreamView):
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
+        check_number_syntax(request.query_params)
         span = streaming.parse_span(request.query_params, media_file, required=False) or streaming.whole_file(
             media_file
         )
@@ -210,14 +241,17 @@ class ClipView(MediaStreamView):
 
     @extend_schema(
         summary="Frame-exact MPEG-TS clip (H.264 + AAC)",
-        description="start/end frames or times (times are seconds whatever fps says; fps converts frame numbers)."
-                    + RENDER_LIMIT_NOTE,
-        parameters=[*SPAN, _q("fps", OpenApiTypes.NUMBER, "Rate used to convert frames to time."), MODE, AUDIO],
+        description="A span is required: start_frame and end_frame, or start_time and end_time (frames win when "
+                    "both are given; without either pair the answer is a 400). Times are seconds whatever fps says; "
+                    "fps converts frame numbers to time." + RENDER_LIMIT_NOTE,
+        parameters=[*SPAN, _q("fps", OpenApiTypes.NUMBER, "Rate used to convert frames to time (1..240).", minimum=1,
+                              maximum=240), MODE, AUDIO],
         responses=_video("MPEG-TS", "video/mp2t"),
     )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
+        check_number_syntax(request.query_params, ("fps",))
         fps = streaming.parse_fps(request.query_params)
         span = streaming.parse_span(request.query_params, media_file, required=True, fps_override=fps,
                                     max_seconds=settings.MOMENTRY_MAX_CLIP_SECONDS)

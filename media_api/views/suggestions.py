@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,6 +10,7 @@ from rest_framework.views import APIView
 from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE, suggest_identities
 from media_api import selectors
 from media_api.models import Trace
+from momentry import schema
 from momentry.errors import NotFound
 
 
@@ -18,7 +18,7 @@ class TraceSuggestionsView(APIView):
     @extend_schema(
         operation_id="trace_suggestions",
         summary="Named identities whose traces look like this one (embedding distance, nearest first)",
-        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        responses={200: schema.SUGGESTIONS},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:

@@ -93,12 +93,13 @@ class TraceListView(APIView):
         operation_id="file_traces",
         summary="Trace summaries of a file, with identity and thumbnail_url",
         parameters=[
-            OpenApiParameter("identity", OpenApiTypes.STR, description="only traces bound to this identity_uuid"),
+            OpenApiParameter("identity", {"type": "string", "pattern": schema.UUID_PATTERN},
+                             description="only traces bound to this identity_uuid (a dashed UUID is accepted too)"),
             OpenApiParameter("unbound", OpenApiTypes.BOOL, description="true: only traces with no identity"),
             OpenApiParameter("sort", OpenApiTypes.STR, enum=SORTS, description="default trace_id"),
             *PAGE_PARAMETERS,
         ],
-        responses={200: schema.TRACE_PAGE, **schema.ERRORS},
+        responses={200: schema.TRACE_PAGE},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str) -> Response:
@@ -124,7 +125,7 @@ class TraceDetailView(APIView):
     @extend_schema(
         operation_id="trace_detail",
         summary="One trace: summary, identity, cached representative face, URLs",
-        responses={200: schema.TRACE_DETAIL, **schema.ERRORS},
+        responses={200: schema.TRACE_DETAIL},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:
@@ -148,7 +149,7 @@ class TraceFacesView(APIView):
         operation_id="trace_faces",
         summary="The trace's detections (boxes) in frame order, paginated",
         parameters=PAGE_PARAMETERS,
-        responses={200: schema.FACE_PAGE, **schema.ERRORS},
+        responses={200: schema.FACE_PAGE},
         tags=["traces"],
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> Response:

@@ -25,8 +25,8 @@ from django.db.models import F
 
 from identities.cooccurrence import first_cooccurrence
 from identities.models import Identity
-from media_api.services.faces import detect_faces
 from media_api.models import Detection, Trace
+from media_api.services.faces import detect_faces
 from media_api.services.files import register_file
 
 DEMO_DIR = Path(settings.BASE_DIR) / "demo"
