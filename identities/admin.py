@@ -121,11 +121,35 @@ class IdentityAdmin(admin.ModelAdmin):
     def file_count(self, obj: Identity) -> int:
         return obj.file_count
 
+    change_list_template = "admin/identities/identity/change_list.html"
+
     def get_urls(self):
         return [
+            path("cluster/", self.admin_site.admin_view(self.cluster_view), name="identities_identity_cluster"),
             path("<path:object_id>/undo/", self.admin_site.admin_view(self.undo_view), name="identities_identity_undo"),
             *super().get_urls(),
         ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_cluster": self.has_change_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def cluster_view(self, request):
+        """Queue ``cluster_traces`` on the job workers and go to the job."""
+        from jobs import services as jobs
+        from jobs.models import Job
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        job, created = jobs.submit(Job.Kind.CLUSTER, user=request.user)
+        url = reverse("admin:jobs_job_change", args=[job.pk])
+        text = "Clustering queued" if created else "Clustering is already queued or running"
+        self.message_user(request, format_html('{}: <a href="{}">follow the job</a>.', text, url), messages.SUCCESS)
+        return HttpResponseRedirect(url)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})

@@ -152,10 +152,10 @@ def can_write_identities(user: Any, auth: Any) -> bool:
     return isinstance(auth, APIKey) and auth.can_write
 
 
-class CanWriteIdentities(permissions.BasePermission):
+class CanWrite(permissions.BasePermission):
     """Reads need any credential; unsafe methods need admin role or a write key (403)."""
 
-    message = "Identity changes need the admin role or an API key with write permission."
+    message = "Changes need the admin role or an API key with write permission."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not (request.user and request.user.is_authenticated):
@@ -163,3 +163,7 @@ class CanWriteIdentities(permissions.BasePermission):
         if request.method in permissions.SAFE_METHODS:
             return True
         return can_write_identities(request.user, request.auth)
+
+
+class CanWriteIdentities(CanWrite):
+    message = "Identity changes need the admin role or an API key with write permission."

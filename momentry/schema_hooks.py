@@ -37,6 +37,7 @@ UUID_PARAMETER = {"type": "string", "pattern": UUID_PATTERN}
 PATH_PARAMETERS = {
     "file_uuid": (UUID_PARAMETER, "The file: 32 lowercase hex characters (a dashed UUID is accepted too)."),
     "identity_uuid": (UUID_PARAMETER, "The identity: 32 lowercase hex characters (a dashed UUID is accepted too)."),
+    "job_id": (UUID_PARAMETER, "The job: 32 lowercase hex characters (a dashed UUID is accepted too)."),
     "trace_id": ({"type": "integer", "minimum": 0, "maximum": MAX_TRACE_ID},
                  "The trace's id within the file (a larger number is a 404)."),
 }
@@ -44,7 +45,7 @@ PATH_PARAMETERS = {
 #: Optional query parameters whose parsers read an empty value as absent (momentry.pagination,
 #: media_api.services.streaming and .thumbnails, the traces' identity filter).
 EMPTY_MEANS_ABSENT = frozenset({
-    "page", "page_size", "sort", "status", "unbound", "identity", "search",
+    "page", "page_size", "sort", "status", "unbound", "identity", "search", "state", "kind", "file",
     "start_frame", "end_frame", "start_time", "end_time", "fps", "padding", "x", "y", "w", "h",
 })
 

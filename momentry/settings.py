@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "momentry",
     "media_api",
     "identities",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -214,6 +215,44 @@ MOMENTRY_SIGNED_URL_SECONDS = _env_int("MOMENTRY_SIGNED_URL_SECONDS", 3600)
 MOMENTRY_SIGNED_URL_MAX_SECONDS = _env_int("MOMENTRY_SIGNED_URL_MAX_SECONDS", 7 * 24 * 3600)
 MOMENTRY_SIGNED_URL_PUBLIC = _env_bool("MOMENTRY_SIGNED_URL_PUBLIC", True)
 
+# Jobs (jobs/ and momentry/celery.py). Files registered through the API must lie under one of these
+# directories (comma-separated; default $MOMENTRY_DATA_DIR/media).
+MOMENTRY_MEDIA_ROOTS = [Path(p.strip()).resolve() for p in os.environ.get("MOMENTRY_MEDIA_ROOTS", "").split(",")
+                        if p.strip()] or [DATA_DIR / "media"]
+MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 120)  # no heartbeat for this long: worker gone
+MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)
+MOMENTRY_JOB_REQUEUE_SECONDS = _env_int("MOMENTRY_JOB_REQUEUE_SECONDS", 300)  # queued this long: send again
+MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "180"))
+MOMENTRY_CACHE_MAX_BYTES = _env_int("MOMENTRY_CACHE_MAX_BYTES", 2 * 1024**3)
+
+MOMENTRY_BROKER_URL = os.environ.get("MOMENTRY_BROKER_URL", "").strip()
+if MOMENTRY_BROKER_URL:
+    CELERY_BROKER_URL = MOMENTRY_BROKER_URL
+    # Redis redelivers a message whose worker died without acknowledging it after this long;
+    # the reaper (below) usually re-sends sooner, and tasks refuse to run a job twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _env_int("MOMENTRY_VISIBILITY_TIMEOUT", 3600)}
+else:
+    _broker = DATA_DIR / "broker"
+    for _folder in ("queue", "control"):
+        (_broker / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker / "queue"), "data_folder_out": str(_broker / "queue"),
+        "control_folder": str(_broker / "control"), "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "momentry"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(os.environ.get("MOMENTRY_REAP_SECONDS", "30"))},
+    "evict-image-cache": {"task": "jobs.tasks.evict_image_cache", "schedule": 600.0},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -221,5 +260,6 @@ LOGGING = {
     "loggers": {
         "momentry": {"handlers": ["console"], "level": os.environ.get("MOMENTRY_LOG_LEVEL", "INFO")},
         "media_api": {"handlers": ["console"], "level": os.environ.get("MOMENTRY_LOG_LEVEL", "INFO")},
+        "jobs": {"handlers": ["console"], "level": os.environ.get("MOMENTRY_LOG_LEVEL", "INFO")},
     },
 }

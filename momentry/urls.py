@@ -22,5 +22,6 @@ urlpatterns = [
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema", **_public), name="redoc"),
     path("api/v1/", include("media_api.urls")),
     path("api/v1/", include("identities.urls")),
+    path("api/v1/", include("jobs.urls")),
     path("admin/", admin.site.urls),
 ]

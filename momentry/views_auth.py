@@ -22,9 +22,9 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from identities.views import validated
 from momentry import schema, services
 from momentry.auth import WWW_AUTHENTICATE
+from momentry.bodies import validated
 from momentry.client_address import client_address
 from momentry.errors import Unauthorized
 from momentry.schema import StrictCharField

@@ -136,3 +136,68 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return bool(state) and "Z" not in state[0].split()[1]
+
+
+@contextlib.contextmanager
+def celery_worker(name: str = "w1", concurrency: int = 1, log_path: Path | None = None, beat: bool = False,
+                  **env: str) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process (``celery -A momentry worker``) on the test database; stopped afterwards."""
+    args = [sys.executable, "-m", "celery", "-A", "momentry", "worker", "--concurrency", str(concurrency),
+            "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
+    if beat:
+        args.append("-B")
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(args, cwd=REPO, env=process_env(**env), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        if log_path:
+            wait_for(lambda: proc.poll() is not None or b" ready." in log_path.read_bytes(), timeout=60)
+            if proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+        yield proc
+    finally:
+        stop_group(proc)
+        if log_path:
+            log.close()
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a process started with start_new_session=True and everything it started."""
+    import signal
+
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (pool processes)
+
+
+@contextlib.contextmanager
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """A private Redis (no persistence) on a free port: for tests that restart their broker."""
+    import shutil
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = port or free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _answers_tcp(port), timeout=20)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _answers_tcp(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

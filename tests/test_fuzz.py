@@ -111,7 +111,8 @@ def map_case(ctx, case):
 # without its end, an end before its start, a span without either pair on /clip, identity with
 # unbound=true, a crop given in part, merging an identity into itself) and values that depend on
 # the data (a frame or span past the end of this file, a render longer than
-# MOMENTRY_MAX_CLIP_SECONDS, a URL to sign that names another file, a target already merged).
+# MOMENTRY_MAX_CLIP_SECONDS, a URL to sign that names another file, a target already merged, a
+# path to register that is no video file under the media roots).
 # Such a refusal is documented and deliberate: only positive_data_acceptance is skipped for it,
 # and only when the error names one of these parameters; every other check still runs.
 SPAN = {"start_frame", "end_frame", "start_time", "end_time"}
@@ -126,6 +127,7 @@ DATA_DEPENDENT: dict[str, dict[int, set[str]]] = {
     "GET /api/v1/file/{file_uuid}/identities/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": {
         400: {"identity_uuid_b"}},
     "POST /api/v1/identity/{identity_uuid}/merge": {400: {"from", "identity_uuid"}},
+    "POST /api/v1/files": {400: {"path"}},  # the file must exist under MOMENTRY_MEDIA_ROOTS
 }
 
 

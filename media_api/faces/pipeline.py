@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +101,17 @@ class _Frame:
 
 
 def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start: int = 0, end: int | None = None,
-                  stride: int | None = None, progress: bool = False, workers: bool = True) -> FaceAnalysis:
+                  stride: int | None = None, progress: bool = False, workers: bool = True, raw: bool = False,
+                  on_progress: Callable[[int, int], object] | None = None) -> FaceAnalysis:
     """Detect, follow and embed the faces of frames ``start..end`` (inclusive; default: the whole file).
 
     Three processes share the work: this one decodes, finds cuts and tracks; a detector worker
     runs BlazeFace on the sampled frames, up to :data:`LOOKAHEAD` samples ahead of the tracker;
-    an embedding worker computes face embeddings. ``workers=False`` runs everything inline.
+    an embedding worker computes face embeddings. ``workers=False`` runs everything inline (a
+    job queue's worker process, which gets its parallelism from running several of them).
+    ``raw=True`` returns the tracks as followed, before pieces are joined and noise dropped (a
+    chunk of a long file, stitched later: :mod:`media_api.faces.chunks`). ``on_progress(done,
+    total)`` is called about once a second of video; whatever it raises stops the analysis.
     """
     if stride is not None and stride < 1:
         raise ValueError("stride must be at least 1")
@@ -119,7 +125,10 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
         cut_detector = SceneCutDetector()
         waiting: deque[_Frame] = deque()
         bar = tqdm(total=end - start + 1, unit="frame", disable=not progress, desc=Path(path).name[:30])
+        report_every = max(1, int(round(fps)))
         for number, frame in reader.iter_range(start, end):
+            if on_progress is not None and (number - start) % report_every == 0:
+                on_progress(number - start, end - start + 1)
             grey = luma(frame)
             if state.tracker is None:
                 state.tracker = FaceTracker(frame.width, frame.height, fps)
@@ -139,7 +148,10 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
             bar.update(1)
         bar.close()
         clock = time.perf_counter()
-        tracks = state.tracker.finish() if state.tracker is not None else []
+        if state.tracker is None:
+            tracks = []
+        else:
+            tracks = state.tracker.close() if raw else state.tracker.finish()
         state.timings["finish"] = time.perf_counter() - clock
     return FaceAnalysis(tracks=tracks, start=start, end=end, frames_decoded=state.frames, frames_sampled=state.samples,
                         cuts=state.cuts, seconds=time.perf_counter() - started, stride=stride,

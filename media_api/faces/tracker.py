@@ -282,78 +282,99 @@ class FaceTracker:
 
     # -- afterwards
 
-    def finish(self) -> list[Track]:
-        """Every track, pieces joined, noise dropped, ordered by first frame.
+    def close(self) -> list[Track]:
+        """Every track as followed (nothing joined or dropped yet), embeddings resolved.
 
         Waits for the embeddings still being computed in the worker: joining pieces needs them.
+        The raw tracks of a chunk of a long file are stitched to their neighbours' before
+        :func:`finalize_tracks` runs over the whole file.
         """
         self.cut()
         resolve_embeddings(self._done)
-        tracks = self._merge_duplicates(sorted(self._done, key=lambda t: (t.start, t.key)))
-        tracks = self._link(tracks)
-        kept = [t for t in tracks if t.detections >= MIN_DETECTIONS]
-        return sorted(kept, key=lambda t: (t.start, t.boxes[0][0], t.key))
+        tracks, self._done = self._done, []
+        return tracks
 
-    def _merge_duplicates(self, tracks: list[Track]) -> list[Track]:
-        """Fold a track into another of the same shot that followed the same face at the same time.
+    def finish(self) -> list[Track]:
+        """Every track, pieces joined, noise dropped, ordered by first frame."""
+        return finalize_tracks(self.close(), self.fps)
 
-        (A tracker that drifted while the face turned can leave a detection unmatched, which then
-        starts a second track on the same face.) On common frames a detected box wins over a
-        tracked one; the track with more detections keeps its boxes otherwise.
-        """
-        merged: set[int] = set()
-        for i in range(len(tracks)):
-            for j in range(i + 1, len(tracks)):
-                if i in merged:
-                    break
-                if j in merged or not _duplicates(tracks[i], tracks[j]):
-                    continue
-                keep, drop = (i, j) if tracks[i].detections >= tracks[j].detections else (j, i)
-                _absorb(tracks[keep], tracks[drop])
-                merged.add(drop)
-        return [t for k, t in enumerate(tracks) if k not in merged]
 
-    def _link_cost(self, a: Track, b: Track) -> float | None:
-        """How well ``b`` continues ``a`` (lower is better), or None when it cannot be the same person."""
-        gap = (b.start - a.end) / self.fps
-        if a.shot != b.shot or b.start <= a.end or gap > LINK_MAX_GAP_SECONDS:
-            return None
-        last, first = a.boxes[-1], b.boxes[0]
-        if _size_ratio(last, first) > 1.6 or _centre_shift(last, first) > 1.0 + 1.5 * gap:
-            return None
-        ea, eb = a.mean_embedding(), b.mean_embedding()
-        if ea is None or eb is None:
-            # no faces to compare: only an immediate, overlapping continuation
-            return 1.0 if gap <= 0.5 and iou(last, first) >= 0.3 else None
-        distance = float(np.linalg.norm(ea - eb))
-        return distance if distance <= LINK_DISTANCE else None
+def finalize_tracks(tracks: list[Track], fps: float, cuts: list[int] | None = None) -> list[Track]:
+    """Duplicates folded, pieces of one person joined, noise dropped; ordered by first frame.
 
-    def _link(self, tracks: list[Track]) -> list[Track]:
-        """Join pieces into chains, cheapest joins first; each piece has at most one successor and predecessor."""
-        starts = [t.start for t in tracks]  # tracks are sorted by start
-        max_gap = int(LINK_MAX_GAP_SECONDS * self.fps) + 1
-        options = []
-        for i, a in enumerate(tracks):
-            first, last = bisect.bisect_right(starts, a.end), bisect.bisect_right(starts, a.end + max_gap)
-            for j in range(first, last):
-                cost = self._link_cost(a, tracks[j])
-                if cost is not None:
-                    options.append((cost, i, j))
-        successor: dict[int, int] = {}
-        predecessor: dict[int, int] = {}
-        for _, i, j in sorted(options):
-            if i not in successor and j not in predecessor:
-                successor[i], predecessor[j] = j, i
-        chains = []
-        for i, track in enumerate(tracks):
-            if i in predecessor:
+    ``cuts`` (the file's scene cuts) renumber the shots when tracks come from several chunks.
+    """
+    if cuts is not None:
+        for track in tracks:
+            track.shot = bisect.bisect_right(cuts, track.start)
+    ordered = _merge_duplicates(sorted(tracks, key=lambda t: (t.start, t.key)))
+    ordered = _link(ordered, fps)
+    kept = [t for t in ordered if t.detections >= MIN_DETECTIONS]
+    return sorted(kept, key=lambda t: (t.start, t.boxes[0][0], t.key))
+
+
+def _merge_duplicates(tracks: list[Track]) -> list[Track]:
+    """Fold a track into another of the same shot that followed the same face at the same time.
+
+    (A tracker that drifted while the face turned can leave a detection unmatched, which then
+    starts a second track on the same face.) On common frames a detected box wins over a
+    tracked one; the track with more detections keeps its boxes otherwise.
+    """
+    merged: set[int] = set()
+    for i in range(len(tracks)):
+        for j in range(i + 1, len(tracks)):
+            if i in merged:
+                break
+            if j in merged or not _duplicates(tracks[i], tracks[j]):
                 continue
-            j = i
-            while j in successor:
-                j = successor[j]
-                track.extend(tracks[j])
-            chains.append(track)
-        return chains
+            keep, drop = (i, j) if tracks[i].detections >= tracks[j].detections else (j, i)
+            _absorb(tracks[keep], tracks[drop])
+            merged.add(drop)
+    return [t for k, t in enumerate(tracks) if k not in merged]
+
+
+def _link_cost(a: Track, b: Track, fps: float) -> float | None:
+    """How well ``b`` continues ``a`` (lower is better), or None when it cannot be the same person."""
+    gap = (b.start - a.end) / fps
+    if a.shot != b.shot or b.start <= a.end or gap > LINK_MAX_GAP_SECONDS:
+        return None
+    last, first = a.boxes[-1], b.boxes[0]
+    if _size_ratio(last, first) > 1.6 or _centre_shift(last, first) > 1.0 + 1.5 * gap:
+        return None
+    ea, eb = a.mean_embedding(), b.mean_embedding()
+    if ea is None or eb is None:
+        # no faces to compare: only an immediate, overlapping continuation
+        return 1.0 if gap <= 0.5 and iou(last, first) >= 0.3 else None
+    distance = float(np.linalg.norm(ea - eb))
+    return distance if distance <= LINK_DISTANCE else None
+
+
+def _link(tracks: list[Track], fps: float) -> list[Track]:
+    """Join pieces into chains, cheapest joins first; each piece has at most one successor and predecessor."""
+    starts = [t.start for t in tracks]  # tracks are sorted by start
+    max_gap = int(LINK_MAX_GAP_SECONDS * fps) + 1
+    options = []
+    for i, a in enumerate(tracks):
+        first, last = bisect.bisect_right(starts, a.end), bisect.bisect_right(starts, a.end + max_gap)
+        for j in range(first, last):
+            cost = _link_cost(a, tracks[j], fps)
+            if cost is not None:
+                options.append((cost, i, j))
+    successor: dict[int, int] = {}
+    predecessor: dict[int, int] = {}
+    for _, i, j in sorted(options):
+        if i not in successor and j not in predecessor:
+            successor[i], predecessor[j] = j, i
+    chains = []
+    for i, track in enumerate(tracks):
+        if i in predecessor:
+            continue
+        j = i
+        while j in successor:
+            j = successor[j]
+            track.extend(tracks[j])
+        chains.append(track)
+    return chains
 
 
 def _duplicates(a: Track, b: Track) -> bool:

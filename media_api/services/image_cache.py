@@ -97,11 +97,66 @@ def store(key: ImageKey, data: bytes) -> Path:
     return path
 
 
+#: A cache hit marks the file as used (its mtime) at most this often: least-recently-used eviction
+#: needs no write per request.
+TOUCH_SECONDS = 3600
+#: Eviction leaves files younger than this alone (just written, maybe about to be read).
+MIN_AGE_SECONDS = 60
+
+
 def cached(key: ImageKey) -> bytes | None:
     try:
-        return key.path.read_bytes()
+        data = key.path.read_bytes()
     except FileNotFoundError:
         return None
+    _touch(key.path)
+    return data
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if time.time() - path.stat().st_mtime > TOUCH_SECONDS:
+            os.utime(path)
+
+
+@dataclass(frozen=True)
+class Eviction:
+    files: int
+    freed: int
+    kept_bytes: int
+
+
+def evict(max_bytes: int, roots: tuple[str, ...] = ("images", "clips")) -> Eviction:
+    """Delete the least recently used cached files until the cache holds at most ``max_bytes``.
+
+    Only finished files are candidates: temporary files of a render in progress (``.tmp-…``) and
+    files younger than MIN_AGE_SECONDS are never touched. Goes down to 90 % of the limit, so
+    that it does not run again at the next write.
+    """
+    entries = []
+    now = time.time()
+    for root in roots:
+        base = Path(settings.CACHE_DIR) / root
+        for path in base.rglob("*") if base.is_dir() else ():
+            if path.name.startswith(".tmp-") or not path.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    if total <= max_bytes:
+        return Eviction(0, 0, total)
+    target, freed, removed = int(max_bytes * 0.9), 0, 0
+    for mtime, size, path in sorted(entries):
+        if total - freed <= target:
+            break
+        if now - mtime < MIN_AGE_SECONDS:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            freed += size
+            removed += 1
+    return Eviction(removed, freed, total - freed)
 
 
 def get_or_render(key: ImageKey, render: Callable[[], bytes]) -> bytes:
@@ -117,4 +172,4 @@ def get_or_render(key: ImageKey, render: Callable[[], bytes]) -> bytes:
     return data
 
 
-__all__ = ["ImageKey", "RENDER_VERSION", "cached", "get_or_render", "render_lock", "store"]
+__all__ = ["Eviction", "ImageKey", "RENDER_VERSION", "cached", "evict", "get_or_render", "render_lock", "store"]

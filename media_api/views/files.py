@@ -7,11 +7,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs import schema as job_schema
+from jobs.views import RegisterSerializer, register_file_job
 from media_api import selectors
 from media_api.models import MediaFile
 from momentry import schema
+from momentry.auth import CanWrite
 from momentry.errors import NotFound
 from momentry.pagination import PAGE_PARAMETERS, paginate
+from momentry.parsers import BoundedJSONParser
 
 
 def serialize_file(f: MediaFile) -> dict:
@@ -38,6 +42,9 @@ def serialize_file(f: MediaFile) -> dict:
 
 
 class FileListView(APIView):
+    permission_classes = [CanWrite]
+    parser_classes = [BoundedJSONParser]  # POST: a JSON object (415 otherwise)
+
     @extend_schema(
         operation_id="files_list",
         summary="Files in the caller's scope (newest first), with trace and identity counts",
@@ -48,6 +55,16 @@ class FileListView(APIView):
     def get(self, request: Request) -> Response:
         queryset = selectors.files_with_counts(selectors.files_visible_to(request))
         return Response(paginate(queryset, request.query_params, "files", serialize_file))
+
+    @extend_schema(
+        operation_id="files_register",
+        summary="Queue the registration of a video lying under MOMENTRY_MEDIA_ROOTS (probe, hash, frame index)",
+        request=RegisterSerializer,
+        responses={202: job_schema.SUBMITTED},
+        tags=["files", "jobs"],
+    )
+    def post(self, request: Request) -> Response:
+        return register_file_job(request)
 
 
 class FileDetailView(APIView):

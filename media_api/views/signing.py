@@ -11,10 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from identities.views import validated
 from media_api import selectors
 from media_api.services import signed_urls
 from momentry import schema
+from momentry.bodies import validated
 from momentry.parsers import BoundedJSONParser
 
 SIGNABLE_URL = (r"^/api/v1/file/[0-9a-f]{32}/(video|video/bbox|clip|thumbnail|trace/[0-9]+/thumbnail"

@@ -16,8 +16,16 @@ class Command(BaseCommand):
                             help=f"largest embedding distance to a cluster's mean (default {CLUSTER_DISTANCE})")
         parser.add_argument("--min-size", type=int, default=2,
                             help="traces a new cluster needs to become an identity (default 2)")
+        parser.add_argument("--queue", action="store_true",
+                            help="submit a job for the workers instead (default threshold and size)")
 
-    def handle(self, *args, threshold, min_size, **options):
+    def handle(self, *args, threshold, min_size, queue=False, **options):
+        if queue:
+            from jobs.models import Job
+            from jobs.queueing import queue_all
+
+            queue_all(Job.Kind.CLUSTER, write=self.stdout.write)
+            return
         if not 0.0 < threshold < 2.0:
             raise CommandError("--threshold must be between 0 and 2")
         if min_size < 1:

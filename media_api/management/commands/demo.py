@@ -132,5 +132,14 @@ class Command(BaseCommand):
             out(f'  curl -s "$API/api/v1/file/{media_file.file_uuid}/identities/{a.identity_uuid}'
                 f'/co-occur-with/{b.identity_uuid}" -H "X-API-Key: $KEY"')
         out('  curl -s "$API/api/v1/identities" -H "X-API-Key: $KEY"')
+        if files:
+            u = files[0].file_uuid
+            out("  # jobs, run by the worker demo.sh started: detect the faces again (people stay named), then poll")
+            out(f'  JOB=$(curl -s -X POST "$API/api/v1/file/{u}/detect-faces" -H "X-API-Key: $KEY" '
+                "-H 'Content-Type: application/json' -d '{}' | python3 -c 'import json,sys; "
+                "print(json.load(sys.stdin)[\"job\"][\"id\"])')")
+            out('  curl -s "$API/api/v1/jobs/$JOB" -H "X-API-Key: $KEY"      # state, progress, result')
+            out(f'  curl -s -X POST "$API/api/v1/files" -H "X-API-Key: $KEY" -H \'Content-Type: application/json\' '
+                f'-d \'{{"path": "{Path(files[0].path).resolve()}"}}\'  # register a file under MOMENTRY_MEDIA_ROOTS')
         out("API key (shown once):")
         out(key)

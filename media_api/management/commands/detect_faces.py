@@ -37,10 +37,23 @@ class Command(BaseCommand):
                             help="replace the file's traces (bound people carry over to the matching new traces)")
         parser.add_argument("--export-dir", default=None,
                             help="also write <file name>.json in the import format to this directory")
+        parser.add_argument("--queue", action="store_true",
+                            help="submit jobs for the workers instead (Celery; long files run in chunks on any "
+                                 "worker; a job replaces traces, keeping people named)")
 
-    def handle(self, *args, file_uuid, stride, replace, export_dir, **options):
+    def handle(self, *args, file_uuid, stride, replace, export_dir, queue=False, **options):
         if stride is not None and stride < 1:
             raise CommandError("--stride must be at least 1")
+        if queue:
+            from jobs.models import Job
+            from jobs.queueing import queue_all
+
+            media_files = [MediaFile.objects.filter(file_uuid=v.lower()).first() for v in file_uuid]
+            if None in media_files:
+                raise CommandError("unknown file_uuid")
+            queue_all(Job.Kind.DETECT, files=media_files, params={"stride": stride} if stride else {},
+                      write=self.stdout.write)
+            return
         files = []
         for value in file_uuid:
             media_file = MediaFile.objects.filter(file_uuid=value.lower()).first()

@@ -24,8 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="recompute faces and thumbnails that exist")
         parser.add_argument("--batch-size", type=int, default=prewarm.DEFAULT_BATCH,
                             help=f"traces per batch (default {prewarm.DEFAULT_BATCH})")
+        parser.add_argument("--queue", action="store_true", help="submit one job per file for the workers instead")
 
-    def handle(self, *args, files, workers, force, batch_size, **options):
+    def handle(self, *args, files, workers, force, batch_size, queue=False, **options):
         if workers < 1 or batch_size < 1:
             raise CommandError("--workers and --batch-size must be at least 1")
         selected = MediaFile.objects.all()
@@ -36,6 +37,13 @@ class Command(BaseCommand):
             if unknown:
                 raise CommandError(f"unknown file_uuid: {', '.join(sorted(unknown))}")
 
+        if queue:
+            from jobs.models import Job
+            from jobs.queueing import queue_all
+
+            queue_all(Job.Kind.PREWARM, files=selected.order_by("pk"), params={"force": force},
+                      write=self.stdout.write)
+            return
         summary = prewarm.Summary()
         batches = list(prewarm.plan(selected, force=force, batch_size=batch_size, workers=workers, summary=summary))
         total = sum(len(b) for b in batches)

@@ -1,5 +1,7 @@
 """manage.py register_file PATH… — probe, hash and index videos; prints each file_uuid."""
 
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from media_api.services.files import ProbeError, register_file
@@ -10,8 +12,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument("--queue", action="store_true", help="submit jobs for the workers instead (Celery)")
 
-    def handle(self, *args, paths, **options):
+    def handle(self, *args, paths, queue=False, **options):
+        if queue:
+            from jobs.models import Job
+            from jobs.queueing import queue_all
+
+            for path in paths:
+                queue_all(Job.Kind.REGISTER, params={"path": str(Path(path).resolve())}, write=self.stdout.write)
+            return
         failures = 0
         last_uuid = None
         for path in paths:
