@@ -173,10 +173,13 @@ def test_image_cache_eviction_is_least_recently_used(settings, tmp_path):
         path.write_bytes(b"x" * 1000)
         os.utime(path, (now - 10_000 + n * 100, now - 10_000 + n * 100))  # face-0 is the least recently used
     (root / ".tmp-123.jpg").write_bytes(b"y" * 5000)  # a render in progress
+    abandoned = root / ".tmp-killed.mp4"  # left by a renderer killed a day ago
+    abandoned.write_bytes(b"k" * 10)
+    os.utime(abandoned, (now - 86_400, now - 86_400))
     fresh = root / "face-new.jpg"
     fresh.write_bytes(b"z" * 1000)  # just written
     outcome = evict(6000)
     left = sorted(p.name for p in root.iterdir())
-    assert ".tmp-123.jpg" in left and "face-new.jpg" in left
+    assert ".tmp-123.jpg" in left and "face-new.jpg" in left and ".tmp-killed.mp4" not in left
     assert outcome.files == 6 and "face-0.jpg" not in left and "face-9.jpg" in left
     assert evict(10**9).files == 0

@@ -27,6 +27,9 @@ from media_api.ffmpeg.index import FrameIndexData
 
 # Fragmented MP4 that can be written to a pipe and played while it arrives.
 FMP4_ARGS = ["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000", "-f", "mp4"]
+# The same written to a file: plus one index of every fragment at the start (needs a seekable output).
+SEEKABLE_FMP4_ARGS = ["-movflags", "frag_keyframe+empty_moov+default_base_moof+global_sidx",
+                      "-frag_duration", "1000000", "-f", "mp4"]
 X264_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
 AAC_ARGS = ["-c:a", "aac", "-b:a", "128k"]
 
@@ -128,10 +131,13 @@ def reencode_args(
     has_audio: bool,
     filters: list[str] | None = None,
     container: str = "mp4",
+    output: str | Path | None = None,
 ) -> list[str]:
-    """Frame-exact H.264 (+AAC) re-encode of ``span`` as fragmented MP4 or MPEG-TS on stdout.
+    """Frame-exact H.264 (+AAC) re-encode of ``span`` as fragmented MP4 or MPEG-TS.
 
-    ``filters`` run after ``setpts=PTS-STARTPTS`` (so their time 0 is the start frame).
+    ``filters`` run after ``setpts=PTS-STARTPTS`` (so their time 0 is the start frame). Written to
+    stdout, or to the file ``output`` (overwritten); an MP4 file also gets a global ``sidx`` index
+    at its start, so a player fetching it with ranges can seek anywhere at once.
     """
     chain = ["setpts=PTS-STARTPTS", *(filters or [])]
     gop = max(1, round(float(fps) * 2))
@@ -142,10 +148,12 @@ def reencode_args(
     # Audio stops with the video (the frame count alone would let the audio run on).
     args += ["-t", _seconds(span_duration(index, span, fps))]
     if container == "mpegts":
-        args += ["-f", "mpegts", "pipe:1"]
+        args += ["-f", "mpegts"]
+    elif output is None:
+        args += FMP4_ARGS
     else:
-        args += [*FMP4_ARGS, "pipe:1"]
-    return args
+        args += [*SEEKABLE_FMP4_ARGS]
+    return [*args, "pipe:1"] if output is None else [*args, "-y", str(output)]
 
 
 def clip_args(

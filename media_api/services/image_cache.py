@@ -39,11 +39,14 @@ _POLL_SECONDS = 0.02
 class ImageKey:
     file_uuid: str
     name: str
+    #: ``images`` (JPEGs) or ``clips`` (rendered videos, see :func:`get_or_render_file`).
+    root: str = "images"
+    suffix: str = ".jpg"
 
     @property
     def path(self) -> Path:
-        root = Path(settings.CACHE_DIR) / "images" / f"v{RENDER_VERSION}"
-        return root / self.file_uuid[:2] / self.file_uuid / f"{self.name}.jpg"
+        root = Path(settings.CACHE_DIR) / self.root / f"v{RENDER_VERSION}"
+        return root / self.file_uuid[:2] / self.file_uuid / f"{self.name}{self.suffix}"
 
     @property
     def etag(self) -> str:
@@ -130,19 +133,24 @@ def evict(max_bytes: int, roots: tuple[str, ...] = ("images", "clips")) -> Evict
     """Delete the least recently used cached files until the cache holds at most ``max_bytes``.
 
     Only finished files are candidates: temporary files of a render in progress (``.tmp-…``) and
-    files younger than MIN_AGE_SECONDS are never touched. Goes down to 90 % of the limit, so
+    files younger than MIN_AGE_SECONDS are never touched; a temporary file older than any render
+    can last was left by a killed renderer and is removed. Goes down to 90 % of the limit, so
     that it does not run again at the next write.
     """
     entries = []
     now = time.time()
+    abandoned_after = 2 * float(settings.MOMENTRY_FFMPEG_TIMEOUT) + MIN_AGE_SECONDS
     for root in roots:
         base = Path(settings.CACHE_DIR) / root
         for path in base.rglob("*") if base.is_dir() else ():
-            if path.name.startswith(".tmp-") or not path.is_file():
+            if not path.is_file():
                 continue
             with contextlib.suppress(OSError):
                 stat = path.stat()
-                entries.append((stat.st_mtime, stat.st_size, path))
+                if not path.name.startswith(".tmp-"):
+                    entries.append((stat.st_mtime, stat.st_size, path))
+                elif now - stat.st_mtime > abandoned_after:  # its renderer was killed
+                    path.unlink()
     total = sum(size for _, size, _ in entries)
     if total <= max_bytes:
         return Eviction(0, 0, total)
@@ -172,4 +180,31 @@ def get_or_render(key: ImageKey, render: Callable[[], bytes]) -> bytes:
     return data
 
 
-__all__ = ["Eviction", "ImageKey", "RENDER_VERSION", "cached", "evict", "get_or_render", "render_lock", "store"]
+def get_or_render_file(key: ImageKey, render: Callable[[Path], None]) -> Path:
+    """The cached file for ``key``; when missing, ``render(tmp)`` writes it (once across processes).
+
+    For renders too big to hold in memory (videos): ``render`` writes a temporary file beside the
+    final one, which replaces it only when complete.
+    """
+    path = key.path
+    if path.is_file():
+        _touch(path)
+        return path
+    with render_lock(f"{key.root}/{key.file_uuid}/{key.name}"):
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=key.suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            render(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+__all__ = ["Eviction", "ImageKey", "RENDER_VERSION", "cached", "evict", "get_or_render", "get_or_render_file", "render_lock",
+           "store"]

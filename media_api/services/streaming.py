@@ -7,6 +7,7 @@ in a ``StreamingHttpResponse``. All FFmpeg arguments are built by ``media_api.ff
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 import os
@@ -23,8 +24,9 @@ from django.conf import settings
 
 from media_api.ffmpeg import encode, overlays
 from media_api.ffmpeg.index import FrameIndexData
-from media_api.ffmpeg.process import FFmpegStream, open_stream
+from media_api.ffmpeg.process import FFmpegStream, open_stream, run_ffmpeg
 from media_api.models import Detection, MediaFile, Trace
+from media_api.services import image_cache
 from media_api.services.files import frame_index_for
 from momentry.errors import BadRequest, NotFound
 
@@ -278,6 +280,28 @@ def _trace_boxes(media_file: MediaFile, trace: Trace, span: encode.Span) -> list
     ]
 
 
+def _write_overlay(scratch: _Scratch, media_file: MediaFile, span: encode.Span,
+                   boxes: Iterable[overlays.Box] | None, panels: list[str] | None) -> Path:
+    return overlays.write_ass(
+        scratch.path / "overlay.ass",
+        media_file.width,
+        media_file.height,
+        encode.relative_times(frame_index_for(media_file), span),
+        boxes or (),
+        span.start_frame,
+        panels,
+    )
+
+
+def _render_args(media_file: MediaFile, span: encode.Span, overlay: Path | None, *, audio: bool, container: str,
+                 output: Path | None = None) -> list[str]:
+    return encode.reencode_args(
+        media_file.path, frame_index_for(media_file), span, media_file.fps_fraction,
+        audio=audio, has_audio=media_file.has_audio, filters=[overlays.ass_filter(overlay)] if overlay else [],
+        container=container, output=output,
+    )
+
+
 def _render_stream(
     media_file: MediaFile,
     span: encode.Span,
@@ -287,30 +311,16 @@ def _render_stream(
     audio: bool,
     container: str,
 ) -> FFmpegStream:
-    index = frame_index_for(media_file)
-    filters: list[str] = []
-    scratch: _Scratch | None = None
-    if boxes is not None or panels:
-        scratch = _Scratch()
-        try:
-            ass_path = overlays.write_ass(
-                scratch.path / "overlay.ass",
-                media_file.width,
-                media_file.height,
-                encode.relative_times(index, span),
-                boxes or (),
-                span.start_frame,
-                panels,
-            )
-        except BaseException:
-            scratch.remove()
-            raise
-        filters.append(overlays.ass_filter(ass_path))
-    args = encode.reencode_args(
-        media_file.path, index, span, media_file.fps_fraction,
-        audio=audio, has_audio=media_file.has_audio, filters=filters, container=container,
-    )
-    return open_stream(args, on_close=[scratch.remove] if scratch else ())
+    if boxes is None and not panels:
+        return open_stream(_render_args(media_file, span, None, audio=audio, container=container))
+    scratch = _Scratch()
+    try:
+        overlay = _write_overlay(scratch, media_file, span, boxes, panels)
+        args = _render_args(media_file, span, overlay, audio=audio, container=container)
+    except BaseException:
+        scratch.remove()
+        raise
+    return open_stream(args, on_close=[scratch.remove])
 
 
 # --------------------------------------------------------------------------- the streams
@@ -388,15 +398,38 @@ def parse_padding(params: Any) -> float:
     return value
 
 
-def trace_stream(media_file: MediaFile, trace: Trace, span: encode.Span, options: StreamOptions) -> FFmpegStream:
+def _trace_overlay(media_file: MediaFile, trace: Trace, span: encode.Span,
+                   options: StreamOptions) -> tuple[Iterable[overlays.Box], list[str] | None]:
     """The trace highlighted (thick on real detections); debug adds other detections thin and a panel."""
     boxes: Iterable[overlays.Box] = _trace_boxes(media_file, trace, span)
-    panels = None
-    if options.debug:
-        others = overlays.iter_boxes(_detection_rows(media_file, span, exclude_trace=trace.pk), media_file.height,
-                                     colour=overlays.OTHER, thin=True, with_confidence=False)
-        boxes = heapq.merge(others, boxes, key=lambda box: box.frame)
-        who = trace.identity.name if trace.identity_id else "unbound"
-        prefix = f"trace {trace.trace_id} ({who})  "
-        panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, prefix)
-    return _render_stream(media_file, span, boxes, panels, audio=options.audio, container="mp4")
+    if not options.debug:
+        return boxes, None
+    others = overlays.iter_boxes(_detection_rows(media_file, span, exclude_trace=trace.pk), media_file.height,
+                                 colour=overlays.OTHER, thin=True, with_confidence=False)
+    who = trace.identity.name if trace.identity_id else "unbound"
+    prefix = f"trace {trace.trace_id} ({who})  "
+    panels = overlays.panel_lines(frame_index_for(media_file), span.start_frame, span.frame_count, prefix)
+    return heapq.merge(others, boxes, key=lambda box: box.frame), panels
+
+
+def trace_video_file(media_file: MediaFile, trace: Trace, span: encode.Span, options: StreamOptions) -> Path:
+    """The trace's highlight video rendered once into the clip cache; its path (served with ranges).
+
+    The cache name carries a hash of the overlay file, which spells out every box, label and panel
+    line, so a changed trace, a renamed person or new detections nearby render a new file.
+    """
+    boxes, panels = _trace_overlay(media_file, trace, span, options)
+    scratch = _Scratch()
+    try:
+        overlay = _write_overlay(scratch, media_file, span, boxes, panels)
+        digest = hashlib.sha256(overlay.read_bytes()).hexdigest()[:24]
+        name = (f"trace{trace.trace_id}-{span.start_frame}-{span.end_frame}-a{int(options.audio)}"
+                f"d{int(options.debug)}-r{RENDER_VERSION}-{digest}")
+        key = image_cache.ImageKey(media_file.file_uuid, name, root="clips", suffix=".mp4")
+
+        def render(output: Path) -> None:
+            run_ffmpeg(_render_args(media_file, span, overlay, audio=options.audio, container="mp4", output=output))
+
+        return image_cache.get_or_render_file(key, render)
+    finally:
+        scratch.remove()

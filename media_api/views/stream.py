@@ -185,14 +185,18 @@ class TraceVideoView(MediaStreamView):
     """``GET /file/{uuid}/trace/{trace_id}/video``: the trace's span ± padding, its box highlighted."""
 
     @extend_schema(
-        summary="The trace's span with its box (interpolated) and label, fragmented MP4",
-        description="The trace's frames plus padding; start/end narrow it (e.g. to a part of a long trace)."
-                    + RENDER_LIMIT_NOTE,
+        summary="The trace's span with its box (interpolated) and label, fragmented MP4 (Range, HEAD, ETag)",
+        description="The trace's frames plus padding; start/end narrow it (e.g. to a part of a long trace). Rendered "
+                    "once into the server's cache (the first request waits for the render), then served with "
+                    "Range, so a player can seek." + RENDER_LIMIT_NOTE,
         parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60).",
                        minimum=0, maximum=60),
                     *SPAN,
                     MODE, AUDIO],
-        responses=_video("Fragmented MP4, H.264 (+AAC)"),
+        responses={**_video("Fragmented MP4, H.264 (+AAC), with a global sidx index"),
+                   (206, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description="Partial content (Range)"),
+                   304: OpenApiResponse(description="Not modified"),
+                   416: OpenApiResponse(schema.ERROR, description="RANGE_NOT_SATISFIABLE")},
     )
     def get(self, request: Request, file_uuid: str, trace_id: int) -> HttpResponse:
         media_file = selectors.file_for_request(request, file_uuid)
@@ -205,11 +209,13 @@ class TraceVideoView(MediaStreamView):
         if asked is not None:
             span = streaming.narrow_span(span, asked)
         streaming.check_render_length(media_file, span)
-        return self.stream_response(
-            None if self.is_head(request) else streaming.trace_stream(media_file, trace, span, options), "video/mp4",
-            f"{media_file.file_uuid}_trace{trace.trace_id}.mp4",
-            headers={"X-Momentry-Start-Frame": str(span.start_frame), "X-Momentry-End-Frame": str(span.end_frame)},
-        )
+        path = streaming.trace_video_file(media_file, trace, span, options)
+        response = ranged_file_response(request._request, path, content_type="video/mp4",
+                                        filename=f"{media_file.file_uuid}_trace{trace.trace_id}.mp4")
+        response["Cache-Control"] = f"private, max-age={settings.MOMENTRY_CACHE_MAX_AGE}"
+        response["X-Momentry-Start-Frame"] = str(span.start_frame)
+        response["X-Momentry-End-Frame"] = str(span.end_frame)
+        return response
 
 
 class BboxVideoView(MediaStreamView):
