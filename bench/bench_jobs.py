@@ -1,0 +1,123 @@
+"""Face analysis of a 20-minute video on the job queue: 2 worker processes against 1 (goal ≥ 1.7×).
+
+    .venv/bin/python bench/bench_jobs.py [--minutes 20] [--broker redis://127.0.0.1:6379/14]
+
+The video is the Hamilton clip looped with stream copy (bench/media.py). In the same run: the job on
+one worker process, the job on two, and the one-pass analysis of the whole file (no chunks) as the
+reference the chunked results are compared with. SQLite in a throw-away data directory; the embedded
+filesystem broker unless ``--broker`` names a Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out"
+OUT.mkdir(parents=True, exist_ok=True)
+os.environ["MOMENTRY_DATA_DIR"] = os.environ.get("MOMENTRY_DATA_DIR") or tempfile.mkdtemp(prefix="jobs-", dir=OUT)
+os.environ.pop("DATABASE_URL", None)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "momentry.settings")
+
+
+def rows_of(media_file) -> list[tuple]:
+    from media_api.models import Detection
+
+    return sorted(Detection.objects.filter(file=media_file).values_list(
+        "trace__trace_id", "frame_number", "x", "y", "width", "height", "origin"))
+
+
+def run_job(media_file, workers: int, env: dict[str, str]) -> tuple[float, dict]:
+    """Submit the detection and time it until it ends, with ``workers`` worker processes running."""
+    from jobs import services
+    from jobs.models import Job
+
+    logs = OUT / f"bench-jobs-{workers}"
+    logs.mkdir(exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "momentry", "worker", "--concurrency", "1",
+                               "-n", f"w{n}@%h", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+                              cwd=ROOT, env={**os.environ, **env}, stdout=open(logs / f"w{n}.log", "wb"),
+                              stderr=subprocess.STDOUT, start_new_session=True) for n in range(workers)]
+    try:
+        time.sleep(8)  # workers up and connected
+        start = time.perf_counter()
+        job, _ = services.submit(Job.Kind.DETECT, file=media_file)
+        while Job.objects.get(pk=job.pk).is_active:
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - start
+        job = Job.objects.get(pk=job.pk)
+        assert job.state == Job.State.SUCCEEDED, job.error
+        return elapsed, job.result
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, 15)
+        for proc in procs:
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=20)
+    parser.add_argument("--broker", default="")
+    args = parser.parse_args()
+    env = {"MOMENTRY_CHUNK_SECONDS": "180"}
+    if args.broker:
+        env["MOMENTRY_BROKER_URL"] = os.environ["MOMENTRY_BROKER_URL"] = args.broker
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from bench.media import make_long_video
+    from media_api.faces.chunks import plan_chunks
+    from media_api.faces.pipeline import analyse_video
+    from media_api.services.faces import store_analysis
+    from media_api.services.files import frame_index_for, register_file
+
+    call_command("migrate", verbosity=0)
+    path = make_long_video(settings.FFMPEG_BINARY, args.minutes)
+    media_file = register_file(path).file
+    index = frame_index_for(media_file)
+    chunks = len(plan_chunks(index, float(env["MOMENTRY_CHUNK_SECONDS"])))
+
+    one_seconds, _ = run_job(media_file, 1, env)
+    one_rows = rows_of(media_file)
+    two_seconds, result = run_job(media_file, 2, env)
+    two_rows = rows_of(media_file)
+
+    start = time.perf_counter()
+    whole = analyse_video(media_file.path, index, media_file.fps, workers=False)
+    whole_seconds = time.perf_counter() - start
+    store_analysis(media_file, whole, replace=True)
+    whole_rows = rows_of(media_file)
+
+    duration = media_file.total_frames / media_file.fps
+    same = whole_rows == two_rows
+    differing = len(set(whole_rows) ^ set(two_rows))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
+          f"date {time.strftime('%Y-%m-%d %H:%M %Z')}, broker {'Redis' if args.broker else 'filesystem (embedded)'}")
+    print(f"video: {media_file.name}, {duration / 60:.1f} min, {media_file.width}x{media_file.height}, "
+          f"{media_file.total_frames} frames, {chunks} chunks of ~{env['MOMENTRY_CHUNK_SECONDS']} s")
+    print("| run | wall | × realtime | speed-up |")
+    print("|---|---|---|---|")
+    print(f"| 1 worker process, chunked job | {one_seconds:.1f} s | {duration / one_seconds:.2f}× | 1.00 |")
+    print(f"| 2 worker processes, chunked job | {two_seconds:.1f} s | {duration / two_seconds:.2f}× | "
+          f"**{one_seconds / two_seconds:.2f}** |")
+    print(f"| one pass, no chunks (reference, inline) | {whole_seconds:.1f} s | {duration / whole_seconds:.2f}× | — |")
+    print(f"results: {result['traces']} traces, {result['detections']} detections; 1-worker and 2-worker jobs "
+          f"identical: {one_rows == two_rows}; chunked = one pass: {same} ({differing} rows differ of "
+          f"{len(whole_rows)})")
+
+
+if __name__ == "__main__":
+    main()
