@@ -4,40 +4,64 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Subquery, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from identities import curation
+from identities import curation, selectors, services
 from identities.models import CurationChange, Identity
 from media_api.admin import face_img
 from media_api.models import Trace
 
 
 class IdentityForm(forms.ModelForm):
+    """Aliases are edited in their own field only; the metadata box shows everything else.
+
+    A name another active person already has is refused until "this is a different person" is
+    ticked, so nobody creates a duplicate by accident.
+    """
+
     aliases = forms.CharField(required=False, help_text="Other names, separated by commas.")
+    allow_duplicate = forms.BooleanField(
+        required=False, label="This is a different person",
+        help_text="Tick to keep a name another person already has.")
 
     class Meta:
         model = Identity
-        fields = ["name", "status", "identity_type", "aliases", "metadata"]
+        fields = ["name", "allow_duplicate", "status", "identity_type", "aliases", "metadata"]
+        help_texts = {"metadata": "Free JSON (notes, links…). Aliases go in the Aliases field."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["aliases"].initial = ", ".join(self.instance.aliases)
+            self.initial["metadata"] = {k: v for k, v in (self.instance.metadata or {}).items() if k != "aliases"}
         self.fields["metadata"].required = False
+
+    def clean_metadata(self):
+        metadata = self.cleaned_data.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise forms.ValidationError("Metadata must be a JSON object.")
+        if "aliases" in metadata:
+            raise forms.ValidationError("Put aliases in the Aliases field above, not in the metadata.")
+        return metadata
 
     def clean(self):
         cleaned = super().clean()
+        name = cleaned.get("name")
+        if name and not cleaned.get("allow_duplicate"):
+            existing = services.namesake(name, exclude_pk=self.instance.pk)
+            if existing is not None:
+                url = reverse("admin:identities_identity_change", args=[existing.pk])
+                self.add_error("name", forms.ValidationError(format_html(
+                    '<a href="{}">{}</a> already has this name. Bind to them, or tick “This is a different '
+                    'person”.', url, existing.name)))
         metadata = dict(cleaned.get("metadata") or {})
         aliases = [a.strip() for a in (cleaned.get("aliases") or "").split(",") if a.strip()]
         if aliases:
             metadata["aliases"] = aliases
-        else:
-            metadata.pop("aliases", None)
         cleaned["metadata"] = metadata
         return cleaned
 
@@ -99,13 +123,10 @@ class IdentityAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request, queryset, search_term):
-        """Name or any alias (aliases live in metadata; searched as text on every database)."""
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term:
-            aliased = self.model.objects.annotate(meta_text=Cast("metadata", TextField())).filter(
-                meta_text__icontains=search_term).values("pk")
-            queryset = queryset | self.get_queryset(request).filter(pk__in=aliased)
-        return queryset, may_have_duplicates
+        """Name or an alias (not notes or other metadata). The bind autocomplete offers active people only."""
+        if request.path.endswith("/autocomplete/"):
+            queryset = queryset.filter(merged_into__isnull=True).exclude(status=Identity.Status.INACTIVE)
+        return selectors.search(queryset, search_term), False
 
     @admin.display(description="face")
     def face(self, obj: Identity) -> str:
@@ -155,7 +176,8 @@ class IdentityAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         identity = self.get_object(request, object_id)
         if identity is not None:
-            extra_context["last_change"] = curation.last_undoable_change(identity.identity_uuid)
+            extra_context["last_change"] = curation.last_undoable_change(identity)
+            extra_context["merged_into"] = identity.merged_into
         return super().change_view(request, object_id, form_url, extra_context)
 
     def undo_view(self, request, object_id):
@@ -166,7 +188,7 @@ class IdentityAdmin(admin.ModelAdmin):
 
             raise PermissionDenied
         identity = get_object_or_404(Identity, pk=object_id)
-        change = curation.last_undoable_change(identity.identity_uuid)
+        change = curation.last_undoable_change(identity)
         if change is None:
             self.message_user(request, "Nothing to undo.", messages.WARNING)
         else:
@@ -175,6 +197,14 @@ class IdentityAdmin(admin.ModelAdmin):
             except curation.UndoError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(reverse("admin:identities_identity_change", args=[identity.pk]))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        identity = self.get_object(request, object_id)
+        if identity is not None:
+            extra_context = {**(extra_context or {}),
+                             "bound_traces": Trace.objects.filter(identity=identity).count(),
+                             "history_url": reverse("admin:identities_curationchange_changelist")}
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_model(self, request, obj):
         curation.delete_identity(obj, request.user)
@@ -221,6 +251,13 @@ class CurationChangeAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the history is what undo needs: nobody deletes it
+
+    def has_change_permission(self, request, obj=None):
+        # Read-only pages; the list's undo action needs the change permission itself.
+        return obj is None and super().has_change_permission(request)
 
     @admin.action(description="Undo selected changes", permissions=["change"])
     def undo_selected(self, request, queryset):

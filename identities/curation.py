@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from identities.models import CurationChange, Identity
 from media_api.models import Trace
+from momentry.errors import Conflict
+from momentry.text import count
 
 
 class UndoError(Exception):
@@ -42,16 +45,28 @@ def _group_by_identity(rows: Iterable[tuple[int, int | None]]) -> dict[str, list
     return grouped
 
 
+def refuse_merged(identity: Identity) -> None:
+    """A merged person takes no traces: they would vanish from the survivor (409 naming the survivor)."""
+    if identity.merged_into_id is None:
+        return
+    survivor = Identity.objects.filter(pk=identity.merged_into_id).values("identity_uuid", "name").first() or {}
+    raise Conflict(
+        f"{identity.name} was merged into {survivor.get('name', 'another person')}; bind the traces to them instead.",
+        {"identity_uuid": identity.identity_uuid, "merged_into": survivor},
+    )
+
+
 @transaction.atomic
 def bind_traces(identity: Identity, trace_pks: Iterable[int], user=None) -> CurationChange:
     """Bind traces to ``identity``, remembering each trace's previous identity."""
+    refuse_merged(identity)
     pks = list(trace_pks)
     previous = list(Trace.objects.filter(pk__in=pks).exclude(identity=identity).values_list("pk", "identity_id"))
     Trace.objects.filter(pk__in=[pk for pk, _ in previous]).update(identity=identity)
     return CurationChange.objects.create(
         kind=CurationChange.Kind.BIND,
         identity_uuid=identity.identity_uuid,
-        summary=f"Bound {len(previous)} trace(s) to {identity.name}",
+        summary=f"Bound {count(len(previous), 'trace')} to {identity.name}",
         payload={"identity_id": identity.pk, "previous": _group_by_identity(previous)},
         user=_user(user),
     )
@@ -77,7 +92,7 @@ def unbind_traces(trace_pks: Iterable[int], user=None) -> list[CurationChange]:
         changes.append(CurationChange.objects.create(
             kind=CurationChange.Kind.UNBIND,
             identity_uuid=identity.identity_uuid,
-            summary=f"Unbound {len(pks)} trace(s) from {identity.name}",
+            summary=f"Unbound {count(len(pks), 'trace')} from {identity.name}",
             payload={"identity_id": identity.pk, "traces": pks},
             user=_user(user),
         ))
@@ -103,7 +118,7 @@ def merge_identities(survivor: Identity, others: Iterable[Identity], user=None) 
     return CurationChange.objects.create(
         kind=CurationChange.Kind.MERGE,
         identity_uuid=survivor.identity_uuid,
-        summary=f"Merged {names} into {survivor.name} ({len(moved)} trace(s) moved)",
+        summary=f"Merged {names} into {survivor.name} ({count(len(moved), 'trace')} moved)",
         payload={"identity_id": survivor.pk, "moved": _group_by_identity(moved), "sources": sources},
         user=_user(user),
     )
@@ -111,26 +126,61 @@ def merge_identities(survivor: Identity, others: Iterable[Identity], user=None) 
 
 @transaction.atomic
 def delete_identity(identity: Identity, user=None) -> CurationChange:
-    """Delete an identity (its traces become unbound), keeping enough to recreate it."""
+    """Delete an identity (its traces become unbound), keeping enough to recreate it as it was.
+
+    The snapshot keeps its primary key and dates, so a restored person has the same admin page,
+    and who had been merged into it (that link is cleared by the deletion).
+    """
     traces = list(Trace.objects.filter(identity=identity).values_list("pk", flat=True))
     snapshot = {
-        "identity_uuid": identity.identity_uuid, "name": identity.name, "identity_type": identity.identity_type,
-        "source": identity.source, "status": identity.status, "metadata": identity.metadata,
-        "created_at": identity.created_at.isoformat(),
+        "id": identity.pk, "identity_uuid": identity.identity_uuid, "name": identity.name,
+        "identity_type": identity.identity_type, "source": identity.source, "status": identity.status,
+        "metadata": identity.metadata, "merged_into_id": identity.merged_into_id,
+        "created_at": identity.created_at.isoformat(), "updated_at": identity.updated_at.isoformat(),
     }
+    merged_from = list(Identity.objects.filter(merged_into=identity).values_list("pk", flat=True))
     change = CurationChange.objects.create(
         kind=CurationChange.Kind.DELETE,
         identity_uuid=identity.identity_uuid,
-        summary=f"Deleted {identity.name} ({len(traces)} trace(s) unbound)",
-        payload={"identity": snapshot, "traces": traces},
+        summary=f"Deleted {identity.name} ({count(len(traces), 'trace')} unbound)",
+        payload={"identity": snapshot, "traces": traces, "merged_from": merged_from},
         user=_user(user),
     )
     identity.delete()
     return change
 
 
-def last_undoable_change(identity_uuid: str) -> CurationChange | None:
-    return CurationChange.objects.filter(identity_uuid=identity_uuid, undone_at__isnull=True).first()
+#: How far back an identity's page looks for a change that can still be undone.
+RECENT_CHANGES = 20
+
+
+def can_undo(change: CurationChange) -> bool:
+    """Would undoing ``change`` put anything back? (Its traces may have moved on since.)"""
+    if change.undone_at is not None:
+        return False
+    payload = change.payload
+    if change.kind == CurationChange.Kind.BIND:
+        pks = [pk for group in payload["previous"].values() for pk in group]
+        return Trace.objects.filter(pk__in=pks, identity_id=payload["identity_id"]).exists()
+    if change.kind == CurationChange.Kind.UNBIND:
+        return (Identity.objects.filter(pk=payload["identity_id"], merged_into__isnull=True).exists()
+                and Trace.objects.filter(pk__in=payload["traces"], identity__isnull=True).exists())
+    if change.kind == CurationChange.Kind.MERGE:
+        return Identity.objects.filter(pk=payload["identity_id"]).exists()
+    if change.kind == CurationChange.Kind.DELETE:
+        return not Identity.objects.filter(identity_uuid=payload["identity"]["identity_uuid"]).exists()
+    return False
+
+
+def last_undoable_change(identity: Identity) -> CurationChange | None:
+    """The newest change shown on ``identity``'s page that would still change something.
+
+    None for a merged person: their traces live on the survivor, whose page undoes the merge.
+    """
+    if identity.merged_into_id is not None:
+        return None
+    recent = CurationChange.objects.filter(identity_uuid=identity.identity_uuid, undone_at__isnull=True)
+    return next((change for change in recent[:RECENT_CHANGES] if can_undo(change)), None)
 
 
 @transaction.atomic
@@ -139,16 +189,18 @@ def undo(change: CurationChange, user=None) -> str:
     change = CurationChange.objects.select_for_update().get(pk=change.pk)
     if change.undone_at is not None:
         raise UndoError("this change was already undone")
+    if not can_undo(change):  # nothing would change: keep the entry, say why
+        raise UndoError("nothing to undo: what this change touched has been changed since")
     payload = change.payload
     if change.kind == CurationChange.Kind.BIND:
         previous = {int(k) if k else None: v for k, v in payload["previous"].items()}
         restored = _rebind(previous, payload["identity_id"])
-        message = f"Undid bind: {restored} trace(s) restored"
+        message = f"Undid bind: {count(restored, 'trace')} restored"
     elif change.kind == CurationChange.Kind.UNBIND:
         restored = Trace.objects.filter(pk__in=payload["traces"], identity__isnull=True).update(
             identity_id=payload["identity_id"]
         )
-        message = f"Undid unbind: {restored} trace(s) bound again"
+        message = f"Undid unbind: {count(restored, 'trace')} bound again"
     elif change.kind == CurationChange.Kind.MERGE:
         for source in payload["sources"]:
             Identity.objects.filter(pk=source["id"]).update(
@@ -157,19 +209,37 @@ def undo(change: CurationChange, user=None) -> str:
             )
         moved = {int(k): v for k, v in payload["moved"].items()}
         restored = _rebind(moved, payload["identity_id"])
-        message = f"Undid merge: {len(payload['sources'])} identit(ies) restored, {restored} trace(s) moved back"
+        message = (f"Undid merge: {count(len(payload['sources']), 'identity', 'identities')} restored, "
+                   f"{count(restored, 'trace')} moved back")
     elif change.kind == CurationChange.Kind.DELETE:
         snap = payload["identity"]
         if Identity.objects.filter(identity_uuid=snap["identity_uuid"]).exists():
             raise UndoError("an identity with this uuid exists again")
-        identity = Identity.objects.create(
-            identity_uuid=snap["identity_uuid"], name=snap["name"], identity_type=snap["identity_type"],
-            source=snap["source"], status=snap["status"], metadata=snap["metadata"],
-        )
+        identity = _recreate(snap)
         restored = Trace.objects.filter(pk__in=payload["traces"], identity__isnull=True).update(identity=identity)
-        message = f"Undid deletion of {identity.name}: {restored} trace(s) bound again"
+        Identity.objects.filter(pk__in=payload.get("merged_from", []), merged_into__isnull=True).update(
+            merged_into=identity)
+        message = f"Undid deletion of {identity.name}: {count(restored, 'trace')} bound again"
     else:  # pragma: no cover - every kind is handled above
         raise UndoError(f"unknown change kind {change.kind}")
     change.undone_at = timezone.now()
     change.save(update_fields=["undone_at"])
     return message
+
+
+def _recreate(snap: dict) -> Identity:
+    """The deleted identity again: same uuid and, when free, the same primary key and dates."""
+    keep_pk = "id" in snap and not Identity.objects.filter(pk=snap["id"]).exists()
+    merged_into = snap.get("merged_into_id")
+    identity = Identity.objects.create(
+        **({"pk": snap["id"]} if keep_pk else {}),
+        identity_uuid=snap["identity_uuid"], name=snap["name"], identity_type=snap["identity_type"],
+        source=snap["source"], status=snap["status"], metadata=snap["metadata"],
+        merged_into_id=merged_into if merged_into and Identity.objects.filter(pk=merged_into).exists() else None,
+    )
+    dates = {name: parse_datetime(snap[name]) for name in ("created_at", "updated_at") if snap.get(name)}
+    if dates:  # auto_now_add/auto_now ignore given values on create
+        Identity.objects.filter(pk=identity.pk).update(**dates)
+        for name, value in dates.items():
+            setattr(identity, name, value)
+    return identity

@@ -18,7 +18,7 @@ from django.db import transaction
 from identities import curation
 from identities.models import CurationChange, Identity
 from media_api.models import MediaFile, Trace
-from momentry.errors import BadRequest, NotFound
+from momentry.errors import BadRequest, Conflict, NotFound
 
 EDITABLE_FIELDS = ("name", "identity_type", "status", "metadata")
 
@@ -29,18 +29,42 @@ def _apply_aliases(metadata: dict[str, Any], aliases: list[str] | None) -> dict[
     return metadata
 
 
+def namesake(name: str, exclude_pk: int | None = None) -> Identity | None:
+    """An active person already called ``name`` (ignoring case and outer spaces), if any."""
+    qs = Identity.objects.filter(name__iexact=name.strip(), merged_into__isnull=True).exclude(
+        status=Identity.Status.INACTIVE)
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    return qs.order_by("pk").first()
+
+
+def refuse_duplicate_name(name: str, exclude_pk: int | None = None) -> None:
+    """409 naming the person who already has this name (``allow_duplicate`` skips the check)."""
+    existing = namesake(name, exclude_pk)
+    if existing is not None:
+        raise Conflict(
+            f"{existing.name} already exists; bind to them, or send allow_duplicate: true if this is someone else.",
+            {"existing": {"identity_uuid": existing.identity_uuid, "name": existing.name}},
+        )
+
+
 def create_identity(name: str, identity_type: str | None = Identity.IdentityType.PEOPLE,
                     status: str = Identity.Status.CONFIRMED, metadata: dict[str, Any] | None = None,
-                    aliases: list[str] | None = None) -> Identity:
-    """A user-defined identity (``source=user_defined``)."""
+                    aliases: list[str] | None = None, allow_duplicate: bool = False) -> Identity:
+    """A user-defined identity (``source=user_defined``); a second person of the same name only when asked."""
+    if not allow_duplicate:
+        refuse_duplicate_name(name)
     return Identity.objects.create(
         name=name.strip(), identity_type=identity_type, status=status,
         metadata=_apply_aliases(dict(metadata or {}), aliases), source=Identity.Source.USER_DEFINED,
     )
 
 
-def update_identity(identity: Identity, changes: Mapping[str, Any]) -> Identity:
+def update_identity(identity: Identity, changes: Mapping[str, Any], allow_duplicate: bool = False) -> Identity:
     """Rename / change type, status, metadata; ``aliases`` replaces ``metadata.aliases``."""
+    renamed = "name" in changes and changes["name"].strip().lower() != identity.name.strip().lower()
+    if renamed and not allow_duplicate:
+        refuse_duplicate_name(changes["name"], exclude_pk=identity.pk)
     fields = [name for name in EDITABLE_FIELDS if name in changes]
     for name in fields:
         value = changes[name]

@@ -25,14 +25,10 @@ from media_api import selectors
 from media_api.views.traces import normalize_uuid
 from momentry.auth import CanWrite
 from momentry.bodies import validated
-from momentry.errors import ApiError, NotFound
+from momentry.errors import Conflict, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 from momentry.parsers import BoundedJSONParser
 from momentry.schema import UUID_PATTERN, StrictCharField, StrictIntegerField
-
-
-class Conflict(ApiError):
-    status, code, default_message = 409, "CONFLICT", "The request conflicts with the resource's state."
 
 
 def serialize_job(job: Job) -> dict[str, Any]:

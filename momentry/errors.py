@@ -65,6 +65,10 @@ class NotFound(ApiError):
     status, code, default_message = 404, "NOT_FOUND", "Not found."
 
 
+class Conflict(ApiError):
+    status, code, default_message = 409, "CONFLICT", "The request conflicts with the resource's state."
+
+
 class FrameOutOfRange(ApiError):
     status, code, default_message = 416, "FRAME_OUT_OF_RANGE", "Frame number is past the end of the video."
 
