@@ -100,7 +100,7 @@ def test_staff_names_merges_and_undoes(live_server, browser_page, hamilton, staf
     page.select_option("select[name=action]", "merge_selected")
     page.click("button[name=index]")
     page.check(f"#survivor-{lin.pk}")
-    assert "1 trace(s) of Lin M. will move to Lin-Manuel Miranda" in page.inner_text("#merge-summary")
+    assert "1 trace of Lin M. will move to Lin-Manuel Miranda" in page.inner_text("#merge-summary")
     page.click("input[name=_confirm]")
     page.wait_for_selector("#undo-form")
     assert set(lin.traces.values_list("trace_id", flat=True)) == {1, 2, 3}
