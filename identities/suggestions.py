@@ -169,6 +169,37 @@ def _assign(clusters: list[_Cluster], traces: list[tuple[int, np.ndarray, int, i
         chosen.new_trace_pks.append(pk)
 
 
+TraceRow = tuple[int, bytes | memoryview | None, int, int | None, int | None]
+
+
+def _with_vectors(rows: Iterable[TraceRow]) -> tuple[list[tuple[int, np.ndarray, int, int, int]], list[int]]:
+    """(traces with a usable embedding, normalised, as :func:`_assign` takes them; pks of the others)."""
+    traces, without = [], []
+    for pk, blob, file_id, start, end in rows:
+        vector = from_bytes(blob)
+        if vector is not None:
+            traces.append((pk, normalise(vector), file_id, start or 0, end or 0))
+        else:
+            without.append(pk)
+    return traces, without
+
+
+def group_unbound_traces(rows: Iterable[TraceRow], threshold: float = CLUSTER_DISTANCE) -> list[list[int]]:
+    """How clustering would group these traces among themselves, without writing anything.
+
+    ``rows`` are ``(pk, embedding, file_id, start_frame, end_frame)`` in the order clustering
+    reads them (file, start frame, trace id). The same leader clustering as
+    :func:`cluster_unbound_traces` (no two traces on screen at the same time in one group), but
+    no existing pending cluster is joined and no minimum size applies: each group is a list of
+    pks, and a trace without an embedding is a group of its own. The cast graph shows unbound
+    traces this way (:func:`identities.cooccurrence.cast_graph`).
+    """
+    traces, without = _with_vectors(rows)
+    clusters: list[_Cluster] = []
+    _assign(clusters, traces, threshold)
+    return [cluster.new_trace_pks for cluster in clusters] + [[pk] for pk in without]
+
+
 def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 2, user=None) -> ClusterResult:
     """Group unbound traces (across files) into ``pending`` identities with source ``auto``.
 
@@ -182,11 +213,7 @@ def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 
     rows = list(Trace.objects.filter(identity__isnull=True, embedding__isnull=False)
                 .order_by("file_id", "start_frame", "trace_id")
                 .values_list("pk", "embedding", "file_id", "start_frame", "end_frame"))
-    traces = []
-    for pk, blob, file_id, start, end in rows:
-        vector = from_bytes(blob)
-        if vector is not None:
-            traces.append((pk, normalise(vector), file_id, start or 0, end or 0))
+    traces, _ = _with_vectors(rows)
     clusters = _seed_clusters()
     _assign(clusters, traces, threshold)
     created = bound = joined = 0

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from identities import views
+from identities import cast_views, views
 
 urlpatterns = [
     path("identities", views.IdentityListView.as_view(), name="identity-list"),
@@ -14,4 +14,7 @@ urlpatterns = [
     path("file/<str:file_uuid>/identities/<str:identity_uuid_a>/co-occur-with/<str:identity_uuid_b>",
          views.CooccurrenceView.as_view(), name="identities-cooccurrence"),
     path("identity/<str:identity_uuid>/files", views.IdentityFilesView.as_view(), name="identity-files"),
+    path("file/<str:file_uuid>/cooccurrence", cast_views.FileCastGraphView.as_view(), name="file-cooccurrence"),
+    path("identity/<str:identity_uuid_a>/co-occur-with/<str:identity_uuid_b>",
+         cast_views.IdentityPairFilesView.as_view(), name="identity-cooccurrence-files"),
 ]

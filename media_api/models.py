@@ -65,7 +65,7 @@ class FrameIndex(models.Model):
 class Trace(models.Model):
     """Detections of one person followed across frames of one file.
 
-    The summary fields are derived from the detections and kept right by
+    The summary fields and ``presence`` are derived from the detections and kept right by
     :func:`media_api.services.traces.refresh_trace_summaries`; ``detections_version``
     changes whenever the detections do, which invalidates the cached representative face.
     """
@@ -91,6 +91,9 @@ class Trace(models.Model):
     rep_quality_score = models.FloatField(null=True, blank=True)
     rep_blur_score = models.FloatField(null=True, blank=True)
     embedding = models.BinaryField(null=True, blank=True)
+    # The frames holding a detection of this trace, as a compressed run list (format and why:
+    # media_api.services.presence); null when it has none. Derived like the summary fields.
+    presence = models.BinaryField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

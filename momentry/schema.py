@@ -7,6 +7,7 @@ by :mod:`momentry.schema_hooks`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -88,6 +89,15 @@ class StrictCharField(S.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(S.BooleanField):
+    """A JSON true or false (DRF's BooleanField also takes 0, 1, "yes", "off"…)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 @extend_schema_field({"type": "string", "pattern": UUID_PATTERN})
 class UuidField(StrictCharField):
     """A file or identity uuid in a request body (normalized and checked by the view)."""
@@ -145,6 +155,15 @@ def page_of(name: str, key: str, item: S.Serializer, **extra: Any) -> S.Serializ
         "num_pages": S.IntegerField(),
         key: S.ListField(child=item),
     })
+
+
+def twin(field: Any) -> Any:
+    """A second instance of the same component, for a second field of one object (``a`` and ``b``).
+
+    A field instance binds to one name: the same instance under two names documents only the
+    last one.
+    """
+    return copy.deepcopy(field)
 
 
 # Built once: a component must be one class wherever it is used.
@@ -241,11 +260,11 @@ _COOCCUR_FACE = inline_serializer("CooccurrenceFace", {
     "frame_number": S.IntegerField(), "bbox": BBOX, "confidence": S.FloatField(), "thumbnail_url": S.CharField(),
 }, allow_null=True, help_text="null when every box of the trace lies outside the picture")
 COOCCURRENCE = success("Cooccurrence", {
-    "file_uuid": S.CharField(), "identity_a": _COOCCUR_IDENTITY, "identity_b": _COOCCUR_IDENTITY,
+    "file_uuid": S.CharField(), "identity_a": _COOCCUR_IDENTITY, "identity_b": twin(_COOCCUR_IDENTITY),
     "first_cooccurrence": inline_serializer("FirstCooccurrence", {
         "frame_number": S.IntegerField(), "timestamp_secs": S.FloatField(),
         "total_cooccurrence_frames": S.IntegerField(),
-        "representative_face_a": _COOCCUR_FACE, "representative_face_b": _COOCCUR_FACE,
+        "representative_face_a": _COOCCUR_FACE, "representative_face_b": twin(_COOCCUR_FACE),
     }),
 })
 SUGGESTIONS = success("TraceSuggestions", {
@@ -262,3 +281,27 @@ SUGGESTIONS = success("TraceSuggestions", {
         "distance": S.FloatField(help_text="embedding distance, nearest first"), "confident": S.BooleanField(),
     })),
 })
+_CAST_MEMBER = inline_serializer("CastMember", {
+    "identity_uuid": S.CharField(allow_null=True, help_text="null for a group of unbound traces"),
+    "name": S.CharField(allow_null=True, help_text="null for a group of unbound traces"),
+    "trace_ids": S.ListField(child=S.IntegerField(), help_text="this person's traces in the file, ascending"),
+    "screen_frames": S.IntegerField(help_text="frames with at least one of its detections"),
+    "screen_secs": S.FloatField(help_text="seconds of those frames (a frame lasts until the next one starts)"),
+})
+CAST_GRAPH = page_of("CastGraphPage", "pairs", inline_serializer("CastPair", {
+    "a": _CAST_MEMBER, "b": twin(_CAST_MEMBER),
+    "first_frame_number": S.IntegerField(), "first_timestamp_secs": S.FloatField(),
+    "shared_frames": S.IntegerField(), "shared_secs": S.FloatField(),
+}), file_uuid=S.CharField(), include_unbound=S.BooleanField(),
+    identity_uuid=S.CharField(allow_null=True, help_text="the identity whose partners are listed, or null"))
+_PAIR_SIDE = inline_serializer("PairSide", {
+    "trace_id": S.IntegerField(help_text="its lowest trace id on the first shared frame"),
+    "screen_frames": S.IntegerField(), "screen_secs": S.FloatField(),
+})
+_PAIR_IDENTITY = inline_serializer("PairIdentity", {"identity_uuid": S.CharField(), "name": S.CharField()})
+PAIR_FILES = page_of("PairFilePage", "files", inline_serializer("PairFile", {
+    "file_uuid": S.CharField(), "name": S.CharField(),
+    "first_frame_number": S.IntegerField(), "first_timestamp_secs": S.FloatField(),
+    "shared_frames": S.IntegerField(), "shared_secs": S.FloatField(),
+    "a": _PAIR_SIDE, "b": twin(_PAIR_SIDE),
+}), identity_a=_PAIR_IDENTITY, identity_b=twin(_PAIR_IDENTITY))

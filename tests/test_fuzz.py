@@ -127,6 +127,7 @@ DATA_DEPENDENT: dict[str, dict[int, set[str]]] = {
     "GET /api/v1/file/{file_uuid}/identities/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": {
         400: {"identity_uuid_b"}},
     "POST /api/v1/identity/{identity_uuid}/merge": {400: {"from", "identity_uuid"}},
+    "GET /api/v1/identity/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": {400: {"identity_uuid_b"}},
     "POST /api/v1/files": {400: {"path"}},  # the file must exist under MOMENTRY_MEDIA_ROOTS
 }
 

@@ -1,4 +1,10 @@
-"""Keeping trace summaries right whenever detections change."""
+"""Keeping trace summaries right whenever detections change.
+
+Everything that writes or deletes detections calls :func:`refresh_trace_summaries` for the
+traces it touched (there are no model signals: deleting a file must stay a fast cascade), so
+this is the one place where every field derived from detections is recomputed — the summary
+columns and the trace's presence (:mod:`media_api.services.presence`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from django.db.models import Avg, Count, F, IntegerField, Max, Min, OuterRef, Su
 from django.db.models.functions import Coalesce
 
 from media_api.models import Detection, Trace
+from media_api.services.presence import refresh_presence
 
 
 def _per_trace(aggregate):
@@ -21,10 +28,12 @@ def _per_trace(aggregate):
 
 
 def refresh_trace_summaries(trace_pks: Iterable[int]) -> int:
-    """Recompute face_count/start/end/avg_confidence in one UPDATE and bump the version.
+    """Recompute face_count/start/end/avg_confidence and presence, and bump the version.
 
-    Bumping ``detections_version`` makes the cached representative face stale, so it is
-    recomputed on next use. Returns the number of traces updated.
+    The summaries are one UPDATE per 5 000 traces; presence is one query returning the runs
+    of consecutive frames of up to 2 000 traces, then one batched UPDATE. Bumping
+    ``detections_version`` makes the cached representative face stale, so it is recomputed
+    on next use. Returns the number of traces updated.
     """
     pks = list(trace_pks)
     if not pks:
@@ -38,4 +47,5 @@ def refresh_trace_summaries(trace_pks: Iterable[int]) -> int:
             avg_confidence=_per_trace(Avg("confidence")),
             detections_version=F("detections_version") + 1,
         )
+    refresh_presence(pks)
     return updated
