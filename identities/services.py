@@ -97,6 +97,7 @@ class BindResult:
 @transaction.atomic
 def bind_traces(identity: Identity, media_file: MediaFile, trace_ids: Iterable[int], user=None) -> BindResult:
     """Bind traces of ``media_file`` to ``identity`` (taking them from any other identity)."""
+    curation.refuse_merged(identity)
     rows = _traces_of(media_file, trace_ids)
     changed = sum(1 for _, _, identity_id in rows if identity_id != identity.pk)
     change = curation.bind_traces(identity, [pk for pk, _, _ in rows], user) if changed else None

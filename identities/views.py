@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,12 +22,18 @@ from media_api.views.files import serialize_file
 from media_api.views.traces import normalize_uuid, trace_urls
 from momentry import schema
 from momentry.auth import CanWriteIdentities
+from momentry.bodies import validated
 from momentry.converters import MAX_TRACE_ID
 from momentry.errors import BadRequest, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 from momentry.parsers import BoundedJSONParser
 
 STATUSES = [s.value for s in Identity.Status]
+StrictBooleanField = schema.StrictBooleanField
+DUPLICATE_NAME = OpenApiResponse(schema.ERROR, description="CONFLICT: another active person has this name "
+                                 "(details.existing); send allow_duplicate: true if this is someone else")
+MERGED_PERSON = OpenApiResponse(schema.ERROR, description="CONFLICT: the person was merged into another "
+                                "(details.merged_into); bind to the survivor")
 
 
 class IdentityWriteSerializer(serializers.Serializer):
@@ -38,6 +44,9 @@ class IdentityWriteSerializer(serializers.Serializer):
     metadata = serializers.DictField(required=False, help_text="free JSON object; aliases live in metadata.aliases")
     aliases = serializers.ListField(child=schema.NameField(), required=False,
                                     help_text="shortcut: replaces metadata.aliases")
+    allow_duplicate = StrictBooleanField(
+        required=False, default=False,
+        help_text="true: another active person already has this name and this is someone else (else 409)")
 
 
 TRACE_ID = {"min_value": 0, "max_value": MAX_TRACE_ID}
@@ -75,25 +84,6 @@ class MergeSerializer(serializers.Serializer):
         # "from" is a Python keyword, so the field is added by name.
         self.fields["from"] = serializers.ListField(child=schema.UuidField(), min_length=1, max_length=1000,
                                                     help_text="identity_uuids to merge into this one")
-
-
-def validated(serializer_class: type[serializers.Serializer], request: Request, partial: bool = False) -> dict:
-    """Validate a JSON body; every problem is a 400 BAD_REQUEST naming the parameter."""
-    data = request.data
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.", param="body")
-    serializer = serializer_class(data=data, partial=partial)
-    unknown = sorted(set(data) - set(serializer.fields))
-    if unknown:
-        raise BadRequest(f"Unknown field: {unknown[0]}", param=unknown[0], allowed=sorted(serializer.fields))
-    if not serializer.is_valid():
-        field, errors = next(iter(serializer.errors.items()))
-        first = errors[0] if isinstance(errors, list) and errors else errors
-        if isinstance(first, dict):  # errors of list items: {index: [messages]}
-            first = next(iter(first.values()))
-            first = first[0] if isinstance(first, list) else first
-        raise BadRequest(f"{field}: {first}", param=field, fields=serializer.errors)
-    return dict(serializer.validated_data)
 
 
 def serialize_identity(identity: Identity) -> dict[str, Any]:
@@ -166,7 +156,7 @@ class IdentityListView(IdentityBase):
         operation_id="identities_create",
         summary="Create a (user-defined) identity",
         request=IdentityWriteSerializer,
-        responses={201: schema.IDENTITY_DETAIL},
+        responses={201: schema.IDENTITY_DETAIL, 409: DUPLICATE_NAME},
         tags=["identities"],
     )
     def post(self, request: Request) -> Response:
@@ -184,12 +174,12 @@ class IdentityDetailView(IdentityBase):
 
     @extend_schema(operation_id="identity_update", summary="Rename; change type, status, metadata or aliases",
                    request=IdentityWriteSerializer,
-                   responses={200: schema.IDENTITY_DETAIL},
+                   responses={200: schema.IDENTITY_DETAIL, 409: DUPLICATE_NAME},
                    tags=["identities"])
     def patch(self, request: Request, identity_uuid: str) -> Response:
         identity = _identity(request, identity_uuid)
         data = validated(IdentityWriteSerializer, request, partial=True)
-        services.update_identity(identity, data)
+        services.update_identity(identity, data, allow_duplicate=data.pop("allow_duplicate", False))
         return Response({"success": True, **serialize_identity(_identity(request, identity_uuid))})
 
     @extend_schema(operation_id="identity_delete", summary="Delete (its traces become unbound; undoable in admin)",
@@ -213,7 +203,7 @@ def _trace_ref(request: Request) -> tuple[Any, list[int]]:
 class IdentityBindView(IdentityBase):
     @extend_schema(operation_id="identity_bind_trace", summary="Bind a trace (or several of one file) to this identity",
                    request=TRACE_REF,
-                   responses={200: schema.BIND_RESULT},
+                   responses={200: schema.BIND_RESULT, 409: MERGED_PERSON},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = _visible(request, identity_uuid)

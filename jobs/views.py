@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,7 +28,7 @@ from momentry.bodies import validated
 from momentry.errors import Conflict, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 from momentry.parsers import BoundedJSONParser
-from momentry.schema import UUID_PATTERN, StrictCharField, StrictIntegerField
+from momentry.schema import ERROR, UUID_PATTERN, StrictBooleanField, StrictCharField, StrictIntegerField
 
 
 def serialize_job(job: Job) -> dict[str, Any]:
@@ -79,15 +79,6 @@ def accepted(job: Job, created: bool) -> Response:
 class _Submit(APIView):
     permission_classes = [CanWrite]
     parser_classes = [BoundedJSONParser]  # bodies are JSON objects (415 otherwise)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """A JSON true or false (DRF's BooleanField also takes 0, 1, "yes", "off"…)."""
-
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
 
 
 class DetectFacesSerializer(serializers.Serializer):
@@ -181,7 +172,9 @@ class JobDetailView(APIView):
 
     @extend_schema(operation_id="job_cancel",
                    summary="Cancel: a queued job never runs; a running one stops and changes nothing",
-                   responses={200: job_schema.JOB_DETAIL}, tags=["jobs"])
+                   responses={200: job_schema.JOB_DETAIL,
+                              409: OpenApiResponse(ERROR, description="CONFLICT: the job has ended")},
+                   tags=["jobs"])
     def delete(self, request: Request, job_id: str) -> Response:
         job = job_for_request(request, job_id)
         try:

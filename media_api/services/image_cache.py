@@ -206,5 +206,7 @@ def get_or_render_file(key: ImageKey, render: Callable[[Path], None]) -> Path:
     return path
 
 
-__all__ = ["Eviction", "ImageKey", "RENDER_VERSION", "cached", "evict", "get_or_render", "get_or_render_file", "render_lock",
-           "store"]
+__all__ = [
+    "Eviction", "ImageKey", "RENDER_VERSION", "cached", "evict", "get_or_render", "get_or_render_file", "render_lock",
+    "store",
+]
