@@ -15,15 +15,18 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 
-from identities import cast_graph, cooccurrence, curation
+from identities import cast_graph, cooccurrence, curation, services
 from identities.models import Identity
 from identities.suggestions import suggest_identities
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.traces import refresh_trace_summaries
+from momentry import text
 
 DETECTIONS_PER_PAGE = 25
 #: People drawn in a file's cast graph and timeline (most screen time first).
@@ -47,11 +50,49 @@ class MediaFileAdmin(admin.ModelAdmin):
     list_display = ["name", "file_uuid", "duration_display", "resolution", "fps_display", "total_frames",
                     "trace_count_link", "identity_count"]
     search_fields = ["name", "=file_uuid"]
-    readonly_fields = ["file_uuid", "name", "path", "size", "container", "video_codec", "resolution", "fps_display",
-                       "total_frames", "duration_display", "has_audio", "audio_codec", "created_at", "player",
-                       "cast_picture"]
+    readonly_fields = ["file_uuid", "name", "path", "size_display", "container", "video_codec", "resolution",
+                       "fps_display", "total_frames", "duration_display", "has_audio", "audio_codec", "created_at",
+                       "traces_link", "player", "cast_picture"]
     fields = readonly_fields
     list_per_page = 50
+    actions = ["detect_faces", "prewarm_faces"]
+
+    def has_change_permission(self, request, obj=None):
+        # Nothing on a file's page is editable (no Save buttons); the list's job actions need the permission.
+        return obj is None and super().has_change_permission(request)
+
+    def _queue(self, request, queryset, kind: str, what: str) -> None:
+        from jobs import services as jobs
+
+        links = []
+        for media_file in queryset:
+            job, created = jobs.submit(kind, file=media_file, user=request.user)
+            links.append((reverse("admin:jobs_job_change", args=[job.pk]), media_file.name,
+                          "queued" if created else "already queued or running"))
+        self.message_user(request, format_html("{}: {}", what, format_html_join(
+            ", ", '<a href="{}">{}</a> ({})', links)), messages.SUCCESS)
+
+    @admin.action(description="Detect faces (replace the traces; names are kept)", permissions=["change"])
+    def detect_faces(self, request, queryset):
+        from jobs.models import Job
+
+        self._queue(request, queryset, Job.Kind.DETECT, "Face analysis")
+
+    @admin.action(description="Prewarm faces (best face and thumbnail of every trace)", permissions=["change"])
+    def prewarm_faces(self, request, queryset):
+        from jobs.models import Job
+
+        self._queue(request, queryset, Job.Kind.PREWARM, "Prewarming")
+
+    @admin.display(description="size", ordering="size")
+    def size_display(self, obj: MediaFile) -> str:
+        return f"{filesizeformat(obj.size)} ({obj.size:,} bytes)"
+
+    @admin.display(description="traces")
+    def traces_link(self, obj: MediaFile) -> str:
+        url = reverse("admin:media_api_trace_changelist") + f"?file__id__exact={obj.pk}"
+        count = obj.traces.count()
+        return format_html('<a href="{}">{} of this file</a>', url, text.count(count, "trace"))
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -77,7 +118,7 @@ class MediaFileAdmin(admin.ModelAdmin):
     @admin.display(description="traces", ordering="trace_count")
     def trace_count_link(self, obj: MediaFile) -> str:
         url = reverse("admin:media_api_trace_changelist") + f"?file__id__exact={obj.pk}"
-        return format_html('<a href="{}">{} traces</a>', url, obj.trace_count)
+        return format_html('<a href="{}">{}</a>', url, text.count(obj.trace_count, "trace"))
 
     @admin.display(description="identities", ordering="identity_count")
     def identity_count(self, obj: MediaFile) -> int:
@@ -134,21 +175,58 @@ class IdentityFilter(admin.SimpleListFilter):
         return queryset
 
 
+def active_identities():
+    """People a trace may be bound to: not merged into someone else, not inactive."""
+    return Identity.objects.filter(merged_into__isnull=True).exclude(status=Identity.Status.INACTIVE)
+
+
+class TraceForm(forms.ModelForm):
+    """The trace page: refuses a merged person with a message naming the survivor."""
+
+    class Meta:
+        model = Trace
+        fields = ["identity"]
+
+    def clean_identity(self):
+        identity = self.cleaned_data.get("identity")
+        if identity is not None and identity.merged_into_id is not None:
+            survivor = identity.merged_into
+            raise forms.ValidationError(
+                f"{identity.name} was merged into {survivor.name}; pick {survivor.name} instead.")
+        return identity
+
+
 class BindForm(forms.Form):
     identity = forms.ModelChoiceField(
-        queryset=Identity.objects.exclude(status=Identity.Status.INACTIVE),
+        queryset=active_identities(),
         widget=AutocompleteSelect(Trace._meta.get_field("identity"), admin.site),
         help_text="Type to search by name.",
     )
 
 
 class NewIdentityForm(forms.Form):
+    """A new person's name; a name somebody active already has needs "a different person" ticked."""
+
     name = forms.CharField(max_length=200, help_text="The person's name as staff should see it.")
+    allow_duplicate = forms.BooleanField(required=False, label="This is a different person",
+                                         help_text="Tick to create a second person with a name that exists.")
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("name")
+        existing = services.namesake(name) if name and not cleaned.get("allow_duplicate") else None
+        if existing is not None:
+            url = reverse("admin:identities_identity_change", args=[existing.pk])
+            self.add_error("name", forms.ValidationError(format_html(
+                '<a href="{}">{}</a> already exists: use “Bind selected traces to an existing identity” to add '
+                "these traces to them, or tick “This is a different person”.", url, existing.name)))
+        return cleaned
 
 
 @admin.register(Trace)
 class TraceAdmin(admin.ModelAdmin):
-    list_display = ["face", "trace_id", "file_name", "span", "face_count", "identity_link"]
+    # The identity right after the face: at 1280 px wide it must not be pushed off screen by long file names.
+    list_display = ["face", "identity_link", "trace_id", "file_name", "span", "face_count"]
     list_display_links = ["face", "trace_id"]
     list_filter = [IdentityFilter, ("file", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["file", "identity"]
@@ -158,7 +236,8 @@ class TraceAdmin(admin.ModelAdmin):
     ordering = ["file_id", "trace_id"]
     actions = ["bind_to_identity", "create_identity", "unbind"]
     autocomplete_fields = ["identity"]
-    readonly_fields = ["file", "trace_id", "span", "face_count", "avg_confidence", "representative_face",
+    form = TraceForm
+    readonly_fields = ["file", "trace_id", "span", "face_count", "confidence", "representative_face",
                        "suggestions", "trace_video", "detections_table"]
     fields = ["identity", *readonly_fields]
 
@@ -171,7 +250,12 @@ class TraceAdmin(admin.ModelAdmin):
 
     @admin.display(description="file", ordering="file__name")
     def file_name(self, obj: Trace) -> str:
-        return obj.file.name
+        return format_html('<span class="momentry-file" title="{}">{}</span>', obj.file.name,
+                           Truncator(obj.file.name).chars(28))
+
+    @admin.display(description="average confidence")
+    def confidence(self, obj: Trace) -> str:
+        return "—" if obj.avg_confidence is None else f"{obj.avg_confidence:.3f}"
 
     @admin.display(description="frames", ordering="start_frame")
     def span(self, obj: Trace) -> str:
@@ -294,7 +378,8 @@ class TraceAdmin(admin.ModelAdmin):
     def unbind(self, request, queryset):
         changes = curation.unbind_traces(self._selected(request, queryset), request.user)
         count = sum(len(c.payload["traces"]) for c in changes)
-        self.message_user(request, f"Unbound {count} trace(s). Undo is on each identity's page.", messages.SUCCESS)
+        self.message_user(request, f"Unbound {text.count(count, 'trace')}. Undo is on each identity's page.",
+                          messages.SUCCESS)
 
 
 @admin.register(Detection)
@@ -304,6 +389,9 @@ class DetectionAdmin(admin.ModelAdmin):
     raw_id_fields = ["file", "trace"]
     show_full_result_count = False
     list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False  # detections come from import or face analysis, always with their trace
 
     def save_model(self, request, obj, form, change):
         old_trace = form.initial.get("trace")
