@@ -20,6 +20,14 @@ mkdir -p "${MOMENTRY_DATA_DIR:-var}"
 setsid python -m celery -A momentry worker -B --concurrency 1 --loglevel INFO \
   >"${MOMENTRY_DATA_DIR:-var}/worker.log" 2>&1 &
 worker=$!
-trap 'kill -TERM -- -$worker 2>/dev/null; wait $worker 2>/dev/null' EXIT
+# TERM to the worker's main process only (it stops its pool itself; signalling the whole group can
+# deadlock billiard's pool), then whatever is left of the group after 20 s.
+stop_worker() {
+  kill -TERM "$worker" 2>/dev/null || return 0
+  for _ in $(seq 20); do kill -0 "$worker" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$worker" 2>/dev/null
+  wait "$worker" 2>/dev/null
+}
+trap stop_worker EXIT
 echo "==> serving on $base_url/  (Ctrl-C to stop)"
 python manage.py runserver "$host:$port"

@@ -162,12 +162,16 @@ def celery_worker(name: str = "w1", concurrency: int = 1, log_path: Path | None 
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """Stop a process started with start_new_session=True and everything it started."""
+    """Stop a process started with start_new_session=True and everything it started.
+
+    TERM goes to the main process only, as systemd's ``KillMode=mixed`` does: a Celery worker stops its
+    own pool, and a pool child signalled at the same time can leave the worker waiting on a lock forever.
+    """
     import signal
 
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.terminate()
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
