@@ -222,7 +222,7 @@ MOMENTRY_MEDIA_ROOTS = [Path(p.strip()).resolve() for p in os.environ.get("MOMEN
 MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 120)  # no heartbeat for this long: worker gone
 MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)
 MOMENTRY_JOB_REQUEUE_SECONDS = _env_int("MOMENTRY_JOB_REQUEUE_SECONDS", 300)  # queued this long: send again
-MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "180"))
+MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "60"))
 MOMENTRY_CACHE_MAX_BYTES = _env_int("MOMENTRY_CACHE_MAX_BYTES", 2 * 1024**3)
 
 MOMENTRY_BROKER_URL = os.environ.get("MOMENTRY_BROKER_URL", "").strip()

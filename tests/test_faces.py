@@ -311,3 +311,20 @@ def test_runs_without_any_network():
     assert result.returncode == 0, result.stderr
     detections, decoded = map(int, result.stdout.split())
     assert decoded == 275 and detections > 0
+
+
+def test_stitch_continues_a_track_the_previous_chunk_cut_back():
+    """A track that missed the last sample of a chunk was cut back there; the next chunk, which saw the
+    following sample, fills the gap — as the whole-file pass does (found on a 20-minute file: 10 rows)."""
+    from media_api.faces.chunks import ChunkResult, stitch
+    from media_api.faces.tracker import Track
+
+    def track(frames, missed):
+        return Track(key=0, shot=0, frames=list(frames), boxes=[(10 + f, 20, 40, 40) for f in frames],
+                     detected=[f % 6 == 0 and f not in missed for f in frames], scores=[0.9 for _ in frames])
+
+    before = ChunkResult(0, 70, [track(range(0, 66), {66})], [], 71, 12, 1.0, 6)  # cut back after missing 66
+    after = ChunkResult(71, 120, [track(range(54, 121), {66})], [], 50, 8, 1.0, 6)  # decoded from 54
+    [stitched] = stitch([after, before], 30.0).tracks
+    assert stitched.frames == list(range(0, 121))
+    assert stitched.boxes[68] == (78, 20, 40, 40)

@@ -144,7 +144,6 @@ def test_chunked_analysis_equals_one_pass(writer, long_clip, tmp_path):
 
     media_file = register_file(long_clip).file
     job = writer.post(f"/api/v1/file/{media_file.file_uuid}/detect-faces", {}, format="json").json()["job"]
-    started = time.monotonic()
     with celery_worker("a", log_path=tmp_path / "a.log", MOMENTRY_CHUNK_SECONDS="10"), \
             celery_worker("b", log_path=tmp_path / "b.log", MOMENTRY_CHUNK_SECONDS="10"):
         done = wait_job(writer, job["id"], timeout=300)
@@ -159,7 +158,6 @@ def test_chunked_analysis_equals_one_pass(writer, long_clip, tmp_path):
         "trace__trace_id", "frame_number", "x", "y", "width", "height", "origin"))
     origins = {Detection.Origin.DETECTED: "detected", Detection.Origin.TRACKED: "tracked"}
     assert [(*row[:6], origins[row[6]]) for row in stored] == expected
-    assert time.monotonic() - started < 300
 
 
 def test_image_cache_eviction_is_least_recently_used(settings, tmp_path):

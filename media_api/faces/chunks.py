@@ -13,7 +13,7 @@ How the seams stay invisible:
   overlap it tracks the same people the previous chunk was tracking, re-anchored on the same
   detections; its boxes there are only used to recognise them: a track of this chunk that holds a
   detection identical to one of a track of the previous chunk on an overlap sample continues that
-  track. Frames before the chunk's own start are then dropped.
+  track from where that one stopped; other frames before the chunk's own start are dropped.
 * Cuts are found from the second decoded frame of a chunk on, so a cut on a chunk's first own
   frame is still seen; shots are renumbered from the file's cuts before the pieces of one person
   are joined and noise is dropped — once, over the whole file (:func:`~media_api.faces.tracker.finalize_tracks`).
@@ -33,7 +33,7 @@ from media_api.faces.tracker import Track, finalize_tracks, iou
 from media_api.ffmpeg.index import FrameIndexData
 
 #: Chunks run this long (seconds of video), cut at the first keyframe after that.
-CHUNK_SECONDS = 180.0
+CHUNK_SECONDS = 60.0
 #: Chunks overlap their predecessor by this many detector samples.
 OVERLAP_SAMPLES = 2
 #: Two detections on the same frame are the same one (the detector is deterministic).
@@ -130,7 +130,10 @@ def stitch(chunks: list[ChunkResult], fps: float) -> FaceAnalysis:
             key += 1
             track.key = key
             continued = _continues(_detections(track, chunk.first), previous)
-            rest = _keep_from(track, chunk.first)
+            # A continued track takes over from where its predecessor stopped: the previous chunk cut a
+            # track that had just missed a sample back to before that sample when its frames ran out,
+            # where the whole-file pass, seeing the next sample, kept those frames.
+            rest = _keep_from(track, chunk.first if continued is None else continued.end + 1)
             if rest is None:
                 continue  # seen only in the overlap: the previous chunk has it
             if continued is not None:
