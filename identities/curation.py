@@ -1,4 +1,4 @@
-"""Staff curation with undo: bulk bind, unbind, create-from-traces, merge, delete.
+"""Staff curation with undo: bulk bind, unbind, create-from-traces, merge, delete, hide/unhide.
 
 Each operation runs in one transaction and records a :class:`CurationChange` holding
 exactly what it changed. :func:`undo` puts that back, touching only rows that are still
@@ -150,6 +150,37 @@ def delete_identity(identity: Identity, user=None) -> CurationChange:
     return change
 
 
+def _set_ignored(trace_pks: Iterable[int], ignored: bool, user) -> CurationChange | None:
+    """Flip ``Trace.ignored`` on the traces that are not already so; one change records exactly those."""
+    pks = list(Trace.objects.filter(pk__in=list(trace_pks), ignored=not ignored).values_list("pk", flat=True))
+    if not pks:
+        return None
+    Trace.objects.filter(pk__in=pks).update(ignored=ignored)
+    what = "Hid" if ignored else "Showed again"
+    return CurationChange.objects.create(
+        kind=CurationChange.Kind.HIDE if ignored else CurationChange.Kind.UNHIDE,
+        identity_uuid="",  # a trace-level change: no person's page shows it
+        summary=f"{what} {count(len(pks), 'trace')}" + (" (not a face / hidden)" if ignored else ""),
+        payload={"traces": pks},
+        user=_user(user),
+    )
+
+
+@transaction.atomic
+def hide_traces(trace_pks: Iterable[int], user=None) -> CurationChange | None:
+    """"Hide / not a face": the traces are kept but left out of clustering and the cast page.
+
+    None when every trace was already hidden (nothing to record, nothing to undo).
+    """
+    return _set_ignored(trace_pks, True, user)
+
+
+@transaction.atomic
+def unhide_traces(trace_pks: Iterable[int], user=None) -> CurationChange | None:
+    """Undo a hide by hand: the traces are grouped and suggested again. None when none was hidden."""
+    return _set_ignored(trace_pks, False, user)
+
+
 #: How far back an identity's page looks for a change that can still be undone.
 RECENT_CHANGES = 20
 
@@ -169,6 +200,9 @@ def can_undo(change: CurationChange) -> bool:
         return Identity.objects.filter(pk=payload["identity_id"]).exists()
     if change.kind == CurationChange.Kind.DELETE:
         return not Identity.objects.filter(identity_uuid=payload["identity"]["identity_uuid"]).exists()
+    if change.kind in (CurationChange.Kind.HIDE, CurationChange.Kind.UNHIDE):
+        # Still as the change left them: hidden after a hide, shown after an unhide.
+        return Trace.objects.filter(pk__in=payload["traces"], ignored=change.kind == CurationChange.Kind.HIDE).exists()
     return False
 
 
@@ -220,6 +254,11 @@ def undo(change: CurationChange, user=None) -> str:
         Identity.objects.filter(pk__in=payload.get("merged_from", []), merged_into__isnull=True).update(
             merged_into=identity)
         message = f"Undid deletion of {identity.name}: {count(restored, 'trace')} bound again"
+    elif change.kind in (CurationChange.Kind.HIDE, CurationChange.Kind.UNHIDE):
+        hid = change.kind == CurationChange.Kind.HIDE
+        restored = Trace.objects.filter(pk__in=payload["traces"], ignored=hid).update(ignored=not hid)
+        message = (f"Undid {'hide' if hid else 'unhide'}: {count(restored, 'trace')} "
+                   f"{'shown' if hid else 'hidden'} again")
     else:  # pragma: no cover - every kind is handled above
         raise UndoError(f"unknown change kind {change.kind}")
     change.undone_at = timezone.now()

@@ -67,6 +67,8 @@ class CurationChange(models.Model):
         DELETE = "delete", "delete"
         BIND = "bind", "bulk bind"
         UNBIND = "unbind", "unbind"
+        HIDE = "hide", "hide"
+        UNHIDE = "unhide", "unhide"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     identity_uuid = models.CharField(max_length=32, db_index=True, help_text="the identity the change is shown on")

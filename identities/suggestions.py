@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from identities.models import Identity
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
@@ -54,6 +54,15 @@ def _named_identities() -> Q:
         identity__source=Identity.Source.AUTO, identity__status=Identity.Status.PENDING)
 
 
+def unbound_traces() -> QuerySet[Trace]:
+    """Traces waiting for a name: unbound and not hidden (``Trace.ignored``, "not a face").
+
+    Hidden traces are kept but never clustered, grouped or used as evidence; callers of
+    :func:`group_unbound_traces` read their rows from here.
+    """
+    return Trace.objects.filter(identity__isnull=True, ignored=False)
+
+
 def _stack(blobs: Iterable[bytes | memoryview | None]) -> tuple[np.ndarray, list[int]]:
     """(matrix of valid embeddings, positions of the blobs that were valid)."""
     vectors, positions = [], []
@@ -79,7 +88,7 @@ def suggest_identities(trace: Trace, limit: int = 5, max_distance: float = SUGGE
     query = from_bytes(trace.embedding)
     if query is None:
         return []
-    candidates = Trace.objects.filter(_named_identities(), embedding__isnull=False).exclude(pk=trace.pk)
+    candidates = Trace.objects.filter(_named_identities(), embedding__isnull=False, ignored=False).exclude(pk=trace.pk)
     if scope is not None:
         candidates = candidates.filter(scope)
     rows = list(candidates.values_list("identity_id", "embedding"))
@@ -126,8 +135,8 @@ class ClusterResult:
 def _seed_clusters() -> list[_Cluster]:
     """Existing pending automatic identities, so new traces join them instead of duplicating them."""
     rows = Trace.objects.filter(identity__source=Identity.Source.AUTO, identity__status=Identity.Status.PENDING,
-                                embedding__isnull=False).values_list("identity_id", "embedding", "file_id",
-                                                                     "start_frame", "end_frame")
+                                embedding__isnull=False, ignored=False).values_list(
+        "identity_id", "embedding", "file_id", "start_frame", "end_frame")
     clusters: dict[int, _Cluster] = {}
     for identity_id, blob, file_id, start, end in rows:
         vector = from_bytes(blob)
@@ -192,7 +201,8 @@ def group_unbound_traces(rows: Iterable[TraceRow], threshold: float = CLUSTER_DI
     :func:`cluster_unbound_traces` (no two traces on screen at the same time in one group), but
     no existing pending cluster is joined and no minimum size applies: each group is a list of
     pks, and a trace without an embedding is a group of its own. The cast graph shows unbound
-    traces this way (:func:`identities.cooccurrence.cast_graph`).
+    traces this way (:func:`identities.cooccurrence.cast_graph`). Hidden traces are not
+    grouped: read the rows from :func:`unbound_traces`.
     """
     traces, without = _with_vectors(rows)
     clusters: list[_Cluster] = []
@@ -201,7 +211,7 @@ def group_unbound_traces(rows: Iterable[TraceRow], threshold: float = CLUSTER_DI
 
 
 def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 2, user=None) -> ClusterResult:
-    """Group unbound traces (across files) into ``pending`` identities with source ``auto``.
+    """Group unbound traces (across files, hidden ones left out) into ``pending`` identities with source ``auto``.
 
     Traces of the same file that are on screen at the same time are never put together.
     A new cluster needs ``min_size`` traces to become an identity (one trace is nothing to
@@ -210,7 +220,7 @@ def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 
     """
     from identities.curation import bind_traces
 
-    rows = list(Trace.objects.filter(identity__isnull=True, embedding__isnull=False)
+    rows = list(unbound_traces().filter(embedding__isnull=False)
                 .order_by("file_id", "start_frame", "trace_id")
                 .values_list("pk", "embedding", "file_id", "start_frame", "end_frame"))
     traces, _ = _with_vectors(rows)

@@ -92,7 +92,8 @@ class MediaFileAdmin(admin.ModelAdmin):
     def traces_link(self, obj: MediaFile) -> str:
         url = reverse("admin:media_api_trace_changelist") + f"?file__id__exact={obj.pk}"
         count = obj.traces.count()
-        return format_html('<a href="{}">{} of this file</a>', url, text.count(count, "trace"))
+        return format_html('<a href="{}">{} of this file</a> · <a href="{}">name the cast of this file</a> '
+                           '(face grid)', url, text.count(count, "trace"), reverse("cast-file", args=[obj.file_uuid]))
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -175,6 +176,32 @@ class IdentityFilter(admin.SimpleListFilter):
         return queryset
 
 
+class HiddenFilter(admin.SimpleListFilter):
+    """Hidden traces ("not a face", from the cast page or the Hide action) are left out unless asked for."""
+
+    title = "hidden"
+    parameter_name = "hidden"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Hidden"), ("all", "Shown and hidden")]
+
+    def choices(self, changelist):
+        # The default ("Shown") is what the list shows without the parameter.
+        yield {"selected": self.value() is None, "display": "Shown",
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for lookup, title in self.lookup_choices:
+            yield {"selected": self.value() == lookup,
+                   "query_string": changelist.get_query_string({self.parameter_name: lookup}), "display": title}
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "yes":
+            return queryset.filter(ignored=True)
+        if value == "all":
+            return queryset
+        return queryset.filter(ignored=False)
+
+
 def active_identities():
     """People a trace may be bound to: not merged into someone else, not inactive."""
     return Identity.objects.filter(merged_into__isnull=True).exclude(status=Identity.Status.INACTIVE)
@@ -228,16 +255,16 @@ class TraceAdmin(admin.ModelAdmin):
     # The identity right after the face: at 1280 px wide it must not be pushed off screen by long file names.
     list_display = ["face", "identity_link", "trace_id", "file_name", "span", "face_count"]
     list_display_links = ["face", "trace_id"]
-    list_filter = [IdentityFilter, ("file", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [IdentityFilter, HiddenFilter, ("file", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["file", "identity"]
     search_fields = ["identity__name", "=trace_id"]
     list_per_page = 50
     show_full_result_count = False
     ordering = ["file_id", "trace_id"]
-    actions = ["bind_to_identity", "create_identity", "unbind"]
+    actions = ["bind_to_identity", "create_identity", "unbind", "hide", "show_again"]
     autocomplete_fields = ["identity"]
     form = TraceForm
-    readonly_fields = ["file", "trace_id", "span", "face_count", "confidence", "representative_face",
+    readonly_fields = ["file", "trace_id", "span", "face_count", "confidence", "ignored", "representative_face",
                        "suggestions", "trace_video", "detections_table"]
     fields = ["identity", *readonly_fields]
 
@@ -303,9 +330,15 @@ class TraceAdmin(admin.ModelAdmin):
         page_number = request.GET.get("det_page", 1) if request is not None else 1
         queryset = Detection.objects.filter(trace=obj).order_by("frame_number", "id")
         page = Paginator(queryset, DETECTIONS_PER_PAGE).get_page(page_number)
+        # Each frame opens the file's video at that moment (a media fragment; the route serves ranges).
+        clock = cooccurrence.FrameClock.for_file(obj.file)
+        last = len(clock.cumulative) - 1
+        video = f"/api/v1/file/{obj.file.file_uuid}/video#t="
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}, {}</td><td>{}×{}</td><td>{}</td><td>{}</td></tr>",
-            ((d.frame_number, d.x, d.y, d.width, d.height, f"{d.confidence:.3f}", d.label) for d in page),
+            "", '<tr><td><a href="{}{}" target="_blank" rel="noopener" title="play the file from here">{}</a></td>'
+                "<td>{}, {}</td><td>{}×{}</td><td>{}</td><td>{}</td></tr>",
+            ((video, f"{clock.at(min(max(d.frame_number, 0), last)):.3f}", d.frame_number, d.x, d.y, d.width,
+              d.height, f"{d.confidence:.3f}", d.label) for d in page),
         )
         nav = []
         if page.has_previous():
@@ -379,6 +412,19 @@ class TraceAdmin(admin.ModelAdmin):
         changes = curation.unbind_traces(self._selected(request, queryset), request.user)
         count = sum(len(c.payload["traces"]) for c in changes)
         self.message_user(request, f"Unbound {text.count(count, 'trace')}. Undo is on each identity's page.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Hide selected traces (not a face)", permissions=["change"])
+    def hide(self, request, queryset):
+        change = curation.hide_traces(self._selected(request, queryset), request.user)
+        self.message_user(request, (f"{change.summary}. They are kept, left out of the cast page and clustering; "
+                                    "undo with “Show again” or u on the cast page.") if change
+                          else "Those traces were hidden already.", messages.SUCCESS)
+
+    @admin.action(description="Show selected hidden traces again", permissions=["change"])
+    def show_again(self, request, queryset):
+        change = curation.unhide_traces(self._selected(request, queryset), request.user)
+        self.message_user(request, f"{change.summary}." if change else "None of those traces was hidden.",
                           messages.SUCCESS)
 
 

@@ -94,6 +94,9 @@ class Trace(models.Model):
     # The frames holding a detection of this trace, as a compressed run list (format and why:
     # media_api.services.presence); null when it has none. Derived like the summary fields.
     presence = models.BinaryField(null=True, blank=True, editable=False)
+    # "Hide / not a face": kept with its detections, but left out of clustering, the cast page's
+    # groups and suggestions' evidence until un-hidden (identities.curation.hide_traces, undoable).
+    ignored = models.BooleanField("hidden", default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -104,6 +107,8 @@ class Trace(models.Model):
             models.Index(fields=["identity", "file"], name="trace_identity_file"),
             models.Index(fields=["file", "face_count"], name="trace_file_face_count"),
             models.Index(fields=["file", "start_frame"], name="trace_file_start"),
+            # Hidden traces are few: a partial index lists and counts them without touching the rest.
+            models.Index(fields=["file", "trace_id"], condition=models.Q(ignored=True), name="trace_ignored"),
         ]
 
     def __str__(self) -> str:

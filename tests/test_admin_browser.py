@@ -6,45 +6,15 @@ route, names two traces as a new person, merges two people and undoes the merge.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
-from django.db import connections
 
 from identities.models import Identity
 from media_api.models import Trace
 from media_api.services.detections_import import import_detections
+from tests import browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
-
-
-@pytest.fixture
-def browser_page():
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # ordinary synchronous code, so tell Django that is fine here.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        yield page
-        # The test's ORM calls ran inside Playwright's context and got their own connection:
-        # close it here, or PostgreSQL refuses to drop the test database at the end.
-        connections.close_all()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+browser_page = browser.browser_page  # the shared fixture (tests/browser.py)
+pytestmark = [pytest.mark.browser, browser.needs_chromium]
 
 
 def _rows(trace_id, frames, x):
@@ -115,3 +85,25 @@ def test_staff_names_merges_and_undoes(live_server, browser_page, hamilton, staf
     assert other.status == "confirmed"
     assert set(other.traces.values_list("trace_id", flat=True)) == {3}
     assert set(lin.traces.values_list("trace_id", flat=True)) == {1, 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_identity_column_is_on_screen_at_1280x720(live_server, browser_page, hamilton, staff_user):
+    """Bug 8: with a long file name the Identity column of the trace list stayed off-screen at 1280x720."""
+    from media_api.models import MediaFile
+
+    MediaFile.objects.filter(pk=hamilton.pk).update(name="a-very-long-file-name-of-a-feature-film-" * 4 + ".mp4")
+    import_detections(hamilton, _rows(1, [100, 110], 300) + _rows(2, [130], 280))
+    lin = Identity.objects.create(name="Lin-Manuel Miranda")
+    Trace.objects.filter(file=hamilton, trace_id=1).update(identity=lin)
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/media_api/trace/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", "staff-pass-123")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    for selector in ("th.column-identity_link", f"#result_list a:text('{lin.name}')"):
+        box = page.locator(selector).first.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1280, (selector, box)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280

@@ -81,3 +81,35 @@ def test_create_identity_action_warns_about_an_existing_name(staff_client, trace
     staff_client.post(url, {**form, "allow_duplicate": "on"})
     assert Identity.objects.filter(name__iexact="peggy schuyler").count() == 2
     assert Trace.objects.get(pk=traces[2].pk).identity_id != existing.pk
+
+
+def test_hidden_traces_are_left_out_of_the_trace_list_until_asked_for(staff_client, traces, staff_user):
+    url = reverse("admin:media_api_trace_changelist")
+    staff_client.post(url, {"action": "hide", ACTION_CHECKBOX_NAME: [traces[2].pk]})
+    assert Trace.objects.get(pk=traces[2].pk).ignored is True
+    assert staff_user.curationchange_set.get().kind == "hide"  # recorded, undoable
+
+    def listed(query: str = "") -> set[int]:
+        page = staff_client.get(url + query).content.decode()
+        return {int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"', page)}
+
+    assert listed() == {traces[1].pk}
+    assert listed("?hidden=yes") == {traces[2].pk}
+    assert listed("?hidden=all") == {traces[1].pk, traces[2].pk}
+    staff_client.post(url + "?hidden=yes", {"action": "show_again", ACTION_CHECKBOX_NAME: [traces[2].pk]})
+    assert Trace.objects.get(pk=traces[2].pk).ignored is False
+    assert listed() == {traces[1].pk, traces[2].pk}
+
+
+def test_the_cast_page_is_linked_from_the_identities_and_the_file(staff_client, traces, hamilton):
+    identities = staff_client.get(reverse("admin:identities_identity_changelist")).content.decode()
+    assert f'href="{reverse("cast")}"' in identities
+    file_page = staff_client.get(reverse("admin:media_api_mediafile_change", args=[hamilton.pk])).content.decode()
+    assert f'href="{reverse("cast-file", args=[hamilton.file_uuid])}"' in file_page
+
+
+def test_a_detections_frame_opens_the_files_player_at_that_time(staff_client, traces, hamilton):
+    page = staff_client.get(reverse("admin:media_api_trace_change", args=[traces[1].pk])).content.decode()
+    links = re.findall(rf'href="/api/v1/file/{hamilton.file_uuid}/video#t=([0-9.]+)"[^>]*>(\d+)</a>', page)
+    assert [int(frame) for _, frame in links] == [0, 10, 20]
+    assert [float(t) for t, _ in links] == pytest.approx([0, 10 / hamilton.fps, 20 / hamilton.fps], abs=0.002)
