@@ -125,7 +125,8 @@ class IdentityAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         """Name or an alias (not notes or other metadata). The bind autocomplete offers active people only."""
         if request.path.endswith("/autocomplete/"):
-            queryset = queryset.filter(merged_into__isnull=True).exclude(status=Identity.Status.INACTIVE)
+            active = queryset.filter(merged_into__isnull=True).exclude(status=Identity.Status.INACTIVE)
+            return selectors.search(active, search_term).order_by("name", "pk"), False  # paginated: a stable order
         return selectors.search(queryset, search_term), False
 
     @admin.display(description="face")

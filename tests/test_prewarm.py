@@ -126,8 +126,18 @@ def test_unknown_file_and_bad_options(db):
         run("--workers", "0")
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, as in a terminal: a suite started in the background (``cmd &``
+    without job control) inherits SIGINT ignored, and the simulated Ctrl-C would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_keeps_finished_work_and_leaves_no_partial_file(hamilton, settings, monkeypatch, workers):
+def test_ctrl_c_keeps_finished_work_and_leaves_no_partial_file(hamilton, settings, monkeypatch, workers,
+                                                               ctrl_c_raises):
     many_traces(hamilton, 24)
     real_record = prewarm.record
     calls = []
