@@ -28,6 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from identities import cast_service as service
+from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE
 from media_api.models import MediaFile
 from momentry.errors import ApiError, BadRequest, as_api_error, error_response, response_for_api_error
 
@@ -91,7 +92,7 @@ def cast_view(request: HttpRequest, file_uuid: str | None = None) -> HttpRespons
         "is_nav_sidebar_enabled": False,  # the grid needs the width
         "title": title,
         "files": list(files.order_by("name", "pk").values_list("file_uuid", "name")[:FILES_LISTED]),
-        "thresholds": {"confident": service.CONFIDENT_DISTANCE, "offered": service.SUGGESTION_MAX_DISTANCE},
+        "thresholds": {"confident": CONFIDENT_DISTANCE, "offered": SUGGESTION_MAX_DISTANCE},
     })
     return _timed(render(request, "admin/identities/cast/page.html", context), started)
 

@@ -29,7 +29,7 @@ from identities.cooccurrence import FrameClock, merge_runs
 from identities.models import CurationChange, Identity
 from identities.selectors import search
 from identities.services import namesake
-from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE, _named_identities
+from identities.suggestions import SUGGESTION_MAX_DISTANCE, Suggestion, _named_identities
 from media_api.faces.embeddings import EMBEDDING_DIM
 from media_api.models import MediaFile, Trace
 from media_api.services.presence import decode_many
@@ -136,16 +136,8 @@ class Tile:
 
 
 @dataclass(frozen=True)
-class Chip:
+class Chip(Suggestion):
     """A suggested person for a group: confident (one click) or weak (shown as such)."""
-
-    identity_uuid: str
-    name: str
-    distance: float
-
-    @property
-    def confident(self) -> bool:
-        return self.distance <= CONFIDENT_DISTANCE
 
     @property
     def distance_text(self) -> str:
