@@ -105,7 +105,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers go on while an import writes; the busy timeout rides out short write
     # locks, and a write that still cannot happen is a 503 BUSY (momentry.errors), not a 500.
+    # Transactions begin IMMEDIATE: a deferred one that read first and then writes after another
+    # connection committed fails at once (SQLITE_BUSY, no waiting); IMMEDIATE waits its turn.
     DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
         "timeout": float(os.environ.get("MOMENTRY_SQLITE_BUSY_TIMEOUT", "10")),
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }

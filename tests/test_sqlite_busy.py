@@ -85,3 +85,32 @@ def test_a_write_that_cannot_happen_is_503_busy(staff_user, hamilton, writer_loc
     retry = client.post(f"/api/v1/identity/{eliza.identity_uuid}/bind/trace",
                         {"file_uuid": hamilton.file_uuid, "trace_id": 1}, format="json")
     assert retry.status_code == 200 and eliza.traces.count() == 1
+
+
+def test_a_transaction_that_reads_then_writes_waits_for_another_writer(transactional_db):
+    """Transactions begin IMMEDIATE. A deferred one (SQLite's default) that read first fails at its
+    first write, without waiting, when another connection committed meanwhile (SQLITE_BUSY): that
+    is how the cast page's bind answered 503 while thumbnails were being stored."""
+    import threading
+
+    from django.db import connections, transaction
+
+    done = {}
+
+    def other_writer():
+        try:
+            Identity.objects.create(name="Written by another connection")
+            done["other"] = True
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        assert Identity.objects.count() == 0  # read first
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join(timeout=1.0)  # deferred: the other write commits at once; immediate: it waits for us
+        Identity.objects.create(name="Written in the transaction")  # deferred: "database is locked" here
+    thread.join(timeout=15)
+    assert done.get("other") is True
+    assert set(Identity.objects.values_list("name", flat=True)) == {"Written in the transaction",
+                                                                    "Written by another connection"}

@@ -40,10 +40,18 @@
       options.body = JSON.stringify(payload || {});
     }
     let response;
-    try {
-      response = await fetch(api + path, options);
-    } catch (error) {
-      return { success: false, status: 0, error: { message: "The server cannot be reached." } };
+    // 503 BUSY (the database or the media workers are busy; nothing was changed): wait as the
+    // server's Retry-After says (at most 3 s) and try again, twice.
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        response = await fetch(api + path, options);
+      } catch (error) {
+        return { success: false, status: 0, error: { message: "The server cannot be reached." } };
+      }
+      const retryAfter = Number(response.headers.get("Retry-After"));
+      if (response.status !== 503 || attempt >= 2 || !(retryAfter >= 0)) break;
+      say("The server is busy; trying again…");
+      await new Promise((resolve) => setTimeout(resolve, Math.min(retryAfter, 3) * 1000 + 200));
     }
     let data;
     try {
