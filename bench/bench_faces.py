@@ -79,16 +79,6 @@ def decode_only(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def person_of(track, persons: dict) -> str | None:
-    for name, points in persons.items():
-        for frame, x, y in points:
-            if frame in track.frames:
-                bx, by, bw, bh = track.boxes[track.frames.index(frame)]
-                if bx <= x < bx + bw and by <= y < by + bh:
-                    return name
-    return None
-
-
 def speed(runs: int) -> None:
     import django
 
@@ -147,6 +137,7 @@ def speed(runs: int) -> None:
 def distances() -> None:
     import numpy as np
 
+    from bench.eval_faces import person_of
     from media_api.faces.pipeline import analyse_video
     from media_api.ffmpeg.probe import probe_video
 

@@ -44,6 +44,17 @@ def load_labels(path: Path = LABELS) -> dict[str, dict]:
     return json.loads(path.read_text())["clips"]
 
 
+def person_of(track, persons: Mapping[str, list]) -> str | None:
+    """Who a track is, by people.json: the first person with a point inside the track's box on that frame."""
+    for name, points in persons.items():
+        for frame, x, y in points:
+            if frame in track.frames:
+                bx, by, bw, bh = track.boxes[track.frames.index(frame)]
+                if bx <= x < bx + bw and by <= y < by + bh:
+                    return name
+    return None
+
+
 def iou(a: Box, b: Box) -> float:
     inter = _intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from bench.eval_faces import evaluate, load_labels
+from bench.eval_faces import evaluate, load_labels, person_of
 from media_api.faces.cuts import SceneCutDetector
 from media_api.faces.detector import FaceDetector
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes
@@ -60,16 +60,6 @@ def boxes_by_frame(analysis: FaceAnalysis, origin: str | None = None) -> dict[in
         if origin is None or row["origin"] == origin:
             out.setdefault(row["frame_number"], []).append((row["x"], row["y"], row["width"], row["height"]))
     return out
-
-
-def person_of(track, persons: dict) -> str | None:
-    for name, points in persons.items():
-        for frame, x, y in points:
-            if frame in track.frames:
-                bx, by, bw, bh = track.boxes[track.frames.index(frame)]
-                if bx <= x < bx + bw and by <= y < by + bh:
-                    return name
-    return None
 
 
 # --- detection on labelled frames --------------------------------------------------------------

@@ -13,20 +13,14 @@ from functools import lru_cache
 import dlib
 import numpy as np
 
-from media_api.faces.blazeface import BlazeFaceDetector
+from media_api.faces.blazeface import BlazeFaceDetector, DetectedFace
 
 
 @dataclass(frozen=True)
-class Face:
-    """A face box in display pixels of the original frame (inside it) and the detector's score 0..1."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    score: float
-    #: BlazeFace's six points (frame pixels): right eye, left eye, nose tip, mouth, right ear, left ear.
-    keypoints: tuple[tuple[float, float], ...] = ()
+class Face(DetectedFace):
+    """A face box in display pixels of the original frame (inside it), the detector's score 0..1 and
+    BlazeFace's six points (right eye, left eye, nose tip, mouth, right ear, left ear), with what the
+    pipeline derives from them."""
 
     @property
     def frontal(self) -> float:
@@ -63,8 +57,8 @@ class FaceDetector:
         self._detector = BlazeFaceDetector(threads=threads)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        return [Face(f.x, f.y, f.width, f.height, float(f.score), tuple(f.keypoints))
-                for f in self._detector.detect(rgb) if f.width >= 2 and f.height >= 2]
+        # BlazeFaceDetector already keeps only boxes of at least 2x2 pixels inside the frame.
+        return [Face(f.x, f.y, f.width, f.height, f.score, f.keypoints) for f in self._detector.detect(rgb)]
 
 
 #: Runtime threads of a detector in a worker process (the main process decodes and tracks meanwhile).

@@ -86,12 +86,17 @@ def render_lock(token: str, wait_seconds: float | None = None) -> Iterator[None]
 
 def store(key: ImageKey, data: bytes) -> Path:
     """Write ``data`` under ``key`` atomically."""
-    path = key.path
+    return _write_atomically(key.path, ".jpg", lambda tmp: tmp.write_bytes(data))
+
+
+def _write_atomically(path: Path, suffix: str, fill: Callable[[Path], object]) -> Path:
+    """``fill`` a hidden temporary file beside ``path``, then rename it into place (readers never see
+    half a file; :func:`evict` removes ``.tmp-`` files a killed process left behind)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        fill(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -193,17 +198,7 @@ def get_or_render_file(key: ImageKey, render: Callable[[Path], None]) -> Path:
     with render_lock(f"{key.root}/{key.file_uuid}/{key.name}"):
         if path.is_file():
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=key.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            render(Path(tmp))
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    return path
+        return _write_atomically(path, key.suffix, render)
 
 
 __all__ = [
