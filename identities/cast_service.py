@@ -264,20 +264,8 @@ def _embeddings(pks: Iterable[int]) -> dict[int, Any]:
     return dict(Trace.objects.filter(pk__in=wanted, embedding__isnull=False).order_by().values_list("pk", "embedding"))
 
 
-#: Frame clocks by file (the clock itself is cached per process by identities.cooccurrence; this
-#: only spares building a MediaFile per tile). Keyed like that cache: a file's frames never change.
-_CLOCKS: dict[tuple[int, str, float, int], FrameClock] = {}
-
-
 def _clock(row: _Row) -> FrameClock:
-    key = (row.file_id, row.file_uuid, row.fps, row.total_frames)
-    clock = _CLOCKS.get(key)
-    if clock is None:
-        if len(_CLOCKS) >= 1024:
-            _CLOCKS.clear()
-        clock = _CLOCKS[key] = FrameClock.for_file(MediaFile(pk=row.file_id, file_uuid=row.file_uuid, fps=row.fps,
-                                                             total_frames=row.total_frames))
-    return clock
+    return FrameClock.for_columns(row.file_id, row.file_uuid, row.fps, row.total_frames)
 
 
 def _at(clock: FrameClock, frame: int | None) -> float:

@@ -51,7 +51,12 @@ class FrameClock:
 
     @classmethod
     def for_file(cls, media_file: MediaFile) -> FrameClock:
-        return _clock(media_file.pk, media_file.file_uuid, media_file.fps, media_file.total_frames)
+        return cls.for_columns(media_file.pk, media_file.file_uuid, media_file.fps, media_file.total_frames)
+
+    @staticmethod
+    def for_columns(file_pk: int, file_uuid: str, fps: float, total_frames: int) -> FrameClock:
+        """The same clock from a file's columns (a values() row needs no MediaFile)."""
+        return _clock(file_pk, file_uuid, fps, total_frames)
 
     def at(self, frame: int) -> float:
         return float(self.cumulative[frame])
