@@ -26,6 +26,10 @@ class MediaFile(models.Model):
     duration = models.FloatField()
     has_audio = models.BooleanField(default=False)
     audio_codec = models.CharField(max_length=32, blank=True, default="")
+    # The file ends before the duration its container declares (a cut-off download or copy):
+    # its frames up to the cut are served, and ``warnings`` says how much is missing.
+    truncated = models.BooleanField(default=False)
+    warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
