@@ -78,12 +78,16 @@ def _answers(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int = 2, log_path: Path | None = None, **env: str) -> Iterator[str]:
-    """A gunicorn with the deploy config on a free port; yields its base URL, stops it afterwards."""
+def gunicorn(workers: int = 2, log_path: Path | None = None, python: str = sys.executable,
+             **env: str) -> Iterator[str]:
+    """A gunicorn with the deploy config on a free port; yields its base URL, stops it afterwards.
+
+    ``python`` is the interpreter of the virtualenv to run it from (tests/test_install.py).
+    """
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
+        [python, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "momentry.wsgi"],
         cwd=REPO, env=process_env(**env), stdout=log, stderr=subprocess.STDOUT,
     )
@@ -140,9 +144,9 @@ def alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def celery_worker(name: str = "w1", concurrency: int = 1, log_path: Path | None = None, beat: bool = False,
-                  **env: str) -> Iterator[subprocess.Popen]:
+                  python: str = sys.executable, **env: str) -> Iterator[subprocess.Popen]:
     """A real Celery worker process (``celery -A momentry worker``) on the test database; stopped afterwards."""
-    args = [sys.executable, "-m", "celery", "-A", "momentry", "worker", "--concurrency", str(concurrency),
+    args = [python, "-m", "celery", "-A", "momentry", "worker", "--concurrency", str(concurrency),
             "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
     if beat:
         args.append("-B")
@@ -184,19 +188,24 @@ def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 @contextlib.contextmanager
 def redis_server(port: int | None = None) -> Iterator[str]:
-    """A private Redis (no persistence) on a free port: for tests that restart their broker."""
+    """A private Redis (no persistence, in a temporary directory) on a free port: for tests that restart their broker.
+
+    Never the machine's own Redis, nor the one scripts/test.sh started for the run (TEST_REDIS_URL).
+    """
     import shutil
+    import tempfile
 
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = port or free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _answers_tcp(port), timeout=20)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait()
+    with tempfile.TemporaryDirectory(prefix="momentry-redis-") as folder:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: _answers_tcp(port), timeout=20)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def _answers_tcp(port: int) -> bool:
