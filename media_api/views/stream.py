@@ -10,7 +10,7 @@ the response is closed (client gone or done), which kills and reaps FFmpeg.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
@@ -69,7 +69,7 @@ class MediaStreamView(APIView):
         match = request.headers.get("If-None-Match")
         if match is None or not etag_matches(match, etag, weak=True):
             return None
-        response = HttpResponse(status=304)
+        response = HttpResponseNotModified()  # no Content-Type (Django's 304 drops it)
         response["ETag"] = etag
         response["Cache-Control"] = f"private, max-age={settings.MOMENTRY_CACHE_MAX_AGE}"
         return response
