@@ -10,10 +10,15 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from identities import curation, selectors, services
+from identities import curation, names, selectors, services
 from identities.models import CurationChange, Identity
 from media_api.admin import face_img
 from media_api.models import Trace
+
+# The admin is Momentry's, not "Django administration" (every admin page's header and title).
+admin.site.site_header = "Momentry"
+admin.site.site_title = "Momentry admin"
+admin.site.index_title = "Momentry: files, faces and people"
 
 
 class IdentityForm(forms.ModelForm):
@@ -40,6 +45,13 @@ class IdentityForm(forms.ModelForm):
             self.initial["metadata"] = {k: v for k, v in (self.instance.metadata or {}).items() if k != "aliases"}
         self.fields["metadata"].required = False
 
+    def clean_name(self):
+        """The one normalisation of every entry point (:mod:`identities.names`)."""
+        try:
+            return names.clean(self.cleaned_data.get("name") or "")
+        except names.InvalidName as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
     def clean_metadata(self):
         metadata = self.cleaned_data.get("metadata") or {}
         if not isinstance(metadata, dict):
@@ -59,7 +71,7 @@ class IdentityForm(forms.ModelForm):
                     '<a href="{}">{}</a> already has this name. Bind to them, or tick “This is a different '
                     'person”.', url, existing.name)))
         metadata = dict(cleaned.get("metadata") or {})
-        aliases = [a.strip() for a in (cleaned.get("aliases") or "").split(",") if a.strip()]
+        aliases = [names.normalise(a) for a in (cleaned.get("aliases") or "").split(",") if names.normalise(a)]
         if aliases:
             metadata["aliases"] = aliases
         cleaned["metadata"] = metadata

@@ -196,11 +196,18 @@ def api_unhide(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @endpoint("POST", CHANGE)
+def api_separate(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
+    """``{"trace_pk": pk, "group_pks": [...]}`` → "not this person", kept and undoable."""
+    return service.separate(_request_scope(request), body.get("trace_pk"), body.get("group_pks"),
+                            request.user).as_json()
+
+
+@endpoint("POST", CHANGE)
 def api_undo(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
     return service.undo_last(request.user).as_json()
 
 
-@endpoint("POST", VIEW)
+@endpoint("POST", CHANGE)  # it writes nothing, but it reshuffles every curator's groups
 def api_regroup(request: HttpRequest, body: dict[str, Any]) -> dict[str, Any]:
     return service.regroup().as_json()
 

@@ -14,7 +14,6 @@ not hidden): a trace someone named meanwhile is left alone and reported, never t
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.urls import reverse
 
-from identities import cast_groups, curation
+from identities import cast_groups, constraints, curation, names
 from identities.cooccurrence import FrameClock, merge_runs
 from identities.models import CurationChange, Identity
 from identities.selectors import search
@@ -47,7 +46,7 @@ HIDDEN_SHOWN = 200
 SUGGESTIONS_PER_GROUP = 2
 #: Traces one request may act on (SQLite takes 32 766 values in a statement).
 MAX_TRACES = 10_000
-NAME_MAX_LENGTH = 200
+NAME_MAX_LENGTH = names.MAX_LENGTH
 
 PENDING_CLUSTER = Q(identity__source=Identity.Source.AUTO, identity__status=Identity.Status.PENDING)
 #: Traces waiting for a name: unbound or in a pending cluster made by ``cluster_traces``, and not hidden.
@@ -370,7 +369,12 @@ def _suggest(groups: Sequence[Sequence[int]]) -> list[list[Chip]]:
     if all(centre is None for centre in centres):
         return [[] for _ in groups]
     evidence = _Evidence.load()
-    found = [evidence.nearest(c, SUGGESTIONS_PER_GROUP) if c is not None else [] for c in centres]
+    excluded = constraints.excluded_identities(pk for members in groups for pk in members)
+    found = []
+    for members, centre in zip(groups, centres, strict=True):
+        not_them = set().union(*(excluded.get(pk, set()) for pk in members))
+        near = evidence.nearest(centre, SUGGESTIONS_PER_GROUP + len(not_them)) if centre is not None else []
+        found.append([(i, d) for i, d in near if i not in not_them][:SUGGESTIONS_PER_GROUP])
     wanted = {identity_id for chips in found for identity_id, _ in chips}
     people = {pk: (uuid, name) for pk, uuid, name in
               Identity.objects.filter(pk__in=wanted).values_list("pk", "identity_uuid", "name")} if wanted else {}
@@ -415,9 +419,30 @@ def _all_groups(scope: Scope) -> tuple[list[tuple[str, np.ndarray, np.ndarray, s
         groups.append((f"i{identity_id}", np.asarray(members, dtype=np.int64), np.asarray(counts, dtype=np.int64),
                        name))
         waiting += len(members)
+    groups = _kept_apart(groups)
     # Most traces first, then most faces; ties keep clustering order.
     groups.sort(key=lambda g: (-len(g[1]), -int(g[2].sum())))
     return groups, waiting, grouping.how
+
+
+def _kept_apart(groups: list[tuple[str, np.ndarray, np.ndarray, str | None]]
+                ) -> list[tuple[str, np.ndarray, np.ndarray, str | None]]:
+    """Groups split where "not this person" keeps two members apart (:func:`constraints.split`)."""
+    pairs = constraints.apart_pairs()
+    if not pairs:
+        return groups
+    involved = {pk for pair in pairs for pk in pair}
+    result = []
+    for key, pks, faces, cluster in groups:
+        members = pks.tolist()
+        if involved.isdisjoint(members):
+            result.append((key, pks, faces, cluster))
+            continue
+        position = {pk: at for at, pk in enumerate(members)}
+        for number, part in enumerate(constraints.split(members, pairs)):
+            at = np.asarray([position[pk] for pk in part], dtype=np.int64)
+            result.append((key if number == 0 else f"{key}-{part[0]}", pks[at], faces[at], cluster))
+    return result
 
 
 def _best_first(pks: np.ndarray, faces: np.ndarray) -> list[int]:
@@ -576,17 +601,11 @@ def _checked(pks: Any) -> list[int]:
 
 
 def clean_name(value: Any) -> str:
-    """A person's name: text, trimmed, 1 to 200 characters, no control characters."""
-    if not isinstance(value, str):
-        raise BadRequest("name must be text", param="name")
-    name = value.strip()
-    if not name:
-        raise BadRequest("Type a name.", param="name")
-    if len(name) > NAME_MAX_LENGTH:
-        raise BadRequest(f"A name has at most {NAME_MAX_LENGTH} characters.", param="name")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
-        raise BadRequest("A name cannot hold control or formatting characters.", param="name")
-    return name
+    """A person's name, normalised as at every entry point (:mod:`identities.names`), or a 400."""
+    try:
+        return names.clean(value)
+    except names.InvalidName as exc:
+        raise BadRequest(str(exc), param="name") from exc
 
 
 def _waiting(scope: Scope, pks: list[int]) -> tuple[list[int], list[int]]:
@@ -669,9 +688,37 @@ def unhide(scope: Scope, pks: Any, user: Any) -> Outcome:
     return Outcome(message, sorted(hidden), [pk for pk in pks if pk not in set(hidden)], change=change)
 
 
+def separate(scope: Scope, pk: Any, group_pks: Any, user: Any) -> Outcome:
+    """"Not this person", kept: the face is not the same person as the rest of its group.
+
+    In a pending cluster of ``cluster_traces`` the face is not that cluster's person (and leaves
+    it); in a group the page made, it is kept apart from each other member. The grouping,
+    suggestions and clustering respect it from then on (:mod:`identities.constraints`).
+    """
+    if not isinstance(pk, int) or isinstance(pk, bool):
+        raise BadRequest("trace_pk must be a trace id", param="trace_pk")
+    pk, others = _checked([pk])[0], _checked(group_pks)
+    with transaction.atomic():
+        trace = Trace.objects.select_for_update(of=("self",)).filter(WAITING, scope.q(), pk=pk).first()
+        if trace is None:
+            raise Conflict("This face was named or hidden meanwhile. The page shows it as it is now.",
+                           {"skipped": [pk]})
+        cluster = None
+        if trace.identity_id is not None:  # a pending cluster (WAITING holds no other bound trace)
+            cluster = Identity.objects.get(pk=trace.identity_id)
+            others = []
+        else:
+            others = list(Trace.objects.filter(WAITING, scope.q(), pk__in=others, identity__isnull=True)
+                          .exclude(pk=pk).order_by("pk").values_list("pk", flat=True))
+        change = curation.separate(trace, others, cluster, user)
+    message = ("Not this person: the face is a group of its own, and stays apart from them"
+               if change is not None else "Already kept apart")
+    return Outcome(message, [pk], change=change)
+
+
 #: Kinds this page undoes; a merge or a deletion is undone on the person's page, where it is explained.
 UNDOABLE_HERE = {CurationChange.Kind.BIND, CurationChange.Kind.UNBIND, CurationChange.Kind.HIDE,
-                 CurationChange.Kind.UNHIDE}
+                 CurationChange.Kind.UNHIDE, CurationChange.Kind.SEPARATE}
 
 
 def undo_last(user: Any) -> Outcome:
@@ -695,6 +742,8 @@ def undo_last(user: Any) -> Outcome:
         message = curation.undo(change, user)
     except curation.UndoError as exc:
         raise Conflict(str(exc).capitalize() + ".") from exc
+    if change.kind == CurationChange.Kind.SEPARATE:
+        return Outcome(message, [change.payload["trace"]], change=change)
     traces = change.payload.get("traces") or [pk for group in (change.payload.get("previous") or {}).values()
                                                for pk in group]
     return Outcome(message, sorted(traces), change=change)

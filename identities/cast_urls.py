@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/bind", cast_page.api_bind, name="cast-bind"),
     path("api/hide", cast_page.api_hide, name="cast-hide"),
     path("api/unhide", cast_page.api_unhide, name="cast-unhide"),
+    path("api/separate", cast_page.api_separate, name="cast-separate"),
     path("api/undo", cast_page.api_undo, name="cast-undo"),
     path("api/regroup", cast_page.api_regroup, name="cast-regroup"),
     path("api/tiles", cast_page.api_tiles, name="cast-tiles"),

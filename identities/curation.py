@@ -1,4 +1,5 @@
-"""Staff curation with undo: bulk bind, unbind, create-from-traces, merge, delete, hide/unhide.
+"""Staff curation with undo: bulk bind, unbind, create-from-traces, merge, delete, hide/unhide,
+"not this person".
 
 Each operation runs in one transaction and records a :class:`CurationChange` holding
 exactly what it changed. :func:`undo` puts that back, touching only rows that are still
@@ -8,13 +9,14 @@ as the change left them, so a later edit is never clobbered by undoing an earlie
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from identities.models import CurationChange, Identity
+from identities.models import CurationChange, Identity, NotSamePerson
 from media_api.models import Trace
 from momentry.errors import Conflict
 from momentry.text import count
@@ -74,8 +76,31 @@ def bind_traces(identity: Identity, trace_pks: Iterable[int], user=None) -> Cura
 
 @transaction.atomic
 def create_identity_from_traces(name: str, trace_pks: Iterable[int], user=None) -> tuple[Identity, CurationChange]:
-    identity = Identity.objects.create(name=name.strip(), source=Identity.Source.USER_DEFINED)
-    return identity, bind_traces(identity, trace_pks, user)
+    """A new person with these traces; undoing the change removes the person again (if nothing else uses them)."""
+    identity = Identity.objects.create(name=name, source=Identity.Source.USER_DEFINED)
+    change = bind_traces(identity, trace_pks, user)
+    change.payload["created_identity"] = True
+    change.summary = f"Named {identity.name}: {count(sum(map(len, change.payload['previous'].values())), 'trace')}"
+    change.save(update_fields=["payload", "summary"])
+    return identity, change
+
+
+def _remove_if_unused(identity_id: int) -> bool:
+    """Delete a person an undone action had created, unless something has used them since.
+
+    Used means: a trace is bound to them, someone was merged into them, or another change on
+    their page (a rename is not recorded, so an edited name or metadata counts too).
+    """
+    identity = Identity.objects.filter(pk=identity_id).first()
+    if identity is None or Trace.objects.filter(identity_id=identity_id).exists():
+        return False
+    edited = identity.updated_at > identity.created_at + timedelta(seconds=1)
+    if edited or Identity.objects.filter(merged_into_id=identity_id).exists():
+        return False
+    if CurationChange.objects.filter(identity_uuid=identity.identity_uuid, undone_at__isnull=True).count() > 1:
+        return False
+    identity.delete()
+    return True
 
 
 @transaction.atomic
@@ -97,6 +122,41 @@ def unbind_traces(trace_pks: Iterable[int], user=None) -> list[CurationChange]:
             user=_user(user),
         ))
     return changes
+
+
+@transaction.atomic
+def separate(trace: Trace, others: Iterable[int] = (), identity: Identity | None = None,
+             user=None) -> CurationChange | None:
+    """"Not this person", kept: ``trace`` is not the same person as ``others`` (traces) nor ``identity``.
+
+    Rows of :class:`NotSamePerson` are written for the pairs not already kept apart; a trace in
+    ``identity`` (a pending cluster) leaves it. None when nothing new would be recorded.
+    """
+    wanted = [pk for pk in dict.fromkeys(others) if pk != trace.pk]
+    known = {pk for a, b in NotSamePerson.objects.filter(trace=trace, other_id__in=wanted)
+             .values_list("trace_id", "other_id") for pk in (a, b)}
+    known |= set(NotSamePerson.objects.filter(other=trace, trace_id__in=wanted).values_list("trace_id", flat=True))
+    rows = [NotSamePerson(trace=trace, other_id=pk, user=_user(user)) for pk in wanted if pk not in known]
+    unbound_from = None
+    if identity is not None:
+        if not NotSamePerson.objects.filter(trace=trace, identity=identity).exists():
+            rows.append(NotSamePerson(trace=trace, identity=identity, user=_user(user)))
+        if Trace.objects.filter(pk=trace.pk, identity=identity).update(identity=None):
+            unbound_from = identity.pk
+    if not rows and unbound_from is None:
+        return None
+    created = NotSamePerson.objects.bulk_create(rows)
+    ids = [row.pk for row in created]
+    if any(pk is None for pk in ids):  # backends without RETURNING: read them back
+        ids = list(NotSamePerson.objects.filter(trace=trace).order_by("-pk").values_list("pk", flat=True)[:len(rows)])
+    target = identity.name if identity is not None else count(len(wanted), "other trace")
+    return CurationChange.objects.create(
+        kind=CurationChange.Kind.SEPARATE,
+        identity_uuid=identity.identity_uuid if identity is not None else "",
+        summary=f"Not this person: trace {trace.trace_id} is not {target}",
+        payload={"trace": trace.pk, "constraints": ids, "unbound_from": unbound_from},
+        user=_user(user),
+    )
 
 
 @transaction.atomic
@@ -200,6 +260,10 @@ def can_undo(change: CurationChange) -> bool:
         return Identity.objects.filter(pk=payload["identity_id"]).exists()
     if change.kind == CurationChange.Kind.DELETE:
         return not Identity.objects.filter(identity_uuid=payload["identity"]["identity_uuid"]).exists()
+    if change.kind == CurationChange.Kind.SEPARATE:
+        return (NotSamePerson.objects.filter(pk__in=payload["constraints"]).exists()
+                or (payload.get("unbound_from") is not None
+                    and Trace.objects.filter(pk=payload["trace"], identity__isnull=True).exists()))
     if change.kind in (CurationChange.Kind.HIDE, CurationChange.Kind.UNHIDE):
         # Still as the change left them: hidden after a hide, shown after an unhide.
         return Trace.objects.filter(pk__in=payload["traces"], ignored=change.kind == CurationChange.Kind.HIDE).exists()
@@ -230,6 +294,8 @@ def undo(change: CurationChange, user=None) -> str:
         previous = {int(k) if k else None: v for k, v in payload["previous"].items()}
         restored = _rebind(previous, payload["identity_id"])
         message = f"Undid bind: {count(restored, 'trace')} restored"
+        if payload.get("created_identity") and _remove_if_unused(payload["identity_id"]):
+            message = f"Undid naming: {count(restored, 'trace')} unnamed again, the new person removed"
     elif change.kind == CurationChange.Kind.UNBIND:
         restored = Trace.objects.filter(pk__in=payload["traces"], identity__isnull=True).update(
             identity_id=payload["identity_id"]
@@ -254,6 +320,12 @@ def undo(change: CurationChange, user=None) -> str:
         Identity.objects.filter(pk__in=payload.get("merged_from", []), merged_into__isnull=True).update(
             merged_into=identity)
         message = f"Undid deletion of {identity.name}: {count(restored, 'trace')} bound again"
+    elif change.kind == CurationChange.Kind.SEPARATE:
+        NotSamePerson.objects.filter(pk__in=payload["constraints"]).delete()
+        back = payload.get("unbound_from")
+        if back is not None and Identity.objects.filter(pk=back, merged_into__isnull=True).exists():
+            Trace.objects.filter(pk=payload["trace"], identity__isnull=True).update(identity_id=back)
+        message = "Undid “not this person”: the face may be grouped with them again"
     elif change.kind in (CurationChange.Kind.HIDE, CurationChange.Kind.UNHIDE):
         hid = change.kind == CurationChange.Kind.HIDE
         restored = Trace.objects.filter(pk__in=payload["traces"], ignored=hid).update(ignored=not hid)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
+
+from identities import names
 
 
 def new_identity_uuid() -> str:
@@ -30,6 +33,8 @@ class Identity(models.Model):
 
     identity_uuid = models.CharField(max_length=32, unique=True, default=new_identity_uuid, editable=False)
     name = models.CharField(max_length=200, db_index=True)
+    #: ``names.key(name)``: what duplicate names are judged on (set on every save).
+    name_key = models.CharField(max_length=200, db_index=True, default="", editable=False)
     identity_type = models.CharField(
         max_length=20, choices=IdentityType.choices, null=True, blank=True, default=IdentityType.PEOPLE
     )
@@ -48,6 +53,15 @@ class Identity(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        """The name is stored normalised (:mod:`identities.names`) with its duplicate key, whoever saves it."""
+        self.name = names.normalise(self.name or "")
+        self.name_key = names.key(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "name_key"}
+        super().save(*args, **kwargs)
 
     @property
     def aliases(self) -> list[str]:
@@ -69,6 +83,7 @@ class CurationChange(models.Model):
         UNBIND = "unbind", "unbind"
         HIDE = "hide", "hide"
         UNHIDE = "unhide", "unhide"
+        SEPARATE = "separate", "not this person"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     identity_uuid = models.CharField(max_length=32, db_index=True, help_text="the identity the change is shown on")
@@ -84,3 +99,31 @@ class CurationChange(models.Model):
 
     def __str__(self) -> str:
         return self.summary
+
+
+class NotSamePerson(models.Model):
+    """"Not this person", kept: ``trace`` is not the same person as ``other`` (a trace) or ``identity``.
+
+    Written by the cast page's × (:func:`identities.curation.separate`), recorded as a curation
+    change and undone by deleting the rows. The cast page's grouping never puts two such traces in
+    one group, suggestions never offer such a person for the trace, and clustering never binds the
+    trace to them (:mod:`identities.constraints`).
+    """
+
+    trace = models.ForeignKey("media_api.Trace", on_delete=models.CASCADE, related_name="+")
+    other = models.ForeignKey("media_api.Trace", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    identity = models.ForeignKey(Identity, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "not-this-person constraint"
+        constraints = [models.CheckConstraint(
+            condition=models.Q(other__isnull=True, identity__isnull=False)
+            | models.Q(other__isnull=False, identity__isnull=True),
+            name="not_same_person_one_target")]
+
+    def __str__(self) -> str:
+        target = f"trace #{self.other_id}" if self.other_id else f"identity #{self.identity_id}"
+        return f"trace #{self.trace_id} is not {target}"

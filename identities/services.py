@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
-from identities import curation
+from identities import curation, names
 from identities.models import CurationChange, Identity
 from media_api.models import MediaFile, Trace
 from momentry.errors import BadRequest, Conflict, NotFound
@@ -25,13 +25,21 @@ EDITABLE_FIELDS = ("name", "identity_type", "status", "metadata")
 
 def _apply_aliases(metadata: dict[str, Any], aliases: list[str] | None) -> dict[str, Any]:
     if aliases is not None:
-        metadata = {**metadata, "aliases": [a.strip() for a in aliases if a.strip()]}
+        metadata = {**metadata, "aliases": [_clean_name(a, "aliases") for a in aliases if names.normalise(a)]}
     return metadata
 
 
+def _clean_name(value: Any, param: str = "name") -> str:
+    """The normalised name (:mod:`identities.names`), or a 400 naming the parameter."""
+    try:
+        return names.clean(value)
+    except names.InvalidName as exc:
+        raise BadRequest(str(exc), param=param) from exc
+
+
 def namesake(name: str, exclude_pk: int | None = None) -> Identity | None:
-    """An active person already called ``name`` (ignoring case and outer spaces), if any."""
-    qs = Identity.objects.filter(name__iexact=name.strip(), merged_into__isnull=True).exclude(
+    """An active person whose name is the same once normalised and case-folded (:func:`names.key`), if any."""
+    qs = Identity.objects.filter(name_key=names.key(name), merged_into__isnull=True).exclude(
         status=Identity.Status.INACTIVE)
     if exclude_pk is not None:
         qs = qs.exclude(pk=exclude_pk)
@@ -52,23 +60,26 @@ def create_identity(name: str, identity_type: str | None = Identity.IdentityType
                     status: str = Identity.Status.CONFIRMED, metadata: dict[str, Any] | None = None,
                     aliases: list[str] | None = None, allow_duplicate: bool = False) -> Identity:
     """A user-defined identity (``source=user_defined``); a second person of the same name only when asked."""
+    name = _clean_name(name)
     if not allow_duplicate:
         refuse_duplicate_name(name)
     return Identity.objects.create(
-        name=name.strip(), identity_type=identity_type, status=status,
+        name=name, identity_type=identity_type, status=status,
         metadata=_apply_aliases(dict(metadata or {}), aliases), source=Identity.Source.USER_DEFINED,
     )
 
 
 def update_identity(identity: Identity, changes: Mapping[str, Any], allow_duplicate: bool = False) -> Identity:
     """Rename / change type, status, metadata; ``aliases`` replaces ``metadata.aliases``."""
-    renamed = "name" in changes and changes["name"].strip().lower() != identity.name.strip().lower()
+    if "name" in changes:
+        changes = {**changes, "name": _clean_name(changes["name"])}
+    renamed = "name" in changes and names.key(changes["name"]) != names.key(identity.name)
     if renamed and not allow_duplicate:
         refuse_duplicate_name(changes["name"], exclude_pk=identity.pk)
     fields = [name for name in EDITABLE_FIELDS if name in changes]
     for name in fields:
         value = changes[name]
-        setattr(identity, name, value.strip() if name == "name" else value)
+        setattr(identity, name, value)
     if "aliases" in changes:
         identity.metadata = _apply_aliases(dict(identity.metadata or {}), changes["aliases"])
         fields.append("metadata")

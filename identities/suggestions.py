@@ -103,7 +103,10 @@ def suggest_identities(trace: Trace, limit: int = 5, max_distance: float = SUGGE
         identity_id = rows[position][0]
         if distance <= max_distance and distance < best.get(identity_id, np.inf):
             best[identity_id] = distance
-    nearest = sorted(best.items(), key=lambda item: item[1])[:limit]
+    from identities.constraints import excluded_identities  # "not this person" (cast page ×)
+
+    not_them = excluded_identities([trace.pk]).get(trace.pk, set())
+    nearest = sorted((item for item in best.items() if item[0] not in not_them), key=lambda item: item[1])[:limit]
     identities = Identity.objects.in_bulk([identity_id for identity_id, _ in nearest])
     return [Suggestion(identities[i].identity_uuid, identities[i].name, round(d, 4)) for i, d in nearest]
 
@@ -218,6 +221,7 @@ def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 
     name "once"); traces near an existing pending cluster join it. Bindings go through
     :func:`identities.curation.bind_traces`, so they show in the identity's history and can be undone.
     """
+    from identities.constraints import admissible
     from identities.curation import bind_traces
 
     rows = list(unbound_traces().filter(embedding__isnull=False)
@@ -230,6 +234,9 @@ def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 
     with transaction.atomic():
         number = Identity.objects.filter(source=Identity.Source.AUTO).count()
         for cluster in clusters:
+            # "Not this person" (cast page ×): never bound to a person they are not, nor with a kept-apart trace.
+            cluster.new_trace_pks = admissible(cluster.new_trace_pks,
+                                               cluster.identity.pk if cluster.identity is not None else None)
             if not cluster.new_trace_pks:
                 continue
             if cluster.identity is None:

@@ -313,9 +313,12 @@ def test_unhide_puts_the_trace_back_into_its_group(staff, people):
 def test_undo_each_action(staff, staff_user, people):
     post(staff, "name", {"trace_pks": people["A"], "name": "Ada"})
     status, body = post(staff, "undo", {})
-    assert status == 200 and body["message"].startswith("Undid bind") and body["change"]["kind"] == "bind"
+    assert status == 200 and body["message"].startswith("Undid naming") and body["change"]["kind"] == "bind"
     assert not Trace.objects.filter(pk__in=people["A"], identity__isnull=False).exists()
     assert set(people["A"]) in groups_on(page(staff))  # the group forms again
+    # Undo removes what the action made: no empty "Ada" left behind, nor offered by the autocomplete.
+    assert not Identity.objects.filter(name="Ada").exists()
+    assert staff.get(API + "people?q=Ada").json()["results"] == []
 
     bob = Identity.objects.create(name="Bob")
     post(staff, "bind", {"trace_pks": people["B"], "identity_uuid": bob.identity_uuid})

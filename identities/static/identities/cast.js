@@ -116,7 +116,7 @@
       chip.dataset.identity = s.identity_uuid;
       chip.dataset.name = s.name;
       chip.disabled = !canChange;
-      chip.title = `${s.confident ? "confident" : "weak"} match, distance ${s.distance.toFixed(2)}`;
+      chip.title = `${s.name}: ${s.confident ? "confident" : "weak"} match, distance ${s.distance.toFixed(2)}`;
       chip.textContent = s.confident ? `Accept: ${s.name}` : `maybe ${s.name}?`;
       box.appendChild(chip);
     }
@@ -172,9 +172,28 @@
     if (toggle.textContent.startsWith("Hidden")) toggle.textContent = `Hidden (${count})`;
   }
 
-  function bumpUnnamed(delta) {
-    const counter = body().querySelector(".cast-unnamed-count");
-    if (counter) counter.textContent = String(Math.max(0, Number(counter.textContent) + delta));
+  // The summary line ("N unnamed traces in M groups"), kept true after every action on the page.
+  function recount(unnamedDelta, groupsDelta) {
+    const counts = body().querySelector(".cast-counts");
+    if (!counts) return;
+    const unnamed = Math.max(0, Number(counts.dataset.unnamed || 0) + unnamedDelta);
+    const groups = unnamed ? Math.max(0, Number(counts.dataset.groups || 0) + groupsDelta) : 0;
+    counts.dataset.unnamed = String(unnamed);
+    counts.dataset.groups = String(groups);
+    const strong = (text, className) => {
+      const element = document.createElement("strong");
+      element.className = className;
+      element.textContent = text;
+      return element;
+    };
+    counts.replaceChildren(strong(String(unnamed), "cast-unnamed-count"),
+      ` unnamed trace${unnamed === 1 ? "" : "s"} in `, strong(String(groups), "cast-group-count"),
+      ` group${groups === 1 ? "" : "s"}`);
+  }
+
+  // Suggestions of every group on the page again: a person just named may now be a confident match.
+  function resuggest() {
+    summarise(Array.from(body().querySelectorAll(".cast-groups > .cast-group")));
   }
 
   // ------------------------------------------------------------------ actions
@@ -182,11 +201,12 @@
   function groupDone(group, data) {
     const next = group.nextElementSibling && group.nextElementSibling.querySelector(".cast-tile");
     const previous = group.previousElementSibling && group.previousElementSibling.querySelector(".cast-tile");
-    bumpUnnamed(-(data.traces || []).length);
+    recount(-(data.traces || []).length, -1);
     group.remove();
     focusTile(next || previous || firstTile());
     say(data.message, "ok", true);
     refreshNamed();
+    resuggest();
   }
 
   async function nameGroup(group, name, allowDuplicate) {
@@ -229,7 +249,8 @@
     merge.focus();
   }
 
-  function removeFromGroup(tile) {
+  // "Not this person": kept on the server (grouping, suggestions and clustering respect it), undoable.
+  async function removeFromGroup(tile) {
     const group = groupOf(tile);
     if (!group || !canChange) return;
     const pks = pksOf(group);
@@ -238,6 +259,11 @@
       say("This face is alone in its group already.");
       return;
     }
+    group.classList.add("cast-busy");
+    const data = await call("separate", { trace_pk: pk, group_pks: pks });
+    group.classList.remove("cast-busy");
+    if (!data.success) return failed(data);
+    if (!tile.isConnected || groupOf(tile) !== group) return;
     const after = neighbour(tile);
     const fresh = document.getElementById("cast-group-template").content.firstElementChild.cloneNode(true);
     fresh.dataset.key = `${group.dataset.key}-${pk}`;
@@ -246,7 +272,8 @@
     setPks(group, pks.filter((p) => p !== pk));
     setPks(fresh, [pk]);
     focusTile(groupOf(after) === group ? after : group.querySelector(".cast-tile") || tile);
-    say("Taken out of the group: it is a group of its own now.");
+    recount(0, 1);
+    say(data.message, "ok", true);
     summarise([group, fresh]);
   }
 
@@ -259,7 +286,7 @@
     const after = neighbour(tile);
     tile.remove();
     bumpHidden(data.traces.length);
-    bumpUnnamed(-data.traces.length);
+    let emptied = 0;
     if (group) {
       const pks = pksOf(group).filter((p) => p !== pk);
       if (pks.length) {
@@ -267,8 +294,10 @@
         summarise([group]);
       } else {
         group.remove();
+        emptied = 1;
       }
     }
+    recount(-data.traces.length, -emptied);
     focusTile(after && after.isConnected ? after : firstTile());
     say(data.message, "ok", true);
   }
