@@ -17,8 +17,8 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["file"]
     list_per_page = 50
     readonly_fields = ["id", "kind", "file", "params", "state", "progress", "message", "result", "error",
-                       "created_by", "created_at", "started_at", "heartbeat_at", "finished_at", "worker", "attempts",
-                       "cancel_requested"]
+                       "traceback", "created_by", "created_at", "started_at", "heartbeat_at", "finished_at", "worker",
+                       "attempts", "cancel_requested"]
     fields = readonly_fields
     actions = ["cancel_selected"]
 
@@ -51,6 +51,11 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, job: Job) -> str:
         return (job.error.splitlines()[0][:120] if job.error else "")
+
+    @admin.display(description="traceback")
+    def traceback(self, job: Job) -> str:
+        """Where it failed in the server's code: for admins only (API clients get the one-line error)."""
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", job.error_detail) if job.error_detail else "—"
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("jobs.change_job")

@@ -16,6 +16,8 @@ from django.db import models
 
 class Job(models.Model):
     class Kind(models.TextChoices):
+        """The built-in kinds (jobs.dispatch.RUNNERS lists every kind; the column has no fixed choices)."""
+
         REGISTER = "register_file", "register a file"
         DETECT = "detect_faces", "detect faces"
         PREWARM = "prewarm", "prewarm faces"
@@ -31,7 +33,7 @@ class Job(models.Model):
     ACTIVE = (State.QUEUED, State.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20)
     file = models.ForeignKey("media_api.MediaFile", null=True, blank=True, on_delete=models.CASCADE,
                              related_name="jobs")
     params = models.JSONField(default=dict, blank=True)
@@ -39,7 +41,9 @@ class Job(models.Model):
     progress = models.FloatField(default=0.0)
     message = models.CharField(max_length=300, blank=True, default="")
     result = models.JSONField(null=True, blank=True)
+    #: one line for API clients; the traceback is in ``error_detail`` (logs and admin only)
     error = models.TextField(blank=True, default="")
+    error_detail = models.TextField(blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -48,6 +52,10 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="")
+    #: the claiming process (jobs.liveness): on its own host, a dead claimer frees the job at once
+    worker_host = models.CharField(max_length=200, blank=True, default="")
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    worker_started = models.PositiveBigIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     #: "kind:subject" while the job is queued or running, NULL afterwards: a unique index makes a
@@ -60,7 +68,11 @@ class Job(models.Model):
                    models.Index(fields=["file", "kind", "-created_at"], name="job_file_kind")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} ({self.state})"
+        return f"{self.kind_label} ({self.state})"
+
+    @property
+    def kind_label(self) -> str:
+        return dict(self.Kind.choices).get(self.kind, self.kind.replace("_", " "))
 
     @property
     def is_active(self) -> bool:

@@ -2,7 +2,8 @@
 
 A runner gets its claimed :class:`~jobs.models.Job`, reports progress through
 :class:`~jobs.services.Progress` and returns the job's result summary — or :data:`DEFERRED`
-when the work continues in other tasks (a long file's face analysis in chunks).
+when the work continues in other tasks (a long file's face analysis in chunks). Which runner
+runs which kind is jobs.dispatch.RUNNERS.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import dispatch
 from jobs.models import Job, JobChunk
-from jobs.services import Progress, beat
+from jobs.services import Progress, beat, release_claim
 from media_api.faces.chunks import ChunkResult, analyse_chunk, plan_chunks, stitch
 from media_api.faces.pipeline import analyse_video, default_stride
 from media_api.services.faces import FrameCountMismatch, store_analysis
@@ -49,12 +51,13 @@ def run_detect(job: Job) -> dict[str, Any] | object:
         return _store(job, analysis)
     for number, (first, last) in enumerate(plan):
         JobChunk.objects.get_or_create(job=job, index=number, defaults={"first_frame": first, "last_frame": last})
-    from jobs.tasks import analyse_chunk as chunk_task
-
+    beat(job.pk, 0.0, f"analysing {len(plan)} chunks on the workers")
+    release_claim(job)  # from here the chunk tasks keep it alive, and the last one queues the stitching
     pending = list(job.chunks.filter(done=False).values_list("index", flat=True))
     for number in pending:
-        chunk_task.apply_async(args=[str(job.pk), number], retry=False)
-    beat(job.pk, 0.0, f"analysing {len(plan)} chunks on the workers")
+        dispatch.send("analyse_chunk", job.pk, number)
+    if not pending:  # taken up again after every chunk was done: only the stitching is left
+        dispatch.send("finish_detection", job.pk)
     return DEFERRED
 
 
@@ -126,10 +129,3 @@ def run_cluster(job: Job) -> dict[str, Any]:
     return {"traces_considered": result.traces_considered, "identities_created": result.identities_created,
             "traces_bound": result.traces_bound, "traces_joined_existing": result.traces_joined_existing}
 
-
-RUNNERS = {
-    Job.Kind.REGISTER: run_register,
-    Job.Kind.DETECT: run_detect,
-    Job.Kind.PREWARM: run_prewarm,
-    Job.Kind.CLUSTER: run_cluster,
-}

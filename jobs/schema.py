@@ -5,16 +5,17 @@ from __future__ import annotations
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers as S
 
+from jobs.dispatch import KINDS
 from momentry.schema import page_of, success
 
 JOB = inline_serializer("Job", {
     "id": S.CharField(help_text="32 hex characters"),
-    "kind": S.ChoiceField(["register_file", "detect_faces", "prewarm", "cluster"]),
+    "kind": S.ChoiceField(KINDS),
     "state": S.ChoiceField(["queued", "running", "succeeded", "failed", "cancelled"]),
     "progress": S.FloatField(help_text="0..1"),
     "message": S.CharField(),
     "file_uuid": S.CharField(allow_null=True),
-    "params": S.DictField(),
+    "params": S.DictField(help_text="as the job uses them, defaults filled in (detect_faces: stride)"),
     "created_at": S.DateTimeField(),
     "started_at": S.DateTimeField(allow_null=True),
     "finished_at": S.DateTimeField(allow_null=True),
@@ -22,7 +23,7 @@ JOB = inline_serializer("Job", {
     "attempts": S.IntegerField(help_text="how many times a worker started it"),
     "cancel_requested": S.BooleanField(),
     "result": S.DictField(allow_null=True, help_text="summary of what the job did (when it succeeded)"),
-    "error": S.CharField(allow_null=True),
+    "error": S.CharField(allow_null=True, help_text="why it failed, in one line"),
     "url": S.CharField(),
 })
 SUBMITTED = success("JobSubmitted", {

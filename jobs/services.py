@@ -4,16 +4,25 @@ The rules every task relies on (tasks in jobs/tasks.py stay thin and call these)
 
 * **One active job per subject.** ``Job.active_key`` ("kind:subject") is unique while a job is
   queued or running and cleared when it ends, so a second submit of the same job on the same
-  file returns the first one (no lock, no race: the database's unique index decides).
-* **Claiming.** A task first claims its job (:func:`claim`, a row lock): a job that ended, was
-  cancelled, or is running with a fresh heartbeat elsewhere is not run again. Messages may be
-  delivered twice (late acknowledgement, the reaper's re-sends); a job runs once.
-* **Heartbeats.** A running task reports progress at least every few seconds (:class:`Progress`),
-  which also checks for a cancel request. The reaper (:func:`reap`, a beat task every 30 s) sends
-  a job again when its heartbeat is older than ``MOMENTRY_JOB_STALE_SECONDS`` (its worker was
-  killed or lost) and fails it after ``MOMENTRY_JOB_MAX_ATTEMPTS``; it also sends again a job
-  that stayed queued for ``MOMENTRY_JOB_REQUEUE_SECONDS`` (its message was lost with a broker
-  restart). No job stays ``running`` forever.
+  file returns the first one (no lock, no race: the database's unique index decides). Its
+  parameters are stored filled in with their defaults, so "the same job" means the same work; the
+  API refuses (409) a submit whose parameters differ from the active job's.
+* **Claiming.** A task first claims its job (:func:`claim`, a row lock) and records the claiming
+  process (host, pid, start time). A job that ended or was cancelled is not run again, nor one
+  running in a process that still lives: on the same host ``/proc`` answers at once (a claimer
+  that died frees the job immediately — this is what makes Celery's redelivery of a task whose
+  pool process was killed run at once), elsewhere a heartbeat fresher than
+  ``MOMENTRY_JOB_STALE_SECONDS`` counts as alive. Messages may be delivered twice (late
+  acknowledgement, the reaper's re-sends); a job runs once at a time, and only the latest claim
+  may record its outcome.
+* **Heartbeats.** While a task runs, a thread beats the job's heartbeat every
+  ``MOMENTRY_JOB_HEARTBEAT_SECONDS`` (:class:`KeepAlive`), whatever the work is doing; progress
+  reports (:class:`Progress`) also check for a cancel request. The reaper (:func:`reap`, a beat
+  task every ``MOMENTRY_REAP_SECONDS``) sends a job again when its claimer is dead or its
+  heartbeat is stale, and fails it after ``MOMENTRY_JOB_MAX_ATTEMPTS``. It sends again a queued job
+  at once when the broker lost its messages (a Redis restarted without persistence, see
+  :func:`jobs.dispatch.broker_was_emptied`), and any job still queued after
+  ``MOMENTRY_JOB_REQUEUE_SECONDS``. No job stays ``running`` forever.
 * **All or nothing.** Results are written in one transaction at the end of a job (face analysis
   stores its traces at once; a chunked one stitches its chunks first), so a failed or cancelled
   job leaves the data as it was.
@@ -21,21 +30,24 @@ The rules every task relies on (tasks in jobs/tasks.py stay thin and call these)
 
 from __future__ import annotations
 
+import errno
 import logging
+import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from jobs import dispatch, liveness
 from jobs.models import Job
 from media_api.models import MediaFile
-from momentry.errors import BadRequest
+from momentry.errors import BadRequest, Conflict
 
 logger = logging.getLogger("jobs")
 
@@ -52,30 +64,60 @@ def active_key(kind: str, file: MediaFile | None, params: dict[str, Any]) -> str
     return kind
 
 
+def with_defaults(kind: str, file: MediaFile | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the job will use them: ``{}`` and ``{"stride": <the default>}`` are the same job."""
+    params = {key: value for key, value in params.items() if value is not None}
+    if kind == Job.Kind.DETECT and file is not None:
+        from media_api.faces.pipeline import default_stride
+
+        params["stride"] = int(params.get("stride") or default_stride(file.fps))
+    elif kind == Job.Kind.PREWARM:
+        params["force"] = bool(params.get("force", False))
+    return params
+
+
 # --------------------------------------------------------------------------- submitting
 
 
 def media_path(raw: str) -> Path:
-    """The real path of a file to register, which must lie under one of ``MOMENTRY_MEDIA_ROOTS``."""
+    """The real path of a file to register, which must lie under one of ``MOMENTRY_MEDIA_ROOTS``.
+
+    Every refusal is a 400 that says nothing about the server's directories (no home directory
+    expansion: ``~user`` is a relative path here).
+    """
     if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
         raise BadRequest("path must be a file path.", param="path")
-    path = Path(raw).expanduser()
+    path = Path(raw)
     if not path.is_absolute():
         raise BadRequest("path must be absolute.", param="path")
-    resolved = path.resolve()
-    roots = [Path(r).resolve() for r in settings.MOMENTRY_MEDIA_ROOTS]
-    if not any(resolved.is_relative_to(root) for root in roots):
-        raise BadRequest("path is not under a media root (MOMENTRY_MEDIA_ROOTS).", param="path",
-                         media_roots=[str(r) for r in roots])
-    if not resolved.is_file():
-        raise BadRequest("path is not a file.", param="path")
+    try:
+        resolved = path.resolve()
+        inside = any(resolved.is_relative_to(Path(root).resolve()) for root in settings.MOMENTRY_MEDIA_ROOTS)
+        if not inside:
+            raise BadRequest("path is not under a media root (MOMENTRY_MEDIA_ROOTS).", param="path")
+        if not resolved.is_file():
+            raise BadRequest("path is not a file.", param="path")
+    except OSError as exc:
+        reason = "path or one of its names is too long." if exc.errno == errno.ENAMETOOLONG else \
+            "path cannot be read."
+        raise BadRequest(reason, param="path") from None
     return resolved
 
 
+class OtherParamsActive(Conflict):
+    """The same kind of job on the same subject is queued or running with other parameters."""
+
+
 def submit(kind: str, *, file: MediaFile | None = None, params: dict[str, Any] | None = None,
-           user: Any = None) -> tuple[Job, bool]:
-    """(job, created): a new queued job, or the active one already doing the same."""
-    params = dict(params or {})
+           user: Any = None, same_params: bool = False) -> tuple[Job, bool]:
+    """(job, created): a new queued job, or the active one already doing the same.
+
+    With ``same_params``, an active job whose parameters differ is a :class:`OtherParamsActive`
+    (409) instead of being returned as if it were the job asked for.
+    """
+    if kind not in dispatch.RUNNERS:
+        raise ValueError(f"unknown kind of job {kind!r} (jobs.dispatch.RUNNERS)")
+    params = with_defaults(kind, file, dict(params or {}))
     key = active_key(kind, file, params)
     for _ in range(3):
         try:
@@ -85,32 +127,53 @@ def submit(kind: str, *, file: MediaFile | None = None, params: dict[str, Any] |
                                          enqueued_at=timezone.now())
         except IntegrityError:
             existing = Job.objects.filter(active_key=key).first()
-            if existing is not None:
-                return existing, False
-            continue  # it ended between the insert and the read: try again
+            if existing is None:
+                continue  # it ended between the insert and the read: try again
+            if same_params and existing.params != params:
+                raise OtherParamsActive(
+                    f"A {kind} job with other parameters is already {existing.state} on this subject; "
+                    f"wait for it or cancel it first.",
+                    {"job_id": existing.pk.hex, "url": f"/api/v1/jobs/{existing.pk.hex}", "state": existing.state,
+                     "params": existing.params, "requested_params": params}) from None
+            return existing, False
         send(job)
         return job, True
     raise RuntimeError("could not submit the job")  # pragma: no cover - three races in a row
 
 
 def send(job: Job) -> bool:
-    """Put the job's task on the queue. A broker that is down is not fatal: the reaper sends it later."""
-    from jobs.tasks import run_job
+    """Put the job's task on the queue. A broker that is down is not fatal: the reaper sends it later.
 
-    try:
-        run_job.apply_async(args=[str(job.pk)], retry=False)
-    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the job stays queued
-        logger.warning("could not queue job %s now (%s); the reaper will send it again", job.pk, exc)
-        return False
-    return True
+    A queued job whose message could not be sent is marked so (``enqueued_at`` empty): the next
+    reap sends it, without waiting for ``MOMENTRY_JOB_REQUEUE_SECONDS``.
+    """
+    sent = dispatch.send("run_job", job.pk)
+    Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(enqueued_at=timezone.now() if sent else None)
+    return sent
 
 
 # --------------------------------------------------------------------------- running
 
 
-def claim(job_id: str, worker: str) -> Job | None:
-    """Mark the job running on ``worker`` and return it, or None when it must not run here."""
-    stale = timezone.now() - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS)
+def claimer(job: Job) -> liveness.Process | None:
+    if not job.worker_pid:
+        return None
+    return liveness.Process(job.worker_host, job.worker_pid, job.worker_started or 0)
+
+
+def claimer_gone(job: Job, now: datetime | None = None) -> bool:
+    """Is the running job's process gone? Known at once on its host; elsewhere, from a stale heartbeat."""
+    process = claimer(job)
+    alive = liveness.is_alive(process) if process is not None else None
+    if alive is not None:
+        return not alive
+    stale = (now or timezone.now()) - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS)
+    return job.heartbeat_at is None or job.heartbeat_at < stale
+
+
+def claim(job_id: str, process: liveness.Process | None = None) -> Job | None:
+    """Mark the job running in ``process`` (this one by default) and return it, or None when it must not run."""
+    process = process or liveness.this_process()
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or not job.is_active:
@@ -118,14 +181,75 @@ def claim(job_id: str, worker: str) -> Job | None:
         if job.cancel_requested:
             _end(job, Job.State.CANCELLED, message="cancelled before it started")
             return None
-        if job.state == Job.State.RUNNING and job.heartbeat_at and job.heartbeat_at > stale:
-            return None  # running elsewhere
+        if job.state == Job.State.RUNNING:
+            if not claimer_gone(job):
+                return None  # running in a live process: never twice at once
+            if job.attempts >= settings.MOMENTRY_JOB_MAX_ATTEMPTS:
+                _end(job, Job.State.FAILED, message="failed",
+                     error=f"its worker process died {job.attempts} time(s) (last: {job.worker or 'unknown'})")
+                logger.error("job %s (%s) failed: its worker died %s time(s)", job.pk, job.kind, job.attempts)
+                return None
         now = timezone.now()
-        job.state, job.worker, job.heartbeat_at = Job.State.RUNNING, worker, now
-        job.started_at = job.started_at or now
+        job.state, job.heartbeat_at, job.started_at = Job.State.RUNNING, now, job.started_at or now
+        job.worker = f"{process.host.split('/')[0]}:{process.pid}"
+        job.worker_host, job.worker_pid, job.worker_started = process.host, process.pid, process.started
         job.attempts += 1
-        job.save(update_fields=["state", "worker", "heartbeat_at", "started_at", "attempts"])
+        job.save(update_fields=["state", "worker", "worker_host", "worker_pid", "worker_started", "heartbeat_at",
+                                "started_at", "attempts"])
     return job
+
+
+def claim_finish(job_id: str, process: liveness.Process | None = None) -> Job | None:
+    """Claim a chunked job whose chunks are all done, to stitch and store them — once, by one process."""
+    process = process or liveness.this_process()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, state=Job.State.RUNNING).first()
+        if job is None or job.chunks.filter(done=False).exists():
+            return None
+        if job.worker_pid is not None and not claimer_gone(job):
+            return None  # another process is finishing it
+        job.heartbeat_at = timezone.now()
+        job.worker = f"{process.host.split('/')[0]}:{process.pid}"
+        job.worker_host, job.worker_pid, job.worker_started = process.host, process.pid, process.started
+        job.save(update_fields=["worker", "worker_host", "worker_pid", "worker_started", "heartbeat_at"])
+    return job
+
+
+def release_claim(job: Job) -> None:
+    """The job goes on in other tasks (chunks): its liveness is their heartbeat, not this process."""
+    Job.objects.filter(pk=job.pk, attempts=job.attempts).update(worker_pid=None)
+
+
+class KeepAlive:
+    """Beats a job's heartbeat every ``MOMENTRY_JOB_HEARTBEAT_SECONDS`` from a thread while a task runs.
+
+    The heartbeat then says "the process lives", whatever the work is doing (a long frame index,
+    one big transaction, a model loading), so the stale limit can be short.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job_id, self.attempt = job.pk, job.attempts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.pk.hex[:8]}", daemon=True)
+
+    def __enter__(self) -> KeepAlive:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(settings.MOMENTRY_JOB_HEARTBEAT_SECONDS):
+                try:
+                    Job.objects.filter(pk=self.job_id, state=Job.State.RUNNING, attempts=self.attempt).update(
+                        heartbeat_at=timezone.now())
+                except DatabaseError as exc:  # e.g. SQLite busy during a long write: try again next beat
+                    logger.warning("heartbeat of job %s not recorded: %s", self.job_id, exc)
+        finally:
+            connections.close_all()  # this thread's own connections
 
 
 class Progress:
@@ -156,35 +280,43 @@ def beat(job_id, progress: float | None = None, message: str | None = None) -> N
         raise JobCancelled()
 
 
-def _end(job: Job, state: str, *, result: Any = None, error: str = "", message: str | None = None) -> None:
+def _end(job: Job, state: str, *, result: Any = None, error: str = "", detail: str = "",
+         message: str | None = None) -> None:
     job.state, job.finished_at, job.active_key = state, timezone.now(), None
-    job.result, job.error = result, error[:10000]
+    job.result, job.error, job.error_detail = result, error[:1000], detail[:20000]
     if state == Job.State.SUCCEEDED:
         job.progress = 1.0
     if message is not None:
         job.message = message[:300]
-    job.save(update_fields=["state", "finished_at", "active_key", "result", "error", "progress", "message"])
+    job.save(update_fields=["state", "finished_at", "active_key", "result", "error", "error_detail", "progress",
+                            "message"])
+
+
+def _locked_if_mine(job: Job) -> Job | None:
+    """The job, locked, if it is still active and still the claim ``job`` was given (else a newer claim owns it)."""
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    if not locked.is_active or locked.attempts != job.attempts:
+        return None
+    return locked
 
 
 def succeed(job: Job, result: dict[str, Any], message: str = "done") -> None:
     with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if locked.is_active:
+        if (locked := _locked_if_mine(job)) is not None:
             _end(locked, Job.State.SUCCEEDED, result=result, message=message)
 
 
-def fail(job: Job, error: str) -> None:
+def fail(job: Job, error: str, detail: str = "") -> None:
+    """End the job as failed: ``error`` is the one line API clients see, ``detail`` (a traceback) stays inside."""
     with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if locked.is_active:
-            _end(locked, Job.State.FAILED, error=error, message="failed")
-    logger.error("job %s (%s) failed: %s", job.pk, job.kind, error.splitlines()[0] if error else "")
+        if (locked := _locked_if_mine(job)) is not None:
+            _end(locked, Job.State.FAILED, error=error, detail=detail, message="failed")
+    logger.error("job %s (%s) failed: %s%s", job.pk, job.kind, error, f"\n{detail}" if detail else "")
 
 
 def mark_cancelled(job: Job) -> None:
     with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if locked.is_active:
+        if (locked := _locked_if_mine(job)) is not None:
             _end(locked, Job.State.CANCELLED, message="cancelled; nothing was changed")
 
 
@@ -193,6 +325,13 @@ def mark_cancelled(job: Job) -> None:
 
 class NotCancellable(Exception):
     """The job has already ended."""
+
+
+def may_cancel(user: Any, job: Job) -> bool:
+    """Whoever submitted the job, and admins (staff, as in momentry.auth), may cancel it."""
+    if getattr(user, "is_staff", False) or getattr(user, "is_superuser", False):
+        return True
+    return job.created_by_id is not None and job.created_by_id == getattr(user, "pk", None)
 
 
 def cancel(job: Job) -> Job:
@@ -220,28 +359,52 @@ class Reaped:
     resent: int = 0
     failed: int = 0
     finishing: int = 0
+    chunks_resent: int = 0
+    broker_emptied: bool = False
 
 
-def reap(now=None) -> Reaped:
-    """Send again the jobs whose worker vanished or whose message was lost; fail them after too many tries."""
+def reap(now: datetime | None = None) -> Reaped:
+    """Send again the jobs whose worker died or whose message was lost; fail them after too many tries."""
     now = now or timezone.now()
-    outcome = Reaped()
+    outcome = Reaped(broker_emptied=dispatch.broker_was_emptied())
+    if outcome.broker_emptied:
+        logger.warning("the broker lost its messages (restarted without persistence?): sending active jobs again")
     stale = now - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS)
     lost = now - timedelta(seconds=settings.MOMENTRY_JOB_REQUEUE_SECONDS)
-    candidates = Job.objects.filter(
-        Q(state=Job.State.RUNNING, heartbeat_at__lt=stale) | Q(state=Job.State.QUEUED, enqueued_at__lt=lost))
-    for job in candidates:
-        if job.state == Job.State.RUNNING and job.attempts >= settings.MOMENTRY_JOB_MAX_ATTEMPTS:
-            fail(job, f"its worker stopped answering {job.attempts} time(s) (last: {job.worker or 'unknown'})")
-            outcome.failed += 1
-            continue
-        if job.kind == Job.Kind.DETECT and job.chunks.exists() and not job.chunks.filter(done=False).exists():
-            from jobs.tasks import finish_detection
-
-            finish_detection.apply_async(args=[str(job.pk)], retry=False)
-            outcome.finishing += 1
-            continue
-        Job.objects.filter(pk=job.pk).update(enqueued_at=now)
-        if send(job):
-            outcome.resent += 1
+    running = Q(state=Job.State.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(worker_host=liveness.host_id(),
+                                                                          worker_pid__isnull=False))
+    queued = Q(state=Job.State.QUEUED) if outcome.broker_emptied else \
+        Q(state=Job.State.QUEUED) & (Q(enqueued_at__lt=lost) | Q(enqueued_at__isnull=True))
+    for job in Job.objects.filter(running | queued | (Q(state=Job.State.RUNNING) if outcome.broker_emptied else Q())):
+        if job.state == Job.State.QUEUED:
+            outcome.resent += send(job)
+        elif job.worker_pid is None and job.chunks.exists():
+            _reap_chunked(job, now, outcome)
+        elif claimer_gone(job, now):
+            _resend_running(job, outcome)
     return outcome
+
+
+def _resend_running(job: Job, outcome: Reaped) -> None:
+    if job.attempts >= settings.MOMENTRY_JOB_MAX_ATTEMPTS:
+        fail(job, f"its worker stopped answering {job.attempts} time(s) (last: {job.worker or 'unknown'})")
+        outcome.failed += 1
+    else:
+        outcome.resent += send(job)
+
+
+def _reap_chunked(job: Job, now: datetime, outcome: Reaped) -> None:
+    """A long file's analysis waiting on its chunks: their messages may simply be waiting in the queue.
+
+    Chunks that lost their message with the broker are sent again at once; otherwise the job is
+    taken up again (its missing chunks sent) only when no chunk has beaten its heartbeat for
+    ``MOMENTRY_JOB_REQUEUE_SECONDS``, like a queued job.
+    """
+    pending = list(job.chunks.filter(done=False).values_list("index", flat=True))
+    if not pending:
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=now)  # one finishing message per stale period
+        outcome.finishing += dispatch.send("finish_detection", job.pk)
+    elif outcome.broker_emptied:
+        outcome.chunks_resent += sum(dispatch.send("analyse_chunk", job.pk, number) for number in pending)
+    elif job.heartbeat_at is None or job.heartbeat_at < now - timedelta(seconds=settings.MOMENTRY_JOB_REQUEUE_SECONDS):
+        _resend_running(job, outcome)

@@ -3,7 +3,9 @@
 Submitting changes data (or at least spends the workers' time), so it needs the admin role or
 a write key, like identity writes; reading needs any credential. A job on a file outside the
 caller's scope is the same 404 as an unknown job; jobs without a file (registering, clustering)
-are visible to unscoped callers and to whoever submitted them.
+are visible to unscoped callers and to whoever submitted them. Cancelling is for whoever
+submitted the job and for admins; to anyone else the job is unknown (404). A failed job's
+``error`` is one line; its traceback stays in the logs and the admin.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs import dispatch, services
 from jobs import schema as job_schema
-from jobs import services
 from jobs.models import Job
 from media_api import selectors
 from media_api.views.traces import normalize_uuid
@@ -65,9 +67,9 @@ def visible_jobs(request: Request) -> QuerySet[Job]:
     return jobs.filter(in_scope | Q(file__isnull=True, created_by_id=user.pk))
 
 
-def job_for_request(request: Request, job_id: str) -> Job:
+def job_for_request(request: Request, job_id: str, *, to_cancel: bool = False) -> Job:
     job = visible_jobs(request).filter(pk=normalize_uuid(job_id, "job_id")).first()
-    if job is None:
+    if job is None or (to_cancel and not services.may_cancel(request.user, job)):
         raise NotFound("Job not found.", {"job_id": job_id})
     return job
 
@@ -102,21 +104,29 @@ class EmptySerializer(serializers.Serializer):
 class DetectFacesView(_Submit):
     @extend_schema(operation_id="file_detect_faces", request=DetectFacesSerializer,
                    summary="Queue face analysis of the file (traces are replaced; people stay named)",
-                   responses={202: job_schema.SUBMITTED}, tags=["jobs"])
+                   responses={202: job_schema.SUBMITTED,
+                              409: OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other "
+                                                   "parameters is queued or running (details.job_id)")},
+                   tags=["jobs"])
     def post(self, request: Request, file_uuid: str) -> Response:
         media_file = selectors.file_for_request(request, file_uuid)
         params = validated(DetectFacesSerializer, request)
-        return accepted(*services.submit(Job.Kind.DETECT, file=media_file, params=params, user=request.user))
+        return accepted(*services.submit(Job.Kind.DETECT, file=media_file, params=params, user=request.user,
+                                         same_params=True))
 
 
 class PrewarmView(_Submit):
     @extend_schema(operation_id="file_prewarm", request=PrewarmSerializer,
                    summary="Queue the representative faces and thumbnails of every trace of the file",
-                   responses={202: job_schema.SUBMITTED}, tags=["jobs"])
+                   responses={202: job_schema.SUBMITTED,
+                              409: OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other "
+                                                   "parameters is queued or running (details.job_id)")},
+                   tags=["jobs"])
     def post(self, request: Request, file_uuid: str) -> Response:
         media_file = selectors.file_for_request(request, file_uuid)
         params = validated(PrewarmSerializer, request)
-        return accepted(*services.submit(Job.Kind.PREWARM, file=media_file, params=params, user=request.user))
+        return accepted(*services.submit(Job.Kind.PREWARM, file=media_file, params=params, user=request.user,
+                                         same_params=True))
 
 
 class ClusterView(_Submit):
@@ -135,7 +145,7 @@ def register_file_job(request: Request) -> Response:
     return accepted(*services.submit(Job.Kind.REGISTER, params={"path": str(path)}, user=request.user))
 
 
-KINDS = [k.value for k in Job.Kind]
+KINDS = dispatch.KINDS
 STATES = [s.value for s in Job.State]
 
 
@@ -171,12 +181,15 @@ class JobDetailView(APIView):
         return Response({"success": True, "job": serialize_job(job_for_request(request, job_id))})
 
     @extend_schema(operation_id="job_cancel",
-                   summary="Cancel: a queued job never runs; a running one stops and changes nothing",
+                   summary="Cancel (the submitter or an admin): a queued job never runs; a running one stops and "
+                           "changes nothing",
                    responses={200: job_schema.JOB_DETAIL,
+                              404: OpenApiResponse(ERROR, description="NOT_FOUND: no such job, or not yours to "
+                                                   "cancel"),
                               409: OpenApiResponse(ERROR, description="CONFLICT: the job has ended")},
                    tags=["jobs"])
     def delete(self, request: Request, job_id: str) -> Response:
-        job = job_for_request(request, job_id)
+        job = job_for_request(request, job_id, to_cancel=True)
         try:
             job = services.cancel(job)
         except services.NotCancellable as exc:

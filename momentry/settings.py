@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from momentry import __version__
 from momentry.secret_key import load_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -146,6 +147,8 @@ STORAGES = {
 }
 # Tests and runserver find static files without collectstatic.
 WHITENOISE_USE_FINDERS = True
+# Files served at the site root (/favicon.ico): browsers ask for it on every page.
+WHITENOISE_ROOT = BASE_DIR / "momentry" / "root"
 
 SESSION_COOKIE_AGE = 24 * 3600
 
@@ -188,9 +191,13 @@ SIMPLE_JWT = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Momentry media API",
     "DESCRIPTION": "Serve video by face track: ranges, frame-exact thumbnails and clips, overlays, identities.",
-    "VERSION": "1.0.0",
+    "VERSION": __version__,  # the one version: momentry/__init__.py (also /health's)
+    # The docs pages work offline: Swagger UI and Redoc come from drf-spectacular-sidecar, Swagger UI's
+    # validator badge (an image from validator.swagger.io) is off, and Redoc's page loads no web fonts
+    # (momentry/templates/momentry/redoc.html).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     # The enum hook is drf-spectacular's default; ours adds what holds for every route (uuid
@@ -222,7 +229,8 @@ MOMENTRY_SIGNED_URL_PUBLIC = _env_bool("MOMENTRY_SIGNED_URL_PUBLIC", True)
 # directories (comma-separated; default $MOMENTRY_DATA_DIR/media).
 MOMENTRY_MEDIA_ROOTS = [Path(p.strip()).resolve() for p in os.environ.get("MOMENTRY_MEDIA_ROOTS", "").split(",")
                         if p.strip()] or [DATA_DIR / "media"]
-MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 120)  # no heartbeat for this long: worker gone
+MOMENTRY_JOB_HEARTBEAT_SECONDS = float(os.environ.get("MOMENTRY_JOB_HEARTBEAT_SECONDS", "5"))  # a running job beats
+MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 20)  # no heartbeat for this long: worker gone
 MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)
 MOMENTRY_JOB_REQUEUE_SECONDS = _env_int("MOMENTRY_JOB_REQUEUE_SECONDS", 300)  # queued this long: send again
 MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "60"))
@@ -252,7 +260,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(os.environ.get("MOMENTRY_REAP_SECONDS", "30"))},
+    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(os.environ.get("MOMENTRY_REAP_SECONDS", "5"))},
     "evict-image-cache": {"task": "jobs.tasks.evict_image_cache", "schedule": 600.0},
 }
 
