@@ -50,8 +50,10 @@ class MediaFileAdmin(admin.ModelAdmin):
     list_display = ["name", "file_uuid", "duration_display", "resolution", "fps_display", "total_frames",
                     "trace_count_link", "identity_count"]
     search_fields = ["name", "=file_uuid"]
+    list_filter = ["truncated"]
     readonly_fields = ["file_uuid", "name", "path", "size_display", "container", "video_codec", "resolution",
-                       "fps_display", "total_frames", "duration_display", "has_audio", "audio_codec", "created_at",
+                       "fps_display", "total_frames", "completeness", "duration_display", "has_audio", "audio_codec",
+                       "created_at",
                        "traces_link", "player", "cast_picture"]
     fields = readonly_fields
     list_per_page = 50
@@ -83,6 +85,13 @@ class MediaFileAdmin(admin.ModelAdmin):
         from jobs.models import Job
 
         self._queue(request, queryset, Job.Kind.PREWARM, "Prewarming")
+
+    @admin.display(description="completeness")
+    def completeness(self, obj: MediaFile) -> str:
+        """A cut-off file (registered with the frames it has) says so where its frame count is shown."""
+        if not obj.truncated:
+            return "complete"
+        return format_html('<strong style="color:#ba2121">{}</strong>', "; ".join(obj.warnings) or "truncated")
 
     @admin.display(description="size", ordering="size")
     def size_display(self, obj: MediaFile) -> str:

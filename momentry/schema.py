@@ -179,7 +179,12 @@ def file_fields() -> dict[str, Any]:
         "container": S.CharField(), "video_codec": S.CharField(), "width": S.IntegerField(),
         "height": S.IntegerField(), "fps": S.FloatField(), "fps_rational": S.CharField(),
         "total_frames": S.IntegerField(), "duration": S.FloatField(), "has_audio": S.BooleanField(),
-        "audio_codec": S.CharField(allow_null=True), "created_at": S.DateTimeField(),
+        "audio_codec": S.CharField(allow_null=True),
+        "truncated": S.BooleanField(help_text="the file ends before the duration its container declares (a cut-off "
+                                              "copy): only the frames present are counted and served"),
+        "warnings": S.ListField(child=S.CharField(), help_text="what is wrong with the file, e.g. how much of it "
+                                                               "is missing; empty for a whole file"),
+        "created_at": S.DateTimeField(),
         "trace_count": S.IntegerField(), "identity_count": S.IntegerField(),
     }
 

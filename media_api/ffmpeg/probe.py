@@ -1,4 +1,10 @@
-"""Probe a video and build its frame index by demuxing packets (no decoding)."""
+"""Probe a video and build its frame index by demuxing packets (no decoding).
+
+The same pass notices a file that ends before its container says it does (a download or
+copy cut off: a faststart MP4 cut in half still opens and plays its first half): the
+packets actually present are compared with the frame count and duration the container
+declares, and :attr:`ProbeResult.warnings` says what is missing.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +35,16 @@ class ProbeResult:
     audio_codec: str
     stream_index: int
     index: FrameIndexData
+    #: Human-readable problems with the file (empty for a whole file), e.g. a cut-off end.
+    warnings: tuple[str, ...] = ()
 
     @property
     def total_frames(self) -> int:
         return self.index.total_frames
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.warnings)
 
 
 def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -49,11 +61,37 @@ def _container_name(container: av.container.InputContainer, path: Path) -> str:
     return suffix if suffix in names or suffix in {"mp4", "m4v", "mov", "mkv", "webm"} else names[0]
 
 
-def _scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> FrameIndexData:
-    """Every video packet that yields a picture, sorted into presentation order."""
+@dataclass
+class _Extent:
+    """How much the demuxer actually found: video packets and the end of the last packet of any stream."""
+
+    video_packets: int = 0
+    end_seconds: float = 0.0
+
+    def add(self, packet: av.Packet) -> None:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None or packet.time_base is None:
+            return
+        end = float((ts + max(packet.duration or 0, 0)) * packet.time_base)
+        self.end_seconds = max(self.end_seconds, end)
+
+
+def _scan_packets(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[FrameIndexData, _Extent]:
+    """Every video packet that yields a picture, sorted into presentation order; and how far all streams reach.
+
+    All streams are demuxed (not only the video) so that a file whose video legitimately stops
+    before its audio is not taken for a cut-off one.
+    """
     pts_list: list[int] = []
     key_list: list[bool] = []
-    for packet in container.demux(stream):
+    extent = _Extent()
+    for packet in container.demux():
+        extent.add(packet)
+        if packet.stream_index != stream.index or (packet.size == 0 and packet.dts is None):
+            continue  # another stream, or the empty packet that ends the demux
+        extent.video_packets += 1
         if packet.size == 0 or packet.is_discard or packet.is_corrupt:
             continue
         ts = packet.pts if packet.pts is not None else packet.dts
@@ -67,7 +105,37 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
     keys = np.asarray(key_list, dtype=bool)
     order = np.argsort(pts, kind="stable")
     pts, keys = pts[order], keys[order]
-    return FrameIndexData(pts=pts, keyframes=np.flatnonzero(keys).astype(np.int32), time_base=stream.time_base)
+    index = FrameIndexData(pts=pts, keyframes=np.flatnonzero(keys).astype(np.int32), time_base=stream.time_base)
+    return index, extent
+
+
+#: A file whose streams end this much (or two frames, if longer) before the declared duration is cut off.
+MISSING_SECONDS_TOLERANCE = 0.5
+
+
+def truncation_warnings(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, index: FrameIndexData,
+    extent: _Extent, fps: Fraction,
+) -> tuple[str, ...]:
+    """What the container declares and the data lacks: frames (MP4, MOV, AVI count their samples) or time.
+
+    MPEG-TS declares nothing (FFmpeg estimates its duration from the data), so a cut TS looks whole;
+    so does a cut AVI (its frame count counts dropped frames too, so it is not trusted without time).
+    """
+    declared_end = None
+    if container.duration is not None and container.duration > 0:
+        # Matroska's duration counts from timestamp 0, MP4's from the first packet: take the earlier end.
+        declared_end = min(container.duration, max(container.start_time or 0, 0) + container.duration) / av.time_base
+    missing = declared_end - extent.end_seconds if declared_end is not None else 0.0
+    frame_seconds = float(1 / fps)
+    ends = f" (the data ends at {extent.end_seconds:.3f}s of {declared_end:.3f}s)" if declared_end else ""
+    declared_frames = stream.frames or 0
+    if declared_frames and extent.video_packets < declared_frames and missing >= frame_seconds / 2:
+        return (f"truncated: {index.total_frames} of the {declared_frames} frames the container declares are "
+                f"in the file{ends}",)
+    if missing > max(MISSING_SECONDS_TOLERANCE, 2 * frame_seconds):
+        return (f"truncated: the file ends {missing:.3f}s before the duration its container declares{ends}",)
+    return ()
 
 
 def _frame_rate(stream: av.video.stream.VideoStream, index: FrameIndexData) -> Fraction:
@@ -101,7 +169,7 @@ def probe_video(path: str | Path) -> ProbeResult:
             raise ProbeError(f"video stream has no picture size: {path}")
         audio = container.streams.audio[0] if container.streams.audio else None
         try:
-            index = _scan_packets(container, stream)
+            index, extent = _scan_packets(container, stream)
         except av.FFmpegError as exc:
             raise ProbeError(f"cannot read video packets of {path}: {exc}") from exc
         fps = _frame_rate(stream, index)
@@ -116,4 +184,5 @@ def probe_video(path: str | Path) -> ProbeResult:
             audio_codec=audio.codec_context.name if audio is not None else "",
             stream_index=stream.index,
             index=index,
+            warnings=truncation_warnings(container, stream, index, extent, fps),
         )

@@ -29,7 +29,8 @@ def register_file(path: str | Path) -> RegistrationResult:
     """Probe, hash and index ``path``; the same content always yields the same file_uuid.
 
     Raises :class:`ProbeError` (and writes nothing) for a missing path, a directory or a
-    file that is not a readable video.
+    file that is not a readable video. A file cut off before the end its container declares is
+    registered with the frames it has, flagged ``truncated`` with a warning (logged too).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -63,6 +64,8 @@ def register_file(path: str | Path) -> RegistrationResult:
                 duration=probe.duration,
                 has_audio=probe.has_audio,
                 audio_codec=probe.audio_codec,
+                truncated=probe.truncated,
+                warnings=list(probe.warnings),
             )
             FrameIndex.objects.create(
                 file=media_file,
@@ -76,6 +79,9 @@ def register_file(path: str | Path) -> RegistrationResult:
         # Registered concurrently by another process: same content, same uuid.
         return RegistrationResult(MediaFile.objects.get(file_uuid=file_uuid), already_exists=True)
     logger.info("registered %s as %s (%d frames)", path, file_uuid, probe.total_frames)
+    for warning in probe.warnings:
+        # Registered anyway: the frames that are there are served; clients see ``truncated``.
+        logger.warning("%s (%s): %s", path, file_uuid, warning)
     return RegistrationResult(media_file, already_exists=False)
 
 

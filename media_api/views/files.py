@@ -33,6 +33,8 @@ def serialize_file(f: MediaFile) -> dict:
         "duration": f.duration,
         "has_audio": f.has_audio,
         "audio_codec": f.audio_codec or None,
+        "truncated": f.truncated,
+        "warnings": list(f.warnings),
         "created_at": f.created_at.isoformat(),
     }
     if hasattr(f, "trace_count"):

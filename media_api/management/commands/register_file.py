@@ -37,6 +37,8 @@ class Command(BaseCommand):
                 f"{state}: {f.name} {f.width}x{f.height} {f.fps_rational} fps, {f.total_frames} frames, "
                 f"{f.duration:.3f} s, audio={'yes' if f.has_audio else 'no'} file_uuid={f.file_uuid}"
             )
+            for warning in f.warnings:
+                self.stderr.write(f"warning: {f.name}: {warning}")
             last_uuid = f.file_uuid
         if failures:
             raise CommandError(f"{failures} of {len(paths)} path(s) could not be registered")
