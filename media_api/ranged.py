@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from django.utils.http import http_date, parse_http_date_safe
 
 from momentry.errors import MediaError, RangeNotSatisfiable, error_response
@@ -231,7 +231,7 @@ def ranged_file_response(
         size, mtime, etag = stat.st_size, int(stat.st_mtime), make_etag(stat)
         if _not_modified(request, etag, mtime):
             handle.close()
-            response = HttpResponse(status=304)
+            response = HttpResponseNotModified()  # no Content-Type: a 304 describes the resource, not a body
             _validators(response, etag, mtime)
             return response
         start, length, status = 0, size, 200

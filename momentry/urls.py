@@ -1,4 +1,7 @@
-"""URL configuration: / (landing page), /health, /api/v1/ (auth, files, traces, identities, schema, docs), /admin/."""
+"""URL configuration: / (landing page), /health, /api/v1/ (auth, files, traces, identities, schema, docs), /admin/.
+
+``/favicon.ico`` is a file whitenoise serves from momentry/root (settings ``WHITENOISE_ROOT``).
+"""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -19,7 +22,8 @@ urlpatterns = [
     path("api/v1/auth/logout", views_auth.LogoutView.as_view(), name="auth-logout"),
     path("api/v1/schema/", SpectacularAPIView.as_view(**_public), name="schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", **_public), name="swagger-ui"),
-    path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema", **_public), name="redoc"),
+    path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="momentry/redoc.html",
+                                                       **_public), name="redoc"),
     path("api/v1/", include("media_api.urls")),
     path("api/v1/", include("identities.urls")),
     path("api/v1/", include("jobs.urls")),
