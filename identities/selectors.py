@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 from identities.models import Identity
 from media_api.models import MediaFile, Trace
 from media_api.selectors import is_scoped, scope_filter
-from momentry.errors import NotFound
+from momentry.errors import not_found
 
 
 def visible_identities(queryset: QuerySet[Identity], user: Any, auth: Any) -> QuerySet[Identity]:
@@ -35,27 +35,28 @@ def identity_by_uuid(identity_uuid: str, user: Any, auth: Any) -> Identity:
     queryset = Identity.objects.select_related("merged_into").filter(identity_uuid=identity_uuid)
     identity = visible_identities(queryset, user, auth).first()
     if identity is None:
-        raise NotFound("Identity not found.", {"identity_uuid": identity_uuid})
+        raise not_found("identity", identity_uuid=identity_uuid)
     return identity
 
 
-def _alias_match(term: str) -> Q:
-    """Any alias contains ``term``.
+#: Identities with an alias (a string in the ``metadata.aliases`` array) LIKE the parameter, per database.
+#: Each alias is matched as the text it is, never the JSON that stores it: the array's JSON text
+#: would let ``"``, ``[``, ``,`` or ``\\`` match its syntax and escapes rather than any alias.
+_ALIAS_SQL = {
+    "postgresql": "SELECT i.id FROM {table} i CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN "
+                  "jsonb_typeof(i.metadata -> 'aliases') = 'array' THEN i.metadata -> 'aliases' ELSE '[]' END) a "
+                  "WHERE jsonb_typeof(a) = 'string' AND (a #>> '{{}}') ILIKE %s ESCAPE '\\'",
+    # SQLite's LIKE folds ASCII case only.
+    "sqlite": "SELECT i.id FROM {table} i, json_each(i.metadata, '$.aliases') a "
+              "WHERE json_type(i.metadata, '$.aliases') = 'array' AND a.type = 'text' AND a.value LIKE %s ESCAPE '\\'",
+}
 
-    PostgreSQL: the aliases array as jsonb text keeps non-ASCII characters, so ``icontains``
-    works. SQLite stores JSON with ``\\uXXXX`` escapes, so the aliases are decoded with
-    ``json_each`` first (SQLite's LIKE folds ASCII case only).
-    """
-    if connection.vendor != "sqlite":
-        return Q(metadata__aliases__icontains=term)
+
+def _alias_match(term: str) -> Q:
+    """Any alias contains ``term`` (case-insensitively), compared as text."""
     pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    table = Identity._meta.db_table
-    matching = RawSQL(
-        f"SELECT i.id FROM {table} i, json_each(i.metadata, '$.aliases') a "  # noqa: S608 - table name is ours
-        "WHERE a.type = 'text' AND a.value LIKE %s ESCAPE '\\'",
-        [pattern],
-    )
-    return Q(pk__in=matching)
+    sql = _ALIAS_SQL[connection.vendor].format(table=Identity._meta.db_table)
+    return Q(pk__in=RawSQL(sql, [pattern]))
 
 
 def search(queryset: QuerySet[Identity], term: str) -> QuerySet[Identity]:

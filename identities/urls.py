@@ -1,20 +1,23 @@
-"""Identity routes, included under /api/v1/ by momentry.urls."""
+"""Identity routes, included under /api/v1/ by momentry.urls (path converters: momentry.converters)."""
 
 from django.urls import path
 
+import momentry.converters  # noqa: F401 - registers the path converters (a bad value is a 404)
 from identities import cast_views, views
 
 urlpatterns = [
     path("identities", views.IdentityListView.as_view(), name="identity-list"),
-    path("identity/<str:identity_uuid>", views.IdentityDetailView.as_view(), name="identity-detail"),
-    path("identity/<str:identity_uuid>/bind/trace", views.IdentityBindView.as_view(), name="identity-bind-trace"),
-    path("identity/<str:identity_uuid>/unbind/trace", views.IdentityUnbindView.as_view(),
+    path("identity/<identity_uuid:identity_uuid>", views.IdentityDetailView.as_view(), name="identity-detail"),
+    path("identity/<identity_uuid:identity_uuid>/bind/trace", views.IdentityBindView.as_view(),
+         name="identity-bind-trace"),
+    path("identity/<identity_uuid:identity_uuid>/unbind/trace", views.IdentityUnbindView.as_view(),
          name="identity-unbind-trace"),
-    path("identity/<str:identity_uuid>/merge", views.IdentityMergeView.as_view(), name="identity-merge"),
-    path("file/<str:file_uuid>/identities/<str:identity_uuid_a>/co-occur-with/<str:identity_uuid_b>",
+    path("identity/<identity_uuid:identity_uuid>/merge", views.IdentityMergeView.as_view(), name="identity-merge"),
+    path("file/<file_uuid:file_uuid>/identities/<identity_uuid:identity_uuid_a>"
+         "/co-occur-with/<identity_uuid:identity_uuid_b>",
          views.CooccurrenceView.as_view(), name="identities-cooccurrence"),
-    path("identity/<str:identity_uuid>/files", views.IdentityFilesView.as_view(), name="identity-files"),
-    path("file/<str:file_uuid>/cooccurrence", cast_views.FileCastGraphView.as_view(), name="file-cooccurrence"),
-    path("identity/<str:identity_uuid_a>/co-occur-with/<str:identity_uuid_b>",
+    path("identity/<identity_uuid:identity_uuid>/files", views.IdentityFilesView.as_view(), name="identity-files"),
+    path("file/<file_uuid:file_uuid>/cooccurrence", cast_views.FileCastGraphView.as_view(), name="file-cooccurrence"),
+    path("identity/<identity_uuid:identity_uuid_a>/co-occur-with/<identity_uuid:identity_uuid_b>",
          cast_views.IdentityPairFilesView.as_view(), name="identity-cooccurrence-files"),
 ]

@@ -24,7 +24,7 @@ from momentry import schema
 from momentry.auth import CanWriteIdentities
 from momentry.bodies import validated
 from momentry.converters import MAX_TRACE_ID
-from momentry.errors import BadRequest, NotFound
+from momentry.errors import BadRequest, NotFound, not_found
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 from momentry.parsers import BoundedJSONParser
 
@@ -110,18 +110,21 @@ def _scope(request: Request):
 
 
 def _identity(request: Request, identity_uuid: str) -> Identity:
-    """The identity with its counts in scope, or the 404 of an unknown (or invisible) one."""
-    uuid = normalize_uuid(identity_uuid, "identity_uuid")
-    queryset = selectors.visible_identities(Identity.objects.filter(identity_uuid=uuid), request.user, request.auth)
+    """The identity with its counts in scope, or the 404 of an unknown (or invisible) one.
+
+    ``identity_uuid`` comes from the URL, already canonical (``momentry.converters``).
+    """
+    queryset = selectors.visible_identities(Identity.objects.filter(identity_uuid=identity_uuid), request.user,
+                                            request.auth)
     identity = selectors.with_counts(queryset, _scope(request)).first()
     if identity is None:
-        raise NotFound("Identity not found.", {"identity_uuid": uuid})
+        raise not_found("identity", identity_uuid=identity_uuid)
     return identity
 
 
-def _visible(request: Request, identity_uuid: str, param: str = "identity_uuid") -> Identity:
-    """The identity named in the URL or body, if the caller may see it (else 404)."""
-    return selectors.identity_by_uuid(normalize_uuid(identity_uuid, param), request.user, request.auth)
+def _visible(request: Request, identity_uuid: str) -> Identity:
+    """The identity named in the URL (canonical, ``momentry.converters``), if the caller may see it (else 404)."""
+    return selectors.identity_by_uuid(identity_uuid, request.user, request.auth)
 
 
 class IdentityBase(APIView):
@@ -294,8 +297,7 @@ class CooccurrenceView(APIView):
                    responses={200: schema.COOCCURRENCE, 500: schema.MEDIA_ERROR}, tags=["identities"])
     def get(self, request: Request, file_uuid: str, identity_uuid_a: str, identity_uuid_b: str) -> Response:
         media_file = file_selectors.file_for_request(request, file_uuid)
-        uuid_a = normalize_uuid(identity_uuid_a, "identity_uuid_a")
-        uuid_b = normalize_uuid(identity_uuid_b, "identity_uuid_b")
+        uuid_a, uuid_b = identity_uuid_a, identity_uuid_b
         if uuid_a == uuid_b:
             raise BadRequest("An identity cannot co-occur with itself: give two different identities.",
                              param="identity_uuid_b")

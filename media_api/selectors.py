@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from media_api.models import MediaFile, Trace
 from momentry.auth import authenticate_request
-from momentry.errors import NotFound
+from momentry.errors import not_found
 from momentry.models import APIKey, UserScope
 
 
@@ -55,7 +55,7 @@ def file_for_request(request: HttpRequest, file_uuid: str) -> MediaFile:
     """The file, or the same 404 for unknown and out-of-scope files (no existence leak)."""
     media_file = files_visible_to(request).filter(file_uuid=str(file_uuid).lower()).first()
     if media_file is None:
-        raise NotFound("File not found.", {"file_uuid": str(file_uuid)})
+        raise not_found("file", file_uuid=file_uuid)
     return media_file
 
 

@@ -19,6 +19,8 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication as _SimpleJWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
+from momentry.nul import NUL
+
 # momentry.services / momentry.errors import rest_framework.views, which imports this module
 # (through DRF settings) while loading: they are imported inside the functions.
 
@@ -72,7 +74,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
             return None
         from momentry import services
 
-        api_key = services.find_api_key(raw.strip())
+        api_key = None if NUL in raw else services.find_api_key(raw.strip())  # (PostgreSQL refuses a NUL)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.revoked_at is not None:

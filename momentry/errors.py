@@ -20,6 +20,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.views import exception_handler as drf_default_handler
 
+from momentry.converters import NoSuchValue
+
 logger = logging.getLogger("momentry.errors")
 
 JSON_PREFIXES = ("/api/", "/health")
@@ -65,6 +67,45 @@ class NotFound(ApiError):
     status, code, default_message = 404, "NOT_FOUND", "Not found."
 
 
+#: What each kind of resource is called in a 404, and the URL identifiers its ``details`` always hold.
+_RESOURCES = {
+    "file": ("File", ("file_uuid",)),
+    "trace": ("Trace", ("file_uuid", "trace_id")),
+    "identity": ("Identity", ("identity_uuid",)),
+}
+
+
+def not_found(resource: str, **ids: Any) -> NotFound:
+    """The one 404 of an unknown (or out-of-scope) file, trace or identity.
+
+    Whether the value was well formed and unknown, out of the caller's scope, or could never
+    name anything (``trace/abc``, a NUL byte), the client sees the same message and the same
+    ``details`` keys: ``{"file_uuid"}``, ``{"file_uuid", "trace_id"}`` or ``{"identity_uuid"}``,
+    each the value from the URL (canonical when it was valid, as sent otherwise).
+    """
+    label, keys = _RESOURCES[resource]
+    return NotFound(f"{label} not found.", {key: _plain(ids.get(key)) for key in keys})
+
+
+def _plain(value: Any) -> Any:
+    return value.text if isinstance(value, NoSuchValue) else value
+
+
+def unknown_path_value(kwargs: dict[str, Any]) -> NotFound | None:
+    """The 404 for the first path parameter that names nothing (see :mod:`momentry.converters`)."""
+    for name, value in kwargs.items():
+        if not isinstance(value, NoSuchValue):
+            continue
+        if name == "trace_id":
+            return not_found("trace", file_uuid=kwargs.get("file_uuid"), trace_id=value)
+        if name.startswith("identity_uuid"):
+            return not_found("identity", identity_uuid=value)
+        if name == "file_uuid":
+            return not_found("file", file_uuid=value)
+        return NotFound(details={name: value.text})
+    return None
+
+
 class Conflict(ApiError):
     status, code, default_message = 409, "CONFLICT", "The request conflicts with the resource's state."
 
@@ -81,6 +122,15 @@ class Busy(ApiError):
     status, code, default_message = 503, "BUSY", "Media workers are saturated; retry shortly."
 
     def __init__(self, message: str | None = None, retry_after: int = 2) -> None:
+        super().__init__(message, {"retry_after": retry_after}, {"Retry-After": str(retry_after)})
+
+
+class Unavailable(ApiError):
+    """A service a route depends on is down (e.g. the cache that counts login attempts): retry later."""
+
+    status, code, default_message = 503, "UNAVAILABLE", "A service this request needs is unavailable; retry shortly."
+
+    def __init__(self, message: str | None = None, retry_after: int = 30) -> None:
         super().__init__(message, {"retry_after": retry_after}, {"Retry-After": str(retry_after)})
 
 
@@ -213,7 +263,11 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 class JsonErrorMiddleware:
-    """Turns Django's own error pages under /api/ and /health into the JSON envelope."""
+    """Turns Django's own error pages under /api/ and /health into the JSON envelope.
+
+    It also answers, before any view runs, a path parameter that names nothing (a
+    :class:`~momentry.converters.NoSuchValue`) with the 404 of an unknown resource.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -231,6 +285,10 @@ class JsonErrorMiddleware:
         )
         headers = {k: response[k] for k in ("Allow", "WWW-Authenticate", "Retry-After") if k in response}
         return error_response(status, code, message, headers=headers)
+
+    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: dict[str, Any]):
+        refusal = unknown_path_value(view_kwargs)
+        return None if refusal is None else response_for_api_error(refusal)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not wants_json(request):

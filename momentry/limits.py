@@ -3,17 +3,25 @@
 * a request line longer than ``MOMENTRY_MAX_URL_LENGTH`` → 414 ``URI_TOO_LONG`` (below
   gunicorn's own 8190-byte limit, so the app answers first; see deploy/gunicorn.conf.py);
 * more than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` query parameters → 400 ``TOO_MANY_PARAMETERS``;
-* a declared body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` → 413 ``PAYLOAD_TOO_LARGE`` (a chunked
-  body without a length is capped by :class:`momentry.parsers.BoundedJSONParser`);
-* JSON nested deeper than Python's parser can follow → 400 (:class:`BoundedJSONParser`).
+* a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` → 413 ``PAYLOAD_TOO_LARGE``: a declared length is
+  refused before reading; a chunked body (``Transfer-Encoding: chunked``, no ``Content-Length``),
+  which Django itself would silently read as empty, is read here up to the limit and then
+  handed on with its length (so the view sees it), or refused once it passes the limit;
+* a NUL character in a query parameter's name or value → 400 (see :mod:`momentry.nul`);
+* JSON nested deeper than Python's parser can follow → 400 (:class:`momentry.parsers.BoundedJSONParser`).
 """
 
 from __future__ import annotations
 
+from io import BytesIO
+from urllib.parse import parse_qsl
+
 from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
 from momentry.errors import PayloadTooLarge, error_response
+from momentry.nul import NUL
 
 
 def body_limit() -> int:
@@ -34,8 +42,35 @@ class RequestLimitsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        refusal = self.refusal(request)
+        refusal = self.refusal(request) or self.nul_in_query(request) or self.read_chunked_body(request)
         return refusal if refusal is not None else self.get_response(request)
+
+    @staticmethod
+    def nul_in_query(request: HttpRequest) -> HttpResponse | None:
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" not in query and NUL not in query:
+            return None
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if NUL in name or NUL in value:
+                return error_response(400, "BAD_REQUEST", "A query parameter contains the NUL character (%00).",
+                                      {"parameter": name})
+        return None
+
+    @staticmethod
+    def read_chunked_body(request: HttpRequest) -> HttpResponse | None:
+        """Read a chunked body (at most the limit) so that it is neither ignored nor unbounded."""
+        meta = request.META
+        if meta.get("CONTENT_LENGTH") or "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return None
+        if "wsgi.input" not in meta:  # ASGI: the server has read the body and gives its length
+            return None
+        body = meta["wsgi.input"].read(body_limit() + 1)
+        if len(body) > body_limit():
+            exc = too_large()
+            return error_response(exc.status, exc.code, exc.message, exc.details)
+        meta["CONTENT_LENGTH"] = str(len(body))
+        request._stream = LimitedStream(BytesIO(body), len(body))  # what WSGIRequest reads its body from
+        return None
 
     @staticmethod
     def refusal(request: HttpRequest) -> HttpResponse | None:

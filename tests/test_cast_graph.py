@@ -292,7 +292,7 @@ def test_parameters_and_errors(api_client, hamilton):
     same = api_client.get(across + ada.identity_uuid)
     assert same.status_code == 400 and same.json()["error"]["details"]["parameter"] == "identity_uuid_b"
     assert api_client.get(across + "f" * 32).status_code == 404
-    assert api_client.get(across + "xyz").status_code == 400
+    assert api_client.get(across + "xyz").status_code == 404  # a path value that is no uuid: unknown
     dashed = bo.identity_uuid[:8] + "-" + bo.identity_uuid[8:12] + "-" + bo.identity_uuid[12:16] + "-" + \
         bo.identity_uuid[16:20] + "-" + bo.identity_uuid[20:]
     answer = api_client.get(across + dashed).json()

@@ -89,7 +89,7 @@ def test_never_together_unknown_and_same(api_client, hamilton, cast):
     same = api_client.get(url(hamilton, alice.identity_uuid, alice.identity_uuid))
     assert same.status_code == 400 and same.json()["error"]["code"] == "BAD_REQUEST"
     bad = api_client.get(url(hamilton, alice.identity_uuid, "not-a-uuid"))
-    assert bad.status_code == 400 and bad.json()["error"]["details"]["parameter"] == "identity_uuid_b"
+    assert bad.status_code == 404 and bad.json()["error"]["details"] == {"identity_uuid": "not-a-uuid"}
 
 
 def test_other_file_scope_and_credentials(api_client, client, hamilton, facenet, cast, plain_user):

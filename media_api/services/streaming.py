@@ -28,7 +28,7 @@ from media_api.ffmpeg.process import FFmpegStream, open_stream, run_ffmpeg
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services import image_cache
 from media_api.services.files import frame_index_for
-from momentry.errors import BadRequest, NotFound
+from momentry.errors import BadRequest, not_found
 
 MODES = ("normal", "debug")
 # Part of the ETag of cacheable renders: bump when the encoding settings change the output.
@@ -364,7 +364,7 @@ def bbox_stream(media_file: MediaFile, span: encode.Span, options: StreamOptions
 def trace_for(media_file: MediaFile, trace_id: int) -> Trace:
     trace = Trace.objects.select_related("identity").filter(file=media_file, trace_id=trace_id).first()
     if trace is None or trace.start_frame is None or trace.end_frame is None:
-        raise NotFound("Trace not found.", {"trace_id": trace_id})
+        raise not_found("trace", file_uuid=media_file.file_uuid, trace_id=trace_id)
     return trace
 
 

@@ -13,7 +13,7 @@ from media_api import selectors
 from media_api.models import MediaFile
 from momentry import schema
 from momentry.auth import CanWrite
-from momentry.errors import NotFound
+from momentry.errors import not_found
 from momentry.pagination import PAGE_PARAMETERS, paginate
 from momentry.parsers import BoundedJSONParser
 
@@ -81,5 +81,5 @@ class FileDetailView(APIView):
             file_uuid=str(file_uuid).lower()
         ).first()
         if annotated is None:
-            raise NotFound("File not found.", {"file_uuid": str(file_uuid)})
+            raise not_found("file", file_uuid=file_uuid)
         return Response({"success": True, **serialize_file(annotated)})

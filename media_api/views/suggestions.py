@@ -11,7 +11,7 @@ from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE, 
 from media_api import selectors
 from media_api.models import Trace
 from momentry import schema
-from momentry.errors import NotFound
+from momentry.errors import not_found
 
 
 class TraceSuggestionsView(APIView):
@@ -25,7 +25,7 @@ class TraceSuggestionsView(APIView):
         media_file = selectors.file_for_request(request, file_uuid)
         trace = Trace.objects.filter(file=media_file, trace_id=trace_id).first()
         if trace is None:
-            raise NotFound("Trace not found.", {"file_uuid": media_file.file_uuid, "trace_id": trace_id})
+            raise not_found("trace", file_uuid=media_file.file_uuid, trace_id=trace_id)
         scope = selectors.scope_filter(request.user, request.auth, file_field="file_id")
         found = suggest_identities(trace, scope=scope)
         confident = bool(found) and found[0].confident

