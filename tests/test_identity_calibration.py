@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -64,3 +65,49 @@ def test_yunet_finds_faces_with_landmarks_and_sface_embeds_them():
         return 1.0 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
     assert cosine(vectors[0], again) < cosine(vectors[0], vectors[1])
+
+
+def test_calibration_is_what_the_committed_identity_set_gives():
+    """Recompute SFace's calibration from bench/identity_set/ (every crop's sha256 checked): it must be
+    the committed calibration.json, so no threshold can be edited by hand or drift from its evidence."""
+    from bench import eval_identity
+    from media_api.faces import calibration
+
+    faces, set_hash = eval_identity.load_set()
+    stored = calibration.load()
+    assert stored["set_sha256"] == set_hash, "the identity set changed: rerun bench/eval_identity.py --write"
+    assert stored["model_sha256"] == zoo.SFACE.sha256
+    fresh = eval_identity.sface_calibration(faces, set_hash)
+    for key in ("faces", "embedded", "below_min_face_px", "unreadable", "people", "genuine_pairs", "impostor_pairs"):
+        assert fresh[key] == stored[key], key
+    for name, value in stored["thresholds_cosine"].items():
+        assert fresh["thresholds_cosine"][name] == pytest.approx(value, abs=1e-3), name
+        assert fresh["rates"][name]["false_accepts"] == stored["rates"][name]["false_accepts"], name
+    # what the set says the thresholds must achieve
+    assert stored["set_sha256"] and stored["people"] >= 20 and stored["faces"] >= 80
+    assert stored["rates"]["confident"]["far"] <= 0.001 and stored["rates"]["cluster"]["false_accepts"] == 0
+    assert calibration.CONFIDENT_DISTANCE == pytest.approx((2 * stored["thresholds_cosine"]["confident"]) ** 0.5,
+                                                           abs=1e-4)
+
+
+def test_a_calibration_of_another_model_is_refused(tmp_path):
+    from media_api.faces import calibration
+
+    record = json.loads(calibration.CALIBRATION_FILE.read_text())
+    record["model_sha256"] = "0" * 64
+    other = tmp_path / "calibration.json"
+    other.write_text(json.dumps(record))
+    with pytest.raises(calibration.CalibrationMismatch, match="eval_identity.py --write"):
+        calibration.load(other)
+
+
+def test_an_altered_crop_of_the_identity_set_is_detected(tmp_path):
+    from bench import eval_identity
+
+    manifest = json.loads(eval_identity.MANIFEST.read_text())
+    first = manifest["faces"][0]
+    (tmp_path / first["file"]).parent.mkdir(parents=True)
+    (tmp_path / first["file"]).write_bytes((eval_identity.SET_DIR / first["file"]).read_bytes() + b"\0")
+    (tmp_path / "manifest.json").write_text(json.dumps({"faces": [first]}))
+    with pytest.raises(ValueError, match="differs from the manifest"):
+        eval_identity.load_set(tmp_path / "manifest.json")

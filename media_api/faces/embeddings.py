@@ -1,13 +1,24 @@
-"""128-d face embeddings with dlib's ResNet (face_recognition_model_v1) on 5-point aligned face chips.
+"""128-d face embeddings: OpenCV Zoo's SFace (the pipeline's) and dlib's ResNet (the former one).
 
-The model files come from the ``face-recognition-models`` package. Its ``__init__`` imports
-``pkg_resources`` (gone from setuptools ≥ 81), so the files are located with
-``importlib.util.find_spec`` without importing the package.
+**SFace** (``zoo.SFACE``, run by ``cv2.FaceRecognizerSF``): the face is aligned on five landmarks
+into a 112x112 image and the network gives a 128-d vector; traces store it L2-normalised, so the
+Euclidean distance used by suggestions and clustering is ``sqrt(2 * cosine distance)``. The
+landmarks come from YuNet run on a fixed-size crop around the face box (:func:`align_face`), so
+any detector's box will do and one YuNet instance serves every face (changing its input size
+costs ~30 ms). YuNet finding no face on that crop (a strong profile, a back of a head, a blur)
+means no embedding: that is the gate for "a face SFace can read", not a frontal-pose rule — the
+Faces v2 frontal check refused three-quarter faces SFace matches well. Calibration on an
+identity-labelled set: ``media_api/faces/calibration.py`` and docs/faces.md.
 
-An embedding costs about 80 ms on one core and dlib holds the GIL while computing it, so the
-pipeline computes them in a worker process (:mod:`media_api.faces.workers`): the main process
-aligns the face (5 landmarks and a 150x150 chip, ~1 ms) and sends the chip; the worker returns
-the vector (:func:`embed_chip`).
+An embedding costs ~28 ms on one core (SFace int8), so the pipeline computes them in a worker
+process (:mod:`media_api.faces.workers`): the main process aligns (~2 ms) and sends the 112x112
+face; the worker returns the vector (:func:`embed_aligned`).
+
+**dlib** (``face_recognition_model_v1`` on 5-point aligned 150x150 chips, model files from the
+``face-recognition-models`` package, located with ``importlib.util.find_spec`` because its
+``__init__`` imports the removed ``pkg_resources``): the Faces v2 embedding, kept so that
+``bench/eval_identity.py`` can compare both on the same faces. Vectors of different models are
+never compared: every stored embedding carries its model's name (:data:`MODEL_NAME`).
 """
 
 from __future__ import annotations
@@ -16,14 +27,89 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import dlib
 import numpy as np
 
+from media_api.faces import zoo
+
 EMBEDDING_DIM = 128
-#: Distance under which dlib's model says "same person" for two single faces (its documented 0.6).
-SAME_PERSON_DISTANCE = 0.6
+#: The model of every embedding the pipeline stores now (``Trace.embedding_model``).
+MODEL_NAME = zoo.SFACE.name
+#: The Faces v2 model (dlib's ResNet), for comparison and for embeddings stored before SFace.
+DLIB_MODEL_NAME = "dlib-resnet-v1"
+#: The crop handed to YuNet for landmarks: the face box's longer side becomes ALIGN_FACE pixels,
+#: centred in an ALIGN_INPUT square (the rest is context; outside the frame, black).
+ALIGN_INPUT = 224
+ALIGN_FACE = 112
+#: YuNet's score on that crop below which a face is not embedded (its landmarks are not trusted).
+ALIGN_MIN_SCORE = 0.5
+#: The YuNet face on the crop must overlap the expected box this much (IoU) to be the same face.
+ALIGN_MIN_IOU = 0.3
+#: Faces turned further than this are not embedded: 1 looks at the camera, 0 is a profile (the nose at
+#: or beyond an eye, by YuNet's landmarks). Three-quarter views pass. Measured on bench/identity_set:
+#: profiles put the same person 0.8-1.0 apart (cosine), farther than different people (docs/faces.md).
+ALIGN_MIN_FRONTAL = 0.2
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    union = a[2] * a[3] + b[2] * b[3] - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def frontal(row: np.ndarray) -> float:
+    """1 for a face looking at the camera, 0 for a profile: where the nose lies between the eyes (a YuNet row)."""
+    right_eye, left_eye, nose = float(row[4]), float(row[6]), float(row[8])
+    span = left_eye - right_eye
+    if abs(span) < 1e-6:
+        return 0.0
+    return max(0.0, min(1.0, 1.0 - 2.0 * abs((nose - right_eye) / span - 0.5)))
+
+
+def align_face(image: np.ndarray, box: tuple[int, int, int, int], *, rgb: bool = True) -> np.ndarray | None:
+    """The face in ``box`` aligned for SFace (112x112 BGR), or None when YuNet finds no readable face there
+    (none found, scored under ALIGN_MIN_SCORE, or turned further than ALIGN_MIN_FRONTAL).
+
+    ``image`` is the whole frame (RGB by default, as the pipeline decodes it; ``rgb=False`` for
+    BGR). The box is scaled so its longer side is ALIGN_FACE pixels inside an ALIGN_INPUT square
+    crop (one affine warp, black outside the frame); YuNet on that crop gives the five landmarks
+    of the face overlapping the box best, and OpenCV's ``alignCrop`` warps the crop to 112x112.
+    """
+    x, y, w, h = box
+    side = max(w, h)
+    if side <= 0:
+        return None
+    scale = ALIGN_FACE / side
+    cx, cy = x + w / 2, y + h / 2
+    matrix = np.float32([[scale, 0, ALIGN_INPUT / 2 - cx * scale], [0, scale, ALIGN_INPUT / 2 - cy * scale]])
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(image, matrix, (ALIGN_INPUT, ALIGN_INPUT), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT)
+    if rgb:
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+    _, faces = zoo.yunet(ALIGN_INPUT, ALIGN_INPUT, ALIGN_MIN_SCORE).detect(crop)
+    if faces is None:
+        return None
+    expected = (ALIGN_INPUT / 2 - w * scale / 2, ALIGN_INPUT / 2 - h * scale / 2, w * scale, h * scale)
+    overlaps = [_iou(expected, row[:4]) for row in faces]
+    best = int(np.argmax(overlaps))
+    if overlaps[best] < ALIGN_MIN_IOU or frontal(faces[best]) < ALIGN_MIN_FRONTAL:
+        return None
+    return zoo.sface().alignCrop(crop, faces[best])
+
+
+def embed_aligned(aligned: np.ndarray) -> np.ndarray:
+    """SFace's 128-d vector of an aligned face, L2-normalised (float32)."""
+    return normalise(zoo.sface().feature(aligned).ravel())
+
+
+def load_sface() -> None:
+    """Load SFace once (in a worker process, before the first face arrives); checks the file's sha256."""
+    zoo.sface()
 
 
 class ModelFilesMissing(RuntimeError):
@@ -65,7 +151,7 @@ def embed_chip(chip: np.ndarray) -> np.ndarray:
 
 
 def load_network() -> None:
-    """Load the ResNet once (in a worker process, before the first chip arrives)."""
+    """Load dlib's ResNet once (the Faces v2 embedding)."""
     _network()
 
 

@@ -1,0 +1,240 @@
+"""How well the face embedding tells people apart, and the thresholds that follow, on bench/identity_set/.
+
+    .venv/bin/python bench/eval_identity.py              # SFace and dlib: distributions, TAR/FAR, thresholds
+    .venv/bin/python bench/eval_identity.py --sface-only
+    .venv/bin/python bench/eval_identity.py --write      # store SFace's thresholds in media_api/faces/calibration.json
+
+Why: suggestions ("confident": one click names a trace), clustering (joins traces with nobody
+looking) and the joining of a track's pieces all decide "same person" by a distance between
+embeddings. Those thresholds must come from people we know apart, not from the two same-person
+pairs of the demo. The set (README.md there): 200 faces of 50 people, photos from five public
+repositories and crops of the demo clips' known people.
+
+Every face is embedded as the pipeline does it (``media_api.faces.embeddings``): SFace on the face
+aligned with YuNet's landmarks found on a crop around the box; dlib's ResNet on its own 5-point chip
+of the same box. Faces under ``MIN_FACE_PX`` (the pipeline's embedding gate) are left out, as are
+faces YuNet cannot read (SFace gets no embedding for them in the pipeline either). Pairs:
+*genuine* = same person, different session (another photo, another trace — two frames of one
+trace are near-duplicates and would flatter the model); *impostor* = different people.
+
+Thresholds (cosine distance ``1 - u.v`` of unit vectors; the code compares the equivalent
+Euclidean distance ``sqrt(2 * cosine)``), each just below the impostor distance that would exceed it:
+- **confident**: at most 0.1 % of impostor pairs closer (FAR ≤ 0.1 %);
+- **offered** (top of the weak band): FAR ≤ 1 %;
+- **cluster**: no impostor pair closer at all (FAR 0 on the set), clustering has no human in the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from media_api.faces import embeddings, zoo  # noqa: E402
+from media_api.faces.tracker import MIN_EMBED_HEIGHT  # noqa: E402
+
+SET_DIR = ROOT / "bench" / "identity_set"
+MANIFEST = SET_DIR / "manifest.json"
+CALIBRATION = ROOT / "media_api" / "faces" / "calibration.json"
+#: The pipeline embeds faces at least this tall (frame pixels).
+MIN_FACE_PX = MIN_EMBED_HEIGHT
+CONFIDENT_FAR = 0.001
+OFFERED_FAR = 0.01
+#: Faces v2's dlib thresholds (Euclidean 0.40 confident, 0.45 offered) as cosine distances (d² / 2).
+FACES_V2_THRESHOLDS = {"faces_v2_confident": 0.40 ** 2 / 2, "faces_v2_offered": 0.45 ** 2 / 2}
+
+
+@dataclass
+class Face:
+    file: str
+    person: str
+    session: str
+    kind: str
+    face_px: int
+    box: tuple[int, int, int, int]
+
+
+def load_set(manifest: Path = MANIFEST) -> tuple[list[Face], str]:
+    """The faces of the set and its hash (sha256 of the manifest, which holds every crop's sha256).
+
+    Raises ValueError when a crop's bytes are not the ones the manifest records.
+    """
+    data = manifest.read_bytes()
+    faces = []
+    for entry in json.loads(data)["faces"]:
+        digest = hashlib.sha256((manifest.parent / entry["file"]).read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            raise ValueError(f"{entry['file']} differs from the manifest (sha256 {digest})")
+        faces.append(Face(entry["file"], entry["person"], entry["session"], entry["kind"], entry["face_px"],
+                          tuple(entry["box"])))
+    return faces, hashlib.sha256(data).hexdigest()
+
+
+def embed_sface(face: Face) -> np.ndarray | None:
+    image = cv2.imread(str(SET_DIR / face.file))
+    aligned = embeddings.align_face(image, face.box, rgb=False)
+    return None if aligned is None else embeddings.embed_aligned(aligned)
+
+
+def embed_dlib(face: Face) -> np.ndarray | None:
+    rgb = cv2.cvtColor(cv2.imread(str(SET_DIR / face.file)), cv2.COLOR_BGR2RGB)
+    return embeddings.normalise(embeddings.embed_chip(embeddings.face_chip(rgb, face.box)))
+
+
+def pair_distances(vectors: np.ndarray, faces: Sequence[Face]) -> tuple[np.ndarray, np.ndarray, list]:
+    """(genuine cosine distances, impostor cosine distances, impostor pairs sorted nearest first)."""
+    cosine = 1.0 - vectors @ vectors.T
+    genuine, impostor, near = [], [], []
+    for i in range(len(faces)):
+        for j in range(i + 1, len(faces)):
+            if faces[i].person == faces[j].person:
+                if faces[i].session != faces[j].session:
+                    genuine.append(cosine[i, j])
+            else:
+                impostor.append(cosine[i, j])
+                near.append((float(cosine[i, j]), faces[i].file, faces[j].file))
+    near.sort()
+    return np.array(genuine), np.array(impostor), near[:5]
+
+
+def threshold_at(impostor: np.ndarray, far: float) -> float:
+    """The largest distance (3 decimals, accepted when ``d <= t``) letting at most ``far`` of impostor pairs in."""
+    ordered = np.sort(impostor)
+    allowed = math.floor(far * len(ordered))
+    if allowed >= len(ordered):
+        return float(ordered[-1])
+    return math.floor((float(ordered[allowed]) - 1e-6) * 1000) / 1000
+
+
+def rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dict:
+    return {"tar": round(float(np.mean(genuine <= threshold)), 4),
+            "far": round(float(np.mean(impostor <= threshold)), 5),
+            "false_accepts": int(np.sum(impostor <= threshold))}
+
+
+def spread(values: np.ndarray) -> dict:
+    return {"min": round(float(values.min()), 4), "p5": round(float(np.percentile(values, 5)), 4),
+            "median": round(float(np.median(values)), 4), "p95": round(float(np.percentile(values, 95)), 4),
+            "max": round(float(values.max()), 4)}
+
+
+def to_l2(cosine: float) -> float:
+    """The Euclidean distance between unit vectors at this cosine distance (what the code compares)."""
+    return round(math.sqrt(2.0 * cosine), 4)
+
+
+def calibrate(faces: Sequence[Face], embed, min_face_px: int = MIN_FACE_PX,
+              also_at: dict[str, float] | None = None) -> dict:
+    """Embed every face, pair them, and derive the thresholds (a dict as stored in calibration.json).
+
+    ``also_at``: more named cosine thresholds to report TAR/FAR at. The faces embedded are in
+    ``result["kept"]`` (not stored)."""
+    kept, vectors, unreadable, small = [], [], 0, 0
+    started = time.perf_counter()
+    for face in faces:
+        if face.face_px < min_face_px:
+            small += 1
+            continue
+        vector = embed(face)
+        if vector is None:
+            unreadable += 1
+            continue
+        kept.append(face)
+        vectors.append(vector)
+    seconds = time.perf_counter() - started
+    genuine, impostor, near = pair_distances(np.vstack(vectors), kept)
+    thresholds = {"confident": threshold_at(impostor, CONFIDENT_FAR), "offered": threshold_at(impostor, OFFERED_FAR),
+                  "cluster": threshold_at(impostor, 0.0)}
+    thresholds["cluster"] = min(thresholds["cluster"], thresholds["confident"])
+    return {
+        "faces": len(faces), "embedded": len(kept), "below_min_face_px": small, "unreadable": unreadable,
+        "people": len({f.person for f in kept}), "genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
+        "genuine": spread(genuine), "impostor": spread(impostor),
+        "gap": round(float(impostor.min() - genuine.max()), 4),
+        "thresholds_cosine": thresholds,
+        "thresholds_l2": {name: to_l2(value) for name, value in thresholds.items()},
+        "rates": {name: rates(genuine, impostor, value) for name, value in {**thresholds, **(also_at or {})}.items()},
+        "nearest_impostors": [[round(d, 4), a, b] for d, a, b in near],
+        "ms_per_face": round(1000 * seconds / max(1, len(faces) - small), 1),
+        "kept": kept,
+    }
+
+
+def sface_calibration(faces: Sequence[Face], set_hash: str) -> dict:
+    result = calibrate(faces, embed_sface)
+    result.pop("kept")
+    return {"model": zoo.SFACE.name, "model_sha256": zoo.SFACE.sha256, "set_sha256": set_hash,
+            "min_face_px": MIN_FACE_PX, "far_targets": {"confident": CONFIDENT_FAR, "offered": OFFERED_FAR,
+                                                        "cluster": 0.0}, **result}
+
+
+def _dlib_view(result: dict) -> dict:
+    """dlib's figures also in its own Euclidean distance (the Faces v2 thresholds were 0.40 / 0.45)."""
+    genuine_l2 = {k: to_l2(v) for k, v in result["genuine"].items()}
+    impostor_l2 = {k: to_l2(v) for k, v in result["impostor"].items()}
+    return {**result, "genuine_l2": genuine_l2, "impostor_l2": impostor_l2}
+
+
+def report(name: str, result: dict) -> None:
+    print(f"\n== {name}: {result['embedded']} faces of {result['people']} people embedded "
+          f"({result['below_min_face_px']} under {MIN_FACE_PX} px, {result['unreadable']} unreadable), "
+          f"{result['genuine_pairs']} genuine / {result['impostor_pairs']} impostor pairs, "
+          f"{result['ms_per_face']} ms per face")
+    for side in ("genuine", "impostor"):
+        s = result[side]
+        print(f"  {side:9s} cosine distance: min {s['min']:.3f}  5% {s['p5']:.3f}  median {s['median']:.3f}  "
+              f"95% {s['p95']:.3f}  max {s['max']:.3f}")
+    print(f"  gap (closest impostor - farthest genuine): {result['gap']:+.3f}")
+    for label, key in (("confident (FAR<=0.1%)", "confident"), ("offered (FAR<=1%)", "offered"),
+                       ("cluster (FAR 0)", "cluster")):
+        t, r = result["thresholds_cosine"][key], result["rates"][key]
+        print(f"  {label:22s} cosine <= {t:.3f} (L2 {result['thresholds_l2'][key]:.3f}): TAR {100 * r['tar']:.1f} %, "
+              f"FAR {100 * r['far']:.3f} % ({r['false_accepts']} pairs)")
+    print("  nearest impostors:", *(f"{d:.3f} {a} | {b}" for d, a, b in result["nearest_impostors"][:3]), sep="\n    ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="store SFace's calibration in calibration.json")
+    parser.add_argument("--sface-only", action="store_true")
+    args = parser.parse_args()
+    faces, set_hash = load_set()
+    sface = sface_calibration(faces, set_hash)
+    report(f"SFace ({zoo.SFACE.name})", sface)
+    for kind in ("photo", "video"):
+        subset = [f for f in faces if f.kind == kind]
+        result = calibrate(subset, embed_sface)
+        report(f"SFace, {kind}s only", result)
+        sface[f"{kind}s_only"] = {k: result[k] for k in ("embedded", "genuine_pairs", "impostor_pairs", "genuine",
+                                                          "impostor", "gap", "thresholds_cosine", "rates")}
+    if not args.sface_only:
+        readable = calibrate(faces, embed_sface)["kept"]
+        dlib = _dlib_view(calibrate(readable, embed_dlib, also_at=FACES_V2_THRESHOLDS))
+        report("dlib ResNet (Faces v2), on the faces SFace embeds", dlib)
+        old = dlib["rates"]["faces_v2_confident"]
+        print(f"  in dlib's Euclidean distance: genuine {dlib['genuine_l2']['min']:.3f}-"
+              f"{dlib['genuine_l2']['max']:.3f}, impostor {dlib['impostor_l2']['min']:.3f}-"
+              f"{dlib['impostor_l2']['max']:.3f}; at Faces v2's confident 0.40: TAR {100 * old['tar']:.1f} %, "
+              f"FAR {100 * old['far']:.2f} % ({old['false_accepts']} pairs)")
+        sface["compared_with"] = {embeddings.DLIB_MODEL_NAME: {k: dlib[k] for k in (
+            "embedded", "genuine", "impostor", "genuine_l2", "impostor_l2", "gap", "thresholds_cosine",
+            "thresholds_l2", "rates", "ms_per_face")}}
+    if args.write:
+        CALIBRATION.write_text(json.dumps(sface, indent=1) + "\n")
+        print(f"\nwritten: {CALIBRATION}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Rebuild the identity calibration set (bench/identity_set/) from its public sources.
+
+    .venv/bin/python bench/identity_set/build.py --mirrors /work/.mirror      # photos + video crops
+    .venv/bin/python bench/identity_set/build.py --video-only                 # only the demo-clip crops
+
+Photos: each listed file is read from its repository at the pinned commit (``git show
+COMMIT:PATH`` in ``MIRRORS/<owner>+<name>/repo``, a bare clone), the largest face YuNet finds is
+cropped with 40 % margin on every side and stored as a JPEG of at most 200 px (quality 90).
+Video: faces of the demo clips' known people (bench/faces_eval/people.json names a trace by a point
+inside its box; boxes from demo/detections/*.json, the pipeline's own output), up to
+FRAMES_PER_TRACE detected boxes per trace, spread over the trace, cropped the same way at native
+resolution (only shrunk to 200 px). ``manifest.json`` lists every crop with its person, its
+*session* (the photo, or the clip and trace: pairs within one session are not counted as genuine
+pairs, they are near-duplicates) and where it came from. See README.md for licences and labelling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from media_api.faces import zoo  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+MANIFEST = HERE / "manifest.json"
+MAX_SIDE = 200
+MARGIN = 0.4
+FRAMES_PER_TRACE = 4
+MIN_VIDEO_FACE = 24
+
+REPOS = {
+    "serengil/deepface": {"commit": "243209fd7b46ecdecf72665cc25219f6e8181f25", "licence": "MIT (repository)"},
+    "justadudewhohacks/face-api.js": {"commit": "a86f011d72124e5fb93e59d5c4ab98f699dd5c9c",
+                                      "licence": "MIT (repository)"},
+    "ageitgey/face_recognition": {"commit": "2e2dccea9dd0ce730c8d464d0f67c6eebb40c9d1",
+                                  "licence": "MIT (repository)"},
+    "cmusatyalab/openface": {"commit": "051475225b5ae335918621077313085bbb7ab5a0",
+                             "licence": "Apache-2.0 (repository)"},
+    "timesler/facenet-pytorch": {"commit": "787da06156087cd6b616fe6608213722bddc30cd",
+                                 "licence": "MIT (repository)"},
+}
+
+_DEEPFACE = {
+    "Angelina Jolie": [1, 2, 4, 5, 6, 7, 10, 11],
+    "Jennifer Aniston": [3, 12, 53, 54, 55, 56],
+    "Scarlett Johansson": [8, 9, 47, 48, 49, 50, 51],
+    "Mark Zuckerberg": [13, 14, 15, 57, 58],
+    "Jack Dorsey": [16, 17, 59, 61, 62],
+    "Elon Musk": [18, 19, 67],
+    "Jeff Bezos": [20, 21],
+    "Marissa Mayer": [22, 23],
+    "Sundar Pichai": [24, 25],
+    "Katy Perry": [26, 27, 28, 42, 43, 44, 45, 46],
+    "Matt Damon": [29, 30, 31, 32, 33],
+    "Leonardo DiCaprio": [34, 35, 36, 37],
+    "George Clooney": [38, 39, 40, 41],
+}
+_FACEAPI = {"Mayim Bialik (Amy)": "amy", "Melissa Rauch (Bernadette)": "bernadette",
+            "Simon Helberg (Howard)": "howard", "Johnny Galecki (Leonard)": "leonard",
+            "Kaley Cuoco (Penny)": "penny", "Kunal Nayyar (Raj)": "raj", "Jim Parsons (Sheldon)": "sheldon",
+            "Kevin Sussman (Stuart)": "stuart"}
+_FACE_RECOGNITION = {
+    "Barack Obama": ["examples/obama.jpg", "examples/obama2.jpg", "tests/test_images/obama3.jpg",
+                     "examples/knn_examples/test/obama1.jpg"],
+    "Joe Biden": ["examples/biden.jpg", "examples/knn_examples/train/biden/biden2.jpg"],
+    "Alex Lacamoire": ["examples/alex-lacamoire.png", "examples/knn_examples/train/alex_lacamoire/img1.jpg",
+                       "examples/knn_examples/test/alex_lacamoire1.jpg"],
+    "Kit Harington": ["examples/knn_examples/train/kit_harington/john1.jpeg",
+                      "examples/knn_examples/train/kit_harington/john2.jpeg",
+                      "examples/knn_examples/test/johnsnow_test1.jpg"],
+    "Rose Leslie": ["examples/knn_examples/train/rose_leslie/img1.jpg",
+                    "examples/knn_examples/train/rose_leslie/img2.jpg"],
+    "Lin-Manuel Miranda": ["examples/lin-manuel-miranda.png"],
+}
+_OPENFACE = {"Amy Adams": ["adams"], "Steve Carell": ["carell"], "Eric Clapton": ["clapton-1", "clapton-2"],
+             "John Lennon": ["lennon-1", "lennon-2"]}
+_FACENET = {"Angelina Jolie": "angelina_jolie", "Kate Siegel": "kate_siegel", "Paul Rudd": "paul_rudd",
+            "Shea Whigham": "shea_whigham"}
+
+#: people.json names -> the names used here (the same person as in the photos where there is one).
+VIDEO_NAMES = {"Alex Lacamoire (pianist)": "Alex Lacamoire"}
+
+
+def photo_sources() -> list[tuple[str, str, str]]:
+    """(repo, path, person) of every photo in the set."""
+    rows = []
+    for person, numbers in _DEEPFACE.items():
+        rows += [("serengil/deepface", f"tests/unit/dataset/img{n}.jpg", person) for n in numbers]
+    for person, folder in _FACEAPI.items():
+        rows += [("justadudewhohacks/face-api.js", f"examples/images/{folder}/{folder}{n}.png", person)
+                 for n in range(1, 6)]
+    for person, paths in _FACE_RECOGNITION.items():
+        rows += [("ageitgey/face_recognition", path, person) for path in paths]
+    for person, names in _OPENFACE.items():
+        rows += [("cmusatyalab/openface", f"images/examples/{name}.jpg", person) for name in names]
+    for person, folder in _FACENET.items():
+        rows.append(("timesler/facenet-pytorch", f"data/test_images/{folder}/1.jpg", person))
+    return rows
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def crop_face(image: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, list[int]]:
+    """The face with MARGIN of context on every side (clipped to the image), shrunk to MAX_SIDE,
+    and the face's box in the crop's pixels."""
+    x, y, w, h = box
+    side = max(w, h)
+    mx, my = MARGIN * side + (side - w) / 2, MARGIN * side + (side - h) / 2
+    x0, y0 = max(0, int(x - mx)), max(0, int(y - my))
+    x1, y1 = min(image.shape[1], int(x + w + mx)), min(image.shape[0], int(y + h + my))
+    crop = image[y0:y1, x0:x1]
+    scale = min(1.0, MAX_SIDE / max(crop.shape[:2]))
+    if scale < 1:
+        crop = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
+                          interpolation=cv2.INTER_AREA)
+    return crop, [round((x - x0) * scale), round((y - y0) * scale), round(w * scale), round(h * scale)]
+
+
+def largest_face(image: np.ndarray) -> tuple[float, float, float, float] | None:
+    """YuNet's largest face, searched on the image shrunk to at most 1280 px."""
+    scale = min(1.0, 1280 / max(image.shape[:2]))
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    _, faces = zoo.yunet(small.shape[1], small.shape[0]).detect(small)
+    if faces is None:
+        return None
+    x, y, w, h = max(faces, key=lambda row: row[2] * row[3])[:4] / scale
+    return float(x), float(y), float(w), float(h)
+
+
+def _read_blob(mirrors: Path, repo: str, commit: str, path: str) -> bytes:
+    git_dir = mirrors / repo.replace("/", "+") / "repo"
+    return subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"],
+                          check=True, capture_output=True).stdout
+
+
+def _write(cropped: tuple[np.ndarray, list[int]], relative: str) -> dict:
+    crop, box = cropped
+    target = HERE / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    target.write_bytes(encoded.tobytes())
+    return {"box": box, "sha256": hashlib.sha256(encoded.tobytes()).hexdigest()}
+
+
+def build_photos(mirrors: Path) -> list[dict]:
+    entries = []
+    for repo, path, person in photo_sources():
+        commit = REPOS[repo]["commit"]
+        data = _read_blob(mirrors, repo, commit, path)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        box = None if image is None else largest_face(image)
+        if box is None:
+            print(f"skipped (no face found): {repo} {path}", file=sys.stderr)
+            continue
+        name = slug(repo.split("/")[1] + "_" + path.rsplit("/", 2)[-2] + "_" + Path(path).stem)
+        relative = f"photos/{slug(person)}/{name}.jpg"
+        entries.append({"file": relative, "person": person, "session": f"{repo}:{path}", "kind": "photo",
+                        "source": {"repo": repo, "path": path, "commit": commit,
+                                   "licence": REPOS[repo]["licence"],
+                                   "original_sha256": hashlib.sha256(data).hexdigest()},
+                        "face_px": round(box[3]), **_write(crop_face(image, box), relative)})
+    return entries
+
+
+def _person_of(boxes: dict[int, tuple], points: list) -> bool:
+    return any(frame in boxes and boxes[frame][0] <= x < boxes[frame][0] + boxes[frame][2]
+               and boxes[frame][1] <= y < boxes[frame][1] + boxes[frame][3] for frame, x, y in points)
+
+
+def build_video() -> list[dict]:
+    import av
+
+    people = json.loads((ROOT / "bench" / "faces_eval" / "people.json").read_text())["clips"]
+    entries = []
+    for clip, persons in people.items():
+        rows = json.loads((ROOT / "demo" / "detections" / f"{clip}.json").read_text())["detections"]
+        traces: dict[int, dict[int, tuple]] = {}
+        detected: dict[int, list[int]] = {}
+        for row in rows:
+            box = (row["x"], row["y"], row["width"], row["height"])
+            traces.setdefault(row["trace_id"], {})[row["frame_number"]] = box
+            if row.get("origin", "detected") == "detected" and row["height"] >= MIN_VIDEO_FACE:
+                detected.setdefault(row["trace_id"], []).append(row["frame_number"])
+        wanted: dict[int, list[tuple[int, str, int]]] = {}
+        for person, points in persons.items():
+            for trace_id, boxes in sorted(traces.items()):
+                frames = detected.get(trace_id, [])
+                if not frames or not _person_of(boxes, points):
+                    continue
+                picks = sorted({frames[round(i * (len(frames) - 1) / max(1, FRAMES_PER_TRACE - 1))]
+                                for i in range(min(FRAMES_PER_TRACE, len(frames)))})
+                for frame in picks:
+                    wanted.setdefault(frame, []).append((trace_id, VIDEO_NAMES.get(person, person), frame))
+        with av.open(str(ROOT / "demo" / "media" / f"{clip}.mp4")) as container:
+            for number, frame in enumerate(container.decode(video=0)):
+                if number not in wanted:
+                    continue
+                image = frame.to_ndarray(format="bgr24")
+                for trace_id, person, _ in wanted[number]:
+                    box = traces[trace_id][number]
+                    relative = f"video/{clip}/{slug(person)}/t{trace_id:03d}_f{number:04d}.jpg"
+                    entries.append({"file": relative, "person": person, "session": f"{clip}:trace{trace_id}",
+                                    "kind": "video",
+                                    "source": {"repo": "this repository", "path": f"demo/media/{clip}.mp4",
+                                               "frame": number, "box": list(box),
+                                               "licence": "see demo/media/SOURCES.md"},
+                                    "face_px": int(box[3]), **_write(crop_face(image, box), relative)})
+    return entries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--video-only", action="store_true", help="keep the photos, rebuild the video crops")
+    args = parser.parse_args()
+    old = json.loads(MANIFEST.read_text())["faces"] if MANIFEST.exists() else []
+    photos = [e for e in old if e["kind"] == "photo"] if args.video_only else build_photos(args.mirrors)
+    faces = photos + build_video()
+    MANIFEST.write_text(json.dumps({"faces": faces}, indent=1, ensure_ascii=False) + "\n")
+    people = {e["person"] for e in faces}
+    print(f"{len(faces)} faces ({len(photos)} photos) of {len(people)} people -> {MANIFEST}")
+
+
+if __name__ == "__main__":
+    main()
