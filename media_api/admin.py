@@ -25,6 +25,7 @@ from identities import cast_graph, cooccurrence, curation, services
 from identities.models import Identity
 from identities.suggestions import suggest_identities
 from media_api.models import Detection, MediaFile, Trace
+from media_api.services import streaming
 from media_api.services.traces import refresh_trace_summaries
 from momentry import text
 
@@ -277,6 +278,9 @@ class TraceAdmin(admin.ModelAdmin):
                        "suggestions", "trace_video", "detections_table"]
     fields = ["identity", *readonly_fields]
 
+    class Media:
+        js = ["identities/trace_frames.js"]  # frame links seek the trace video on the page
+
     def has_add_permission(self, request):
         return False
 
@@ -329,9 +333,11 @@ class TraceAdmin(admin.ModelAdmin):
 
     @admin.display(description="trace video")
     def trace_video(self, obj: Trace) -> str:
+        """The highlight video, its face as poster (no black box before it plays); frame links seek it."""
         return format_html(
-            '<video controls preload="none" style="max-width:640px;width:100%" '
-            'src="/api/v1/file/{}/trace/{}/video"></video>', obj.file.file_uuid, obj.trace_id)
+            '<video id="momentry-trace-video" controls preload="none" style="max-width:640px;width:100%" '
+            'poster="{}" src="/api/v1/file/{}/trace/{}/video"></video>',
+            trace_thumbnail_url(obj.file.file_uuid, obj.trace_id), obj.file.file_uuid, obj.trace_id)
 
     @admin.display(description="detections")
     def detections_table(self, obj: Trace) -> str:
@@ -339,15 +345,19 @@ class TraceAdmin(admin.ModelAdmin):
         page_number = request.GET.get("det_page", 1) if request is not None else 1
         queryset = Detection.objects.filter(trace=obj).order_by("frame_number", "id")
         page = Paginator(queryset, DETECTIONS_PER_PAGE).get_page(page_number)
-        # Each frame opens the file's video at that moment (a media fragment; the route serves ranges).
+        # Each frame opens the trace's highlight video (its box drawn) at that frame: the page's
+        # player seeks there (identities/static/identities/trace_frames.js); the link works alone too.
         clock = cooccurrence.FrameClock.for_file(obj.file)
         last = len(clock.cumulative) - 1
-        video = f"/api/v1/file/{obj.file.file_uuid}/video#t="
+        video = f"/api/v1/file/{obj.file.file_uuid}/trace/{obj.trace_id}/video#t="
+        span = streaming.trace_span(obj.file, obj, streaming.parse_padding({})) if obj.start_frame is not None else None
+        origin = clock.at(min(max(span.start_frame, 0), last)) if span is not None else 0.0
         rows = format_html_join(
-            "", '<tr><td><a href="{}{}" target="_blank" rel="noopener" title="play the file from here">{}</a></td>'
+            "", '<tr><td><a class="momentry-frame" href="{}{}" target="_blank" rel="noopener" '
+                'title="play the trace video from this frame">{}</a></td>'
                 "<td>{}, {}</td><td>{}×{}</td><td>{}</td><td>{}</td></tr>",
-            ((video, f"{clock.at(min(max(d.frame_number, 0), last)):.3f}", d.frame_number, d.x, d.y, d.width,
-              d.height, f"{d.confidence:.3f}", d.label) for d in page),
+            ((video, f"{max(0.0, clock.at(min(max(d.frame_number, 0), last)) - origin):.3f}", d.frame_number, d.x,
+              d.y, d.width, d.height, f"{d.confidence:.3f}", d.label) for d in page),
         )
         nav = []
         if page.has_previous():

@@ -108,8 +108,11 @@ def test_the_cast_page_is_linked_from_the_identities_and_the_file(staff_client, 
     assert f'href="{reverse("cast-file", args=[hamilton.file_uuid])}"' in file_page
 
 
-def test_a_detections_frame_opens_the_files_player_at_that_time(staff_client, traces, hamilton):
+def test_a_detections_frame_opens_the_trace_video_at_that_time(staff_client, traces, hamilton):
+    """Issue 20: the trace's highlight video (its box drawn), not the raw file, at that frame; the face as poster."""
     page = staff_client.get(reverse("admin:media_api_trace_change", args=[traces[1].pk])).content.decode()
-    links = re.findall(rf'href="/api/v1/file/{hamilton.file_uuid}/video#t=([0-9.]+)"[^>]*>(\d+)</a>', page)
+    trace = f"/api/v1/file/{hamilton.file_uuid}/trace/{traces[1].trace_id}"
+    links = re.findall(rf'href="{trace}/video#t=([0-9.]+)"[^>]*>(\d+)</a>', page)
+    assert f'poster="{trace}/thumbnail"' in page
     assert [int(frame) for _, frame in links] == [0, 10, 20]
     assert [float(t) for t, _ in links] == pytest.approx([0, 10 / hamilton.fps, 20 / hamilton.fps], abs=0.002)

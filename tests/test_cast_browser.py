@@ -189,6 +189,12 @@ def test_accept_remove_hide_undo_and_arrows(live_server, browser_page, cast, sta
     page.wait_for_selector(f".cast-group .cast-tile[data-pk='{hidden}']")
     assert Trace.objects.get(pk=hidden).ignored is False
     assert "Undid hide" in page.inner_text("#cast-status")
+    # "Not this person" is kept, so it is undone too, newest first: each face rejoins its group.
+    for face in (second, first):
+        page.keyboard.press("u")
+        page.wait_for_function(f"() => document.querySelector(\".cast-tile[data-pk='{face}']\")"
+                               f".closest('.cast-group').dataset.pks.split(',').length > 1")
+        assert s.pks_of(face) >= {face, cast["fillers"][1][2]}
     # u again: the accepted suggestion is undone (the user's latest change that still applies).
     page.keyboard.press("u")
     page.wait_for_selector(f".cast-group .cast-tile[data-pk='{medium.pk}']")
