@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -181,9 +182,8 @@ def test_worker_and_beat_from_the_production_venv_run_jobs_on_redis(venv, produc
                                     cwd=REPO, env=process_env(**env), stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             try:
-                wait_for(lambda: b"reap_jobs" in (tmp_path / "worker.log").read_bytes()
-                         and b"succeeded" in (tmp_path / "worker.log").read_bytes().split(b"reap_jobs", 1)[1],
-                         timeout=60, interval=0.2)
+                reaped = re.compile(rb"Task jobs\.tasks\.reap_jobs\[[^\]]+\] succeeded")
+                wait_for(lambda: reaped.search((tmp_path / "worker.log").read_bytes()), timeout=60, interval=0.2)
             finally:
                 stop_group(beat)
     assert b"Sending due task reap-jobs" in beat_log.read_bytes()
