@@ -89,6 +89,11 @@ class JobChunk(models.Model):
     done = models.BooleanField(default=False)
     result = models.BinaryField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: the process analysing it (claimed like a job, see jobs.services.claim_chunk) and its heartbeat
+    worker_host = models.CharField(max_length=200, blank=True, default="")
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    worker_started = models.PositiveBigIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "index"]

@@ -61,11 +61,9 @@ def run_detect(job: Job) -> dict[str, Any] | object:
     return DEFERRED
 
 
-def run_chunk(job: Job, number: int) -> bool:
-    """Analyse one chunk (idempotent); True when it was the last one missing."""
-    chunk = job.chunks.get(index=number)
-    if chunk.done:
-        return False
+def run_chunk(job: Job, chunk: JobChunk) -> bool:
+    """Analyse one claimed chunk (idempotent); True when it was the last one missing."""
+    number = chunk.index
     total = job.chunks.count()
     media_file = job.file
     result = analyse_chunk(media_file.path, frame_index_for(media_file), media_file.fps, chunk.first_frame,

@@ -45,7 +45,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jobs import dispatch, liveness
-from jobs.models import Job
+from jobs.models import Job, JobChunk
 from media_api.models import MediaFile
 from momentry.errors import BadRequest, Conflict
 
@@ -155,20 +155,26 @@ def send(job: Job) -> bool:
 # --------------------------------------------------------------------------- running
 
 
-def claimer(job: Job) -> liveness.Process | None:
-    if not job.worker_pid:
+def claimer(row: Job | JobChunk) -> liveness.Process | None:
+    if not row.worker_pid:
         return None
-    return liveness.Process(job.worker_host, job.worker_pid, job.worker_started or 0)
+    return liveness.Process(row.worker_host, row.worker_pid, row.worker_started or 0)
 
 
-def claimer_gone(job: Job, now: datetime | None = None) -> bool:
-    """Is the running job's process gone? Known at once on its host; elsewhere, from a stale heartbeat."""
-    process = claimer(job)
+def claimer_gone(row: Job | JobChunk, now: datetime | None = None) -> bool:
+    """Is the process running this job (or chunk) gone? Known at once on its host; elsewhere, from a stale heartbeat."""
+    process = claimer(row)
     alive = liveness.is_alive(process) if process is not None else None
     if alive is not None:
         return not alive
     stale = (now or timezone.now()) - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS)
-    return job.heartbeat_at is None or job.heartbeat_at < stale
+    return row.heartbeat_at is None or row.heartbeat_at < stale
+
+
+def _record_claimer(row: Job | JobChunk, process: liveness.Process) -> list[str]:
+    row.worker_host, row.worker_pid, row.worker_started = process.host, process.pid, process.started
+    row.heartbeat_at = timezone.now()
+    return ["worker_host", "worker_pid", "worker_started", "heartbeat_at"]
 
 
 def claim(job_id: str, process: liveness.Process | None = None) -> Job | None:
@@ -189,13 +195,10 @@ def claim(job_id: str, process: liveness.Process | None = None) -> Job | None:
                      error=f"its worker process died {job.attempts} time(s) (last: {job.worker or 'unknown'})")
                 logger.error("job %s (%s) failed: its worker died %s time(s)", job.pk, job.kind, job.attempts)
                 return None
-        now = timezone.now()
-        job.state, job.heartbeat_at, job.started_at = Job.State.RUNNING, now, job.started_at or now
+        job.state, job.started_at = Job.State.RUNNING, job.started_at or timezone.now()
         job.worker = f"{process.host.split('/')[0]}:{process.pid}"
-        job.worker_host, job.worker_pid, job.worker_started = process.host, process.pid, process.started
         job.attempts += 1
-        job.save(update_fields=["state", "worker", "worker_host", "worker_pid", "worker_started", "heartbeat_at",
-                                "started_at", "attempts"])
+        job.save(update_fields=["state", "worker", "started_at", "attempts", *_record_claimer(job, process)])
     return job
 
 
@@ -208,11 +211,20 @@ def claim_finish(job_id: str, process: liveness.Process | None = None) -> Job | 
             return None
         if job.worker_pid is not None and not claimer_gone(job):
             return None  # another process is finishing it
-        job.heartbeat_at = timezone.now()
         job.worker = f"{process.host.split('/')[0]}:{process.pid}"
-        job.worker_host, job.worker_pid, job.worker_started = process.host, process.pid, process.started
-        job.save(update_fields=["worker", "worker_host", "worker_pid", "worker_started", "heartbeat_at"])
+        job.save(update_fields=["worker", *_record_claimer(job, process)])
     return job
+
+
+def claim_chunk(job: Job, number: int, process: liveness.Process | None = None) -> JobChunk | None:
+    """Claim one chunk of a running job, like a job: None when it is done or analysed by a live process."""
+    process = process or liveness.this_process()
+    with transaction.atomic():
+        chunk = JobChunk.objects.select_for_update().filter(job=job, index=number).first()
+        if chunk is None or chunk.done or (chunk.worker_pid is not None and not claimer_gone(chunk)):
+            return None
+        chunk.save(update_fields=_record_claimer(chunk, process))
+    return chunk
 
 
 def release_claim(job: Job) -> None:
@@ -221,14 +233,14 @@ def release_claim(job: Job) -> None:
 
 
 class KeepAlive:
-    """Beats a job's heartbeat every ``MOMENTRY_JOB_HEARTBEAT_SECONDS`` from a thread while a task runs.
+    """Beats a job's heartbeat (and its chunk's) every ``MOMENTRY_JOB_HEARTBEAT_SECONDS`` from a thread.
 
     The heartbeat then says "the process lives", whatever the work is doing (a long frame index,
     one big transaction, a model loading), so the stale limit can be short.
     """
 
-    def __init__(self, job: Job) -> None:
-        self.job_id, self.attempt = job.pk, job.attempts
+    def __init__(self, job: Job, chunk: JobChunk | None = None) -> None:
+        self.job_id, self.attempt, self.chunk_id = job.pk, job.attempts, chunk.pk if chunk else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.pk.hex[:8]}", daemon=True)
 
@@ -244,8 +256,11 @@ class KeepAlive:
         try:
             while not self._stop.wait(settings.MOMENTRY_JOB_HEARTBEAT_SECONDS):
                 try:
+                    now = timezone.now()
                     Job.objects.filter(pk=self.job_id, state=Job.State.RUNNING, attempts=self.attempt).update(
-                        heartbeat_at=timezone.now())
+                        heartbeat_at=now)
+                    if self.chunk_id is not None:
+                        JobChunk.objects.filter(pk=self.chunk_id).update(heartbeat_at=now)
                 except DatabaseError as exc:  # e.g. SQLite busy during a long write: try again next beat
                     logger.warning("heartbeat of job %s not recorded: %s", self.job_id, exc)
         finally:
@@ -375,7 +390,9 @@ def reap(now: datetime | None = None) -> Reaped:
                                                                           worker_pid__isnull=False))
     queued = Q(state=Job.State.QUEUED) if outcome.broker_emptied else \
         Q(state=Job.State.QUEUED) & (Q(enqueued_at__lt=lost) | Q(enqueued_at__isnull=True))
-    for job in Job.objects.filter(running | queued | (Q(state=Job.State.RUNNING) if outcome.broker_emptied else Q())):
+    waiting_on_chunks = Q(state=Job.State.RUNNING, worker_pid__isnull=True)
+    for job in Job.objects.filter(running | queued | waiting_on_chunks |
+                                  (Q(state=Job.State.RUNNING) if outcome.broker_emptied else Q())):
         if job.state == Job.State.QUEUED:
             outcome.resent += send(job)
         elif job.worker_pid is None and job.chunks.exists():
@@ -394,17 +411,23 @@ def _resend_running(job: Job, outcome: Reaped) -> None:
 
 
 def _reap_chunked(job: Job, now: datetime, outcome: Reaped) -> None:
-    """A long file's analysis waiting on its chunks: their messages may simply be waiting in the queue.
+    """A long file's analysis waiting on its chunks, which may simply be waiting in the queue.
 
-    Chunks that lost their message with the broker are sent again at once; otherwise the job is
-    taken up again (its missing chunks sent) only when no chunk has beaten its heartbeat for
-    ``MOMENTRY_JOB_REQUEUE_SECONDS``, like a queued job.
+    A chunk whose process died (at once on this host, else after a stale heartbeat) is sent again,
+    and so is every missing chunk when the broker lost its messages (a duplicate is refused by the
+    chunk's claim). Otherwise the job is taken up again only when no chunk has beaten for
+    ``MOMENTRY_JOB_REQUEUE_SECONDS``, like a queued job: chunks waiting in a long queue are not sent twice.
     """
-    pending = list(job.chunks.filter(done=False).values_list("index", flat=True))
+    pending = list(job.chunks.filter(done=False))
+    stale = job.heartbeat_at is None or job.heartbeat_at < now - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS)
     if not pending:
-        Job.objects.filter(pk=job.pk).update(heartbeat_at=now)  # one finishing message per stale period
-        outcome.finishing += dispatch.send("finish_detection", job.pk)
-    elif outcome.broker_emptied:
-        outcome.chunks_resent += sum(dispatch.send("analyse_chunk", job.pk, number) for number in pending)
-    elif job.heartbeat_at is None or job.heartbeat_at < now - timedelta(seconds=settings.MOMENTRY_JOB_REQUEUE_SECONDS):
+        if stale:
+            Job.objects.filter(pk=job.pk).update(heartbeat_at=now)  # one finishing message per stale period
+            outcome.finishing += dispatch.send("finish_detection", job.pk)
+        return
+    for chunk in pending:
+        if outcome.broker_emptied or (chunk.worker_pid is not None and claimer_gone(chunk, now)):
+            JobChunk.objects.filter(pk=chunk.pk, worker_pid=chunk.worker_pid).update(worker_pid=None)
+            outcome.chunks_resent += dispatch.send("analyse_chunk", job.pk, chunk.index)
+    if job.heartbeat_at is None or job.heartbeat_at < now - timedelta(seconds=settings.MOMENTRY_JOB_REQUEUE_SECONDS):
         _resend_running(job, outcome)

@@ -49,12 +49,13 @@ def run_job(job_id: str) -> None:
 def analyse_chunk(job_id: str, number: int) -> None:
     close_old_connections()
     job = Job.objects.filter(pk=job_id, state=Job.State.RUNNING).first()
-    if job is None:
-        return
-    with services.KeepAlive(job):
+    chunk = services.claim_chunk(job, number) if job is not None else None
+    if chunk is None:
+        return  # done, or analysed by a live process
+    with services.KeepAlive(job, chunk):
         try:
             services.beat(job.pk)
-            last = runners.run_chunk(job, number)
+            last = runners.run_chunk(job, chunk)
         except services.JobCancelled:
             services.mark_cancelled(job)
             return

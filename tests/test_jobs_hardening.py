@@ -128,6 +128,39 @@ def test_a_queued_job_whose_send_failed_is_sent_at_the_next_reap(hamilton):
     assert Job.objects.get(pk=job.pk).enqueued_at is not None
 
 
+def deferred_job(file, chunks: int = 2) -> Job:
+    """A running long-file analysis waiting on its chunks (what run_detect leaves)."""
+    from jobs.models import JobChunk
+
+    job = services.claim(queued_job(file).pk)
+    for number in range(chunks):
+        JobChunk.objects.create(job=job, index=number, first_frame=number * 10, last_frame=number * 10 + 9)
+    services.release_claim(job)
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_chunk_is_claimed_like_a_job(hamilton, sleeper):
+    job = deferred_job(hamilton)
+    assert services.claim_chunk(job, 0, process_of(sleeper)) is not None
+    assert services.claim_chunk(job, 0) is None  # its process lives: never analysed twice at once
+    assert services.claim_chunk(job, 1) is not None  # another chunk is free
+    os.kill(sleeper.pid, signal.SIGKILL)
+    sleeper.wait()
+    assert services.claim_chunk(job, 0).worker_pid == os.getpid()
+
+
+def test_the_reaper_sends_the_chunk_of_a_dead_process_again(hamilton, settings):
+    settings.MOMENTRY_JOB_STALE_SECONDS = 3600
+    job = deferred_job(hamilton)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    services.claim_chunk(job, 1, liveness.Process(liveness.host_id(), dead.pid, 0))
+    outcome = services.reap()
+    assert outcome.chunks_resent == 1 and outcome.resent == 0  # chunk 0 is waiting in the queue: left alone
+    assert services.reap().chunks_resent == 0  # sent once, not at every round
+    assert services.claim_chunk(job, 1) is not None
+
+
 # --------------------------------------------------------------------------- parameters
 
 
