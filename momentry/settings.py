@@ -121,8 +121,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # MOMENTRY_REDIS_URL is set, else the database (table made by migrate) — never per process.
 REDIS_URL = os.environ.get("MOMENTRY_REDIS_URL", "").strip()
 if REDIS_URL:
+    # A Redis that hangs answers within seconds (login then says 503, see momentry.views_auth).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": "momentry"}}
+                          "KEY_PREFIX": "momentry",
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                           "LOCATION": "momentry_cache", "KEY_PREFIX": "momentry"}}

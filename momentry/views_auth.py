@@ -9,6 +9,7 @@ cookie keeps DRF's CSRF enforcement.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY, authenticate, login, logout
@@ -26,7 +27,7 @@ from momentry import schema, services
 from momentry.auth import WWW_AUTHENTICATE
 from momentry.bodies import validated
 from momentry.client_address import client_address
-from momentry.errors import Unauthorized
+from momentry.errors import Unauthorized, Unavailable
 from momentry.schema import StrictCharField
 
 # Password guessing: after this many failed attempts for one username from one client, login
@@ -35,6 +36,10 @@ from momentry.schema import StrictCharField
 # per (username, client address) so that a stranger cannot lock a user out for everyone.
 MAX_LOGIN_FAILURES = 10
 LOGIN_LOCKOUT_SECONDS = 15 * 60
+#: Retry-After of a login refused because the attempt counter (the cache) cannot be reached.
+COUNTER_DOWN_RETRY_SECONDS = 30
+
+logger = logging.getLogger("momentry.auth")
 
 
 def _failures_key(request: Request, username: str) -> str:
@@ -44,13 +49,32 @@ def _failures_key(request: Request, username: str) -> str:
 
 
 def _count_attempt(key: str) -> int:
-    """Count one attempt before the password is checked, so parallel guesses cannot slip past."""
-    cache.add(key, 0, LOGIN_LOCKOUT_SECONDS)
+    """Count one attempt before the password is checked, so parallel guesses cannot slip past.
+
+    The lockout fails closed: when the cache cannot count (Redis down or not answering within
+    its socket timeout), no password is checked and login answers 503 ``UNAVAILABLE`` with
+    ``Retry-After`` — an uncounted attempt would be an unlimited guess. Routes that do not log
+    in do not use the cache and go on working.
+    """
     try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, LOGIN_LOCKOUT_SECONDS)
-        return 1
+        cache.add(key, 0, LOGIN_LOCKOUT_SECONDS)
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, LOGIN_LOCKOUT_SECONDS)
+            return 1
+    except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the attempt is not counted
+        logger.error("login refused: the attempt counter (cache) is unavailable: %s", exc)
+        raise Unavailable("Login is unavailable for a moment (the login-attempt counter cannot be reached); "
+                          "retry shortly.", retry_after=COUNTER_DOWN_RETRY_SECONDS) from None
+
+
+def _forget_failures(key: str) -> None:
+    """After a successful login; if the cache has just gone away the count simply expires."""
+    try:
+        cache.delete(key)
+    except Exception as exc:  # noqa: BLE001 - the login itself succeeded
+        logger.warning("could not reset the login-attempt counter: %s", exc)
 
 
 @extend_schema_field({"type": "string", "pattern": "^[^\\x00]+$", "description": "not empty, no NUL character"})
@@ -85,7 +109,10 @@ class LoginView(APIView):
             "session_expires_at": serializers.DateTimeField(),
         }), 401: OpenApiResponse(schema.ERROR, description="UNAUTHORIZED: wrong username or password"),
             429: OpenApiResponse(schema.ERROR, description="THROTTLED: too many failed logins for this username "
-                                                           "from this client; retry after Retry-After seconds")},
+                                                           "from this client; retry after Retry-After seconds"),
+            503: OpenApiResponse(schema.ERROR, description="UNAVAILABLE: the login-attempt counter (the cache) "
+                                                           "cannot be reached, so no password is checked; retry "
+                                                           "after Retry-After seconds")},
         auth=[],
         tags=["auth"],
     )
@@ -98,7 +125,7 @@ class LoginView(APIView):
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
             raise Unauthorized("Invalid username or password.", headers={"WWW-Authenticate": WWW_AUTHENTICATE})
-        cache.delete(failures_key)
+        _forget_failures(failures_key)
         login(request._request, user)
         credentials = services.issue_login_credentials(user)
         session_expiry = request._request.session.get_expiry_date()

@@ -311,3 +311,94 @@ def test_chunked_bodies_through_gunicorn(staff_user, settings, tmp_path):
         status, body = chunked_post(url, "/api/v1/identities", key, b'{"name": "nul\\u0000"}')
         assert status == 400 and body["error"]["details"]["parameter"] == "name"
     assert list(Identity.objects.values_list("name", flat=True)) == ["Chunked Person"]
+
+
+# --- 4.: login while the cache (Redis) is down fails closed with a 503; the rest of the API goes on -------------------
+
+
+def _http(url: str, path: str, method: str = "GET", body: dict | None = None, **headers: str):
+    """(status, headers, JSON body) of a real HTTP request."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read() or b"null")
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, which the test stops, freezes and starts again."""
+
+    def __init__(self) -> None:
+        from tests.servers import free_port
+
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> None:
+        import shutil
+        import subprocess
+
+        from tests.servers import _answers_tcp, wait_for
+
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _answers_tcp(self.port), timeout=20)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _login(url: str, password: str):
+    return _http(url, "/api/v1/auth/login", "POST", {"username": "viewer", "password": password})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_login_with_the_cache_redis_down_is_503_and_never_unlimited(plain_user, tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.servers import gunicorn
+
+    key = key_client(plain_user)[1]
+    redis = PrivateRedis()
+    redis.start()
+    try:
+        with gunicorn(workers=2, log_path=tmp_path / "gunicorn.log", MOMENTRY_REDIS_URL=redis.url) as url:
+            assert _login(url, "viewer-pass-123")[0] == 200
+            redis.stop()
+            for password in ("wrong", "viewer-pass-123") * 8:  # never checked while attempts cannot be counted
+                status, headers, body = _login(url, password)
+                assert status == 503 and body["error"]["code"] == "UNAVAILABLE", body
+                assert int(headers["Retry-After"]) > 0 and body["error"]["details"]["retry_after"] > 0
+            # every other route works without the cache
+            assert _http(url, "/api/v1/files", **{"X-API-Key": key})[0] == 200
+            assert _http(url, "/api/v1/identities", **{"X-API-Key": key})[0] == 200
+            assert _http(url, "/health")[0] == 200
+
+            redis.start()  # back: login works again, and the count starts again
+            assert _login(url, "viewer-pass-123")[0] == 200
+            statuses = [_login(url, "wrong")[0] for _ in range(12)]
+            assert statuses == [401] * 10 + [429] * 2
+
+            os.kill(redis.proc.pid, signal.SIGSTOP)  # a Redis that hangs: refused within its socket timeout
+            try:
+                started = time.monotonic()
+                status, _, body = _login(url, "viewer-pass-123")
+                assert status == 503 and body["error"]["code"] == "UNAVAILABLE"
+                assert time.monotonic() - started < 15
+                assert _http(url, "/api/v1/files", **{"X-API-Key": key})[0] == 200
+            finally:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+    finally:
+        redis.stop()
