@@ -4,10 +4,13 @@ Why: every box in labels.json was read off gridded, zoomed crops like the ones `
 commands let a reviewer check them the same way (README.md in this folder).
 
     .venv/bin/python bench/faces_eval/label_tools.py sheets             # writes hamilton_labels.jpg, facenet_labels.jpg
+    .venv/bin/python bench/faces_eval/label_tools.py small              # bench/faces_small: real_labels.jpg, and
+        # each mosaic with its (scaled) labels in bench/out/small_<name>.jpg
     .venv/bin/python bench/faces_eval/label_tools.py crop facenet_pytorch_video 20 850 600 1100 800 --zoom 3
         # -> bench/out/label_crop.png (or --out FILE): frame 20, x 850..1100, y 600..800, 10 px grid, labels
 
-Green: demanded faces (>= 24 px, not ignored), with flags p(rofile) o(ccluded) c(rowd); grey: ignored.
+Green: demanded faces (>= 24 px, not ignored; in the small-face set >= 16 px, 16-24 px in cyan), with flags
+p(rofile) o(ccluded) c(rowd); grey: ignored.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ def _flags(face: dict) -> str:
     return "".join(c for c, key in (("p", "profile"), ("o", "occluded"), ("c", "crowd")) if face[key])
 
 
-def draw_faces(image: Image.Image, faces: list[dict], origin: tuple[int, int], scale: float, width: int = 2) -> None:
+def draw_faces(image: Image.Image, faces: list[dict], origin: tuple[int, int], scale: float, width: int = 2,
+               min_px: float = 24) -> None:
     """Label boxes on ``image``, which shows the frame from ``origin`` at ``scale``."""
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     for face in faces:
-        wanted = not face["ignore"] and face["h"] >= 24
-        colour = (0, 255, 0) if wanted else (170, 170, 170)
+        wanted = not face["ignore"] and face["h"] >= min_px
+        colour = ((0, 255, 0) if face["h"] >= 24 else (0, 255, 255)) if wanted else (170, 170, 170)
         x, y = (face["x"] - origin[0]) * scale, (face["y"] - origin[1]) * scale
         draw.rectangle([x, y, x + face["w"] * scale, y + face["h"] * scale], outline=colour, width=width)
         text = _flags(face) if wanted else "ign"
@@ -105,10 +109,43 @@ def crop(clip: str, number: int, box: tuple[int, int, int, int], zoom: float, la
     return path
 
 
+def small_sheets() -> list[Path]:
+    """bench/faces_small drawn: the real frames on one sheet (2x), each mosaic on its own (bench/out)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from bench.eval_faces import SMALL_FACE_PX, small_face_sets
+
+    paths = []
+    for _name, labels, images in small_face_sets():
+        keys = sorted(images)
+        if len(keys) == 1:
+            image = Image.fromarray(images[keys[0]])
+            draw_faces(image, labels["frames"][keys[0]], (0, 0), 1.0, width=1, min_px=SMALL_FACE_PX)
+            path = ROOT / "bench" / "out" / f"small_{keys[0]}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image.save(path, quality=85)
+        else:
+            columns, zoom = 4, 1.5
+            h, w = images[keys[0]].shape[:2]
+            tw, th = round(w * zoom), round(h * zoom)
+            out = Image.new("RGB", (columns * tw, -(-len(keys) // columns) * th))
+            for i, key in enumerate(keys):
+                tile = Image.fromarray(images[key]).resize((tw, th), Image.Resampling.LANCZOS)
+                draw_faces(tile, labels["frames"][key], (0, 0), zoom, width=1, min_px=SMALL_FACE_PX)
+                ImageDraw.Draw(tile).text((4, 4), key, fill=(255, 255, 0), font=ImageFont.load_default())
+                out.paste(tile, ((i % columns) * tw, (i // columns) * th))
+            path = ROOT / "bench" / "faces_small" / "real_labels.jpg"
+            out.save(path, quality=70, optimize=True)
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("sheets")
+    sub.add_parser("small")
     one = sub.add_parser("crop")
     one.add_argument("clip")
     one.add_argument("frame", type=int)
@@ -117,7 +154,10 @@ def main() -> None:
     one.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "label_crop.png")
     args = parser.parse_args()
     clips = json.loads((HERE / "labels.json").read_text())["clips"]
-    if args.command == "sheets":
+    if args.command == "small":
+        for path in small_sheets():
+            print(path)
+    elif args.command == "sheets":
         for clip in SHEETS:
             print(sheet(clip, clips[clip]))
     else:

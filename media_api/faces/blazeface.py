@@ -247,6 +247,18 @@ class BlazeFaceDetector:
                 faces.append(DetectedFace(x0, y0, x1 - x0, y1 - y0, round(float(score), 4), points))
         return faces
 
+    def second_opinion(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> list[float]:
+        """The verification score (stage 2) of each box (x, y, width, height in frame pixels) of ``rgb``.
+
+        What :mod:`media_api.faces.detector` asks of BlazeFace: a second opinion on the boxes another
+        detector is unsure of (backs of heads, hands and emblems score near 0 here).
+        """
+        if not boxes:
+            return []
+        corners = [np.array([x, y, x + w, y + h], dtype=np.float64) for x, y, w, h in boxes]
+        with self._lock:
+            return self._verify(Image.fromarray(rgb), corners)
+
     def _candidates(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1: full-range on the tiles, full- and short-range on the whole frame; rows in frame pixels."""
         size = self._full.size

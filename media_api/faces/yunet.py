@@ -1,0 +1,111 @@
+"""Face detection with OpenCV Zoo's YuNet (``zoo.py``), verified by BlazeFace where YuNet is unsure.
+
+YuNet (a 0.12 MB int8 network run by ``cv2.FaceDetectorYN``) runs on the whole frame at its own
+size — a 1080p frame is one input, no tiles — and finds faces from about 12 px up; a second pass
+on the frame at half size catches faces too large for the native pass (a 600 px profile in
+1080p). Boxes YuNet is sure of (score >= :data:`SURE_SCORE`) are kept; the unsure ones
+(:data:`MIN_SCORE` .. :data:`SURE_SCORE`) get a second opinion from BlazeFace (``blazeface.py``,
+the Faces v2 detector), which scores a crop of the box with context: most backs of heads, hands
+and emblems score near 0 there. Why YuNet, and every threshold: measured on the demo's labelled
+frames and on the small-face set (bench/faces_small), docs/faces.md ("Small faces"). BlazeFace
+alone, on tiles, found no face under ~24 px.
+
+Landmarks (frame pixels, YuNet's order): right eye, left eye, nose tip, right and left mouth
+corner — the person's right is on the image's left.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from media_api.faces import zoo
+from media_api.faces.blazeface import BlazeFaceDetector, DetectedFace
+
+#: YuNet boxes scoring below this are dropped (OpenCV Zoo's demo threshold).
+MIN_SCORE = 0.7
+#: YuNet boxes scoring at least this are kept as they are; those between MIN_SCORE and this are verified.
+SURE_SCORE = 0.85
+#: An unsure box is kept when BlazeFace's verification scores it at least this.
+VERIFY_SCORE = 0.2
+#: Frames are analysed at most this many pixels (a 1920x1080 frame); larger ones are shrunk first,
+#: so the cost per frame stays bounded (a 4K frame then finds faces from about 24 px).
+MAX_PIXELS = 1920 * 1080
+#: The half-size pass keeps only faces at least this tall (frame pixels); smaller ones come from the
+#: native pass, which sees them better.
+HALF_PASS_MIN_PX = 96
+#: Boxes of the two passes overlapping more than this (IoU) are one face; the better-scored box is kept.
+NMS_IOU = 0.3
+
+
+
+class YuNetDetector:
+    """Finds faces in an RGB frame of any size, best score first. One instance per thread of work (OpenCV's
+    detectors are not thread-safe); ``threads`` sets OpenCV's thread count in this process.
+
+    ``native_only`` and ``verify=False`` switch parts off, to measure them (bench/eval_faces.py)."""
+
+    def __init__(self, threads: int = 2, *, min_score: float = MIN_SCORE, native_only: bool = False,
+                 verify: bool = True) -> None:
+        self.min_score = min_score
+        self.native_only = native_only
+        cv2.setNumThreads(max(1, threads))
+        self._verifier = BlazeFaceDetector(threads=threads, short_range=False) if verify else None
+
+    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+        height, width = rgb.shape[:2]
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        shrink = min(1.0, (MAX_PIXELS / (width * height)) ** 0.5)
+        if shrink < 1.0:
+            bgr = cv2.resize(bgr, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
+        rows = self._run(bgr, 1.0 / shrink)
+        if not self.native_only:
+            half = cv2.resize(bgr, (max(1, bgr.shape[1] // 2), max(1, bgr.shape[0] // 2)),
+                              interpolation=cv2.INTER_AREA)
+            scale = bgr.shape[1] / half.shape[1] / shrink
+            rows += [r for r in self._run(half, scale) if r[3] >= HALF_PASS_MIN_PX]
+        faces = [face for face in (_face(r, width, height) for r in _suppress(rows)) if face is not None]
+        if self._verifier is None:
+            return faces
+        unsure = [i for i, f in enumerate(faces) if f.score < SURE_SCORE]
+        boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in unsure]
+        second = self._verifier.second_opinion(rgb, boxes)
+        dropped = {i for i, score in zip(unsure, second, strict=True) if score < VERIFY_SCORE}
+        return [f for i, f in enumerate(faces) if i not in dropped]
+
+    def _run(self, bgr: np.ndarray, scale: float) -> list[np.ndarray]:
+        """YuNet rows of one image, in frame pixels (``scale``: frame pixels per image pixel)."""
+        detector = zoo.yunet(bgr.shape[1], bgr.shape[0], self.min_score)
+        _, found = detector.detect(bgr)
+        if found is None:
+            return []
+        found = found.copy()
+        found[:, :14] *= scale
+        return list(found)
+
+
+def _suppress(rows: list[np.ndarray]) -> list[np.ndarray]:
+    """Best-scored first; a row overlapping a kept one by more than NMS_IOU is the same face."""
+    kept: list[np.ndarray] = []
+    for row in sorted(rows, key=lambda r: -float(r[14])):
+        if all(_iou(row, other) <= NMS_IOU for other in kept):
+            kept.append(row)
+    return kept
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(0.0, float(w)) * max(0.0, float(h))
+    union = float(a[2] * a[3] + b[2] * b[3]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _face(row: np.ndarray, width: int, height: int) -> DetectedFace | None:
+    """A face clamped inside the frame, or None when less than 2x2 pixels of it are inside."""
+    x0, y0 = max(0, int(round(row[0]))), max(0, int(round(row[1])))
+    x1, y1 = min(width, int(round(row[0] + row[2]))), min(height, int(round(row[1] + row[3])))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    points = tuple((float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5))
+    return DetectedFace(x0, y0, x1 - x0, y1 - y0, round(float(row[14]), 4), points)
