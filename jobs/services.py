@@ -403,10 +403,16 @@ def reap(now: datetime | None = None) -> Reaped:
 
 
 def _resend_running(job: Job, outcome: Reaped) -> None:
+    """Queue again a job whose process is gone (or fail it after too many attempts).
+
+    It goes back to ``queued``, which is what it is until a worker claims it, and is not sent again
+    at every round while its message waits in the queue.
+    """
     if job.attempts >= settings.MOMENTRY_JOB_MAX_ATTEMPTS:
         fail(job, f"its worker stopped answering {job.attempts} time(s) (last: {job.worker or 'unknown'})")
         outcome.failed += 1
-    else:
+    elif Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, attempts=job.attempts).update(
+            state=Job.State.QUEUED, worker_pid=None, message="sent again: its worker stopped"):
         outcome.resent += send(job)
 
 

@@ -108,6 +108,9 @@ def test_the_reaper_sends_a_dead_claimers_job_without_waiting(hamilton, settings
     dead.wait()
     services.claim(job.pk, liveness.Process(liveness.host_id(), dead.pid, 0))
     assert services.reap().resent == 1
+    assert Job.objects.get(pk=job.pk).state == Job.State.QUEUED  # what it is until a worker claims it
+    assert services.reap().resent == 0  # its message waits in the queue: not sent at every round
+    assert services.claim(job.pk).attempts == 2
 
 
 def test_the_heartbeat_thread_beats_while_the_work_is_silent(hamilton, settings):
