@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
 import struct
+import subprocess
+import sys
 
 import av
 import pytest
@@ -127,3 +131,95 @@ def test_debug_and_audio_variants_are_cached_apart(api_client, traced):
     with_audio = api_client.get(url.replace("&audio=off", ""))
     body(with_audio)
     assert len({plain["ETag"], debug["ETag"], with_audio["ETag"]}) == 3
+
+
+# A render into the clip cache, in a process of its own: a real ffmpeg writes the temporary file
+# (slowly: -re reads the test source in real time) until the process group is killed.
+RENDERER = """
+import subprocess, sys
+import django
+django.setup()
+from django.conf import settings
+from media_api.services import image_cache
+key = image_cache.ImageKey(sys.argv[1], sys.argv[2], root="clips", suffix=".mp4")
+def render(tmp):
+    subprocess.run([settings.FFMPEG_BINARY, "-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi",
+                    "-i", "testsrc=size=160x120:rate=10", "-t", "300", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-g", "10", "-movflags", "frag_keyframe+empty_moov", "-f", "mp4", str(tmp)], check=True)
+image_cache.get_or_render_file(key, render)
+"""
+
+
+def start_render(file_uuid: str, name: str):
+    """A renderer process and, once its ffmpeg has written something, its temporary file."""
+    from django.conf import settings
+
+    from tests.servers import process_env, wait_for
+
+    folder = settings.CACHE_DIR / "clips"
+    before = set(folder.rglob(".tmp-*"))
+    proc = subprocess.Popen([sys.executable, "-c", RENDERER, file_uuid, name], env=process_env(),
+                            start_new_session=True)
+
+    def written():
+        return [p for p in folder.rglob(".tmp-*") if p not in before and p.exists() and p.stat().st_size > 0]
+
+    wait_for(lambda: proc.poll() is not None or written(), timeout=60)
+    assert proc.poll() is None, "the renderer ended early"
+    return proc, written()[0]
+
+
+def kill_render(proc) -> None:
+    """Killed mid-way, ffmpeg included, as an OOM kill or a SIGKILLed worker would."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_temporary_files_of_killed_renders_are_removed_live_ones_kept(api_client, traced, settings):
+    from django.apps import apps
+
+    from media_api.services import image_cache
+
+    killed, killed_tmp = start_render(traced.file_uuid, "killed-render")
+    live, live_tmp = start_render(traced.file_uuid, "live-render")
+    try:
+        kill_render(killed)
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        elsewhere = killed_tmp.with_name(f".tmp-{'f' * 8}-{dead.pid}-other-host.mp4")  # another host's: not ours
+        elsewhere.write_bytes(b"x")
+        assert killed_tmp.exists()
+
+        # The next render (any trace video) removes what the killed one left, and nothing else.
+        response = api_client.get(URL.format(uuid=traced.file_uuid))
+        assert response.status_code == 200
+        body(response)
+        assert not killed_tmp.exists()
+        assert live_tmp.exists() and live.poll() is None
+        assert live_tmp.name.startswith(f".tmp-{image_cache._host_tag()}-{live.pid}-")  # how a writer is told
+        assert elsewhere.exists()
+        cached = sorted(p.name for p in (settings.CACHE_DIR / "clips").rglob("*.mp4") if not p.name.startswith("."))
+        assert len(cached) == 1 and cached[0].startswith("trace1-")
+
+        # At start-up too (the app's ready(), as every web and worker process runs it).
+        killed_again, killed_again_tmp = start_render(traced.file_uuid, "killed-again")
+        kill_render(killed_again)
+        apps.get_app_config("media_api").ready()
+        assert not killed_again_tmp.exists()
+        assert live_tmp.exists() and live.poll() is None
+        grown = live_tmp.stat().st_size
+        from tests.servers import wait_for
+
+        wait_for(lambda: live_tmp.stat().st_size > grown, timeout=30)  # still being written
+
+        # And beat's eviction of the image cache, for JPEGs, without waiting for the age limit.
+        images = settings.CACHE_DIR / "images" / "v1" / "ab"
+        images.mkdir(parents=True)
+        dead_jpeg = images / f".tmp-{image_cache._host_tag()}-{dead.pid}-abc.jpg"
+        own_jpeg = images / f".tmp-{image_cache._host_tag()}-{os.getpid()}-abc.jpg"
+        for path in (dead_jpeg, own_jpeg):
+            path.write_bytes(b"j")
+        image_cache.evict(10**12)
+        assert not dead_jpeg.exists() and own_jpeg.exists() and live_tmp.exists() and elsewhere.exists()
+    finally:
+        kill_render(live)

@@ -225,23 +225,17 @@ class _Scratch:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_scratch() -> int:
-    """Remove overlay work folders whose process is gone (a killed worker cannot clean up); returns how many."""
+    """Remove what renders of processes that are gone left behind (a killed worker cannot clean up).
+
+    Overlay work folders, and half-written videos in the clip cache (``.tmp-…``); run at start-up.
+    Returns how many were removed.
+    """
     base = _scratch_base()
-    removed = 0
+    removed = image_cache.remove_dead_temp_files(("clips",))
     for folder in base.glob("ov-*") if base.is_dir() else ():
         owner = folder.name.split("-")[1] if folder.name.count("-") >= 2 else ""
-        if owner.isdigit() and _pid_alive(int(owner)):
+        if owner.isdigit() and image_cache.process_alive(int(owner)):
             continue
         if not owner.isdigit() and time.time() - folder.stat().st_mtime < settings.MOMENTRY_FFMPEG_TIMEOUT:
             continue  # an old-style name: only once no render could still be using it
