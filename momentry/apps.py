@@ -8,4 +8,7 @@ class MomentryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from momentry import checks  # noqa: F401 - registers the deploy checks
+        from momentry import (
+            checks,  # noqa: F401 - registers the deploy checks
+            signing,  # noqa: F401 - connects the receiver by which logging out ends a session's signed URLs
+        )

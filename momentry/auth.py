@@ -6,7 +6,7 @@
 * ``request.auth`` is ``None`` for a session, the validated token for a JWT and the
   :class:`~momentry.models.APIKey` row for a key; scope and write permission read it.
 * Plain Django views (streaming responses) get the same checks through
-  :func:`authenticate_request`, which :func:`media_api.selectors.file_for_request` calls.
+  :func:`authenticate_request` (the file selectors call it).
 """
 
 from __future__ import annotations
@@ -91,18 +91,19 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
 
 
 class SignedURLAuthentication(authentication.BaseAuthentication):
-    """A media URL signed by ``POST /api/v1/file/{uuid}/sign`` (``…&exp=&sub=&sig=``), GET/HEAD only.
+    """A URL signed with :mod:`momentry.signing` (``…&exp=&sub=&sig=``), GET/HEAD only.
 
     The request then acts as the signer (same user, same API key and so the same scope). A
-    signature that does not match, an expired URL or a signer no longer valid is a 403.
-    Only the media views list this class, so a signature is worth nothing elsewhere.
+    signature that does not match, an expired URL or a signer no longer valid (revoked key,
+    logged-out JWT or session) is a 403. Only views that list this class accept signatures
+    (the media routes), so a signature is worth nothing elsewhere.
     """
 
     def authenticate(self, request: Request):
-        from media_api.services import signed_urls
+        from momentry import signing
         from momentry.errors import Forbidden
 
-        grant = signed_urls.verify(request._request.path, request._request.META.get("QUERY_STRING", ""))
+        grant = signing.verify(request._request.path, request._request.META.get("QUERY_STRING", ""))
         if grant is None:
             return None
         if request.method not in ("GET", "HEAD"):

@@ -16,7 +16,6 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from media_api.models import MediaFile
 from momentry.errors import BadRequest
 from momentry.models import APIKey, RevokedToken
 
@@ -42,9 +41,11 @@ def new_raw_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _files_by_uuid(file_uuids: Iterable[str]) -> list[MediaFile]:
+def _files_by_uuid(file_uuids: Iterable[str]) -> list:
+    # The file model is whatever APIKey.files points to: the platform names no app's model itself.
+    file_model = APIKey.files.field.related_model
     wanted = {str(u).strip().lower() for u in file_uuids}
-    found = list(MediaFile.objects.filter(file_uuid__in=wanted))
+    found = list(file_model.objects.filter(file_uuid__in=wanted))
     missing = sorted(wanted - {f.file_uuid for f in found})
     if missing:
         raise BadRequest(f"Unknown file_uuid: {', '.join(missing)}", param="files", unknown=missing)

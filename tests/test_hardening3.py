@@ -267,7 +267,7 @@ def test_json_body_check_leaves_ordinary_bodies_alone(writer):
     assert response.status_code == 201 and response.json()["metadata"] == {"k": ["ü", 1, None]}
 
 
-# --- 7.: a chunked body over the limit is a 413, a chunked body within it is read --------------------------------------
+# --- 7.: a chunked body over the limit is a 413, a chunked body within it is read ------------------------------------
 
 
 def chunked_post(url: str, path: str, key: str, body: bytes, chunk: int = 65536) -> tuple[int, dict]:
@@ -402,3 +402,112 @@ def test_login_with_the_cache_redis_down_is_503_and_never_unlimited(plain_user, 
                 os.kill(redis.proc.pid, signal.SIGCONT)
     finally:
         redis.stop()
+
+
+# --- 5.: a signed URL never outlives, nor survives the revocation of, the credential that signed it ------------------
+
+
+SEVEN_DAYS = 7 * 24 * 3600
+THUMB = f"/api/v1/file/{HAMILTON_UUID}/thumbnail?frame=60"
+
+
+def _sign(client, **headers) -> dict:
+    response = client.post(f"/api/v1/file/{HAMILTON_UUID}/sign", {"url": THUMB, "expires_in": SEVEN_DAYS},
+                           format="json", **headers)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _expiry(body: dict) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(body["expires_at"]).timestamp()
+
+
+def _logged_in(client: Client) -> dict:
+    response = client.post("/api/v1/auth/login", {"username": "viewer", "password": "viewer-pass-123"},
+                           content_type="application/json")
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.django_db
+def test_a_url_signed_with_a_jwt_ends_with_the_jwt_and_at_its_logout(plain_user, hamilton):
+    from datetime import datetime
+
+    from rest_framework.test import APIClient
+
+    login = _logged_in(Client())
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {login['jwt']}"}
+    other = _logged_in(Client())  # a second login: its logout must not touch the first one's URLs
+    signed = _sign(APIClient(), **bearer)
+    jwt_expiry = datetime.fromisoformat(login["expires_at"]).timestamp()
+    assert _expiry(signed) <= jwt_expiry  # asked for 7 days, got the token's hour
+    assert Client().get(signed["url"]).status_code == 200
+
+    Client().post("/api/v1/auth/logout", HTTP_AUTHORIZATION=f"Bearer {other['jwt']}")
+    assert Client().get(signed["url"]).status_code == 200
+
+    assert Client().post("/api/v1/auth/logout", **bearer).json()["jwt_revoked"] is True
+    refused = Client().get(signed["url"])
+    assert envelope(refused, 403, "FORBIDDEN")["message"] == "The token that signed this URL was logged out."
+
+
+@pytest.mark.django_db
+def test_a_url_signed_with_a_jwt_is_expired_when_the_jwt_is(plain_user, hamilton, monkeypatch):
+    import time
+
+    from rest_framework.test import APIClient
+
+    login = _logged_in(Client())
+    signed = _sign(APIClient(), HTTP_AUTHORIZATION=f"Bearer {login['jwt']}")
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3601)
+    assert "expired" in envelope(Client().get(signed["url"]), 403, "FORBIDDEN")["message"]
+
+
+@pytest.mark.django_db
+def test_a_url_signed_with_an_api_key_ends_with_the_key(plain_user, hamilton):
+    from django.utils import timezone
+
+    from momentry.models import APIKey
+    from momentry.services import revoke_api_key
+
+    client, raw = key_client(plain_user, days=1)
+    key = APIKey.objects.get(prefix=raw[:12])
+    signed = _sign(client)
+    assert _expiry(signed) <= key.expires_at.timestamp() < _expiry(signed) + 5
+    assert Client().get(signed["url"]).status_code == 200
+    APIKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timezone.timedelta(seconds=1))
+    assert "no longer valid" in envelope(Client().get(signed["url"]), 403, "FORBIDDEN")["message"]
+
+    client, raw = key_client(plain_user)
+    signed = _sign(client)
+    revoke_api_key(APIKey.objects.get(prefix=raw[:12]))
+    assert "no longer valid" in envelope(Client().get(signed["url"]), 403, "FORBIDDEN")["message"]
+
+
+@pytest.mark.django_db
+def test_a_url_signed_with_a_session_ends_at_the_sessions_logout(plain_user, hamilton):
+    from datetime import datetime
+
+    from rest_framework.test import APIClient
+
+    browser = APIClient()
+    browser.login(username="viewer", password="viewer-pass-123")
+    signed = _sign(browser)
+    session_expiry = datetime.fromisoformat(_logged_in(Client())["session_expires_at"]).timestamp()
+    assert _expiry(signed) <= session_expiry + 5
+    assert "sub=s" in signed["url"] and browser.session.session_key not in signed["url"]
+    assert Client().get(signed["url"]).status_code == 200
+    browser.post("/api/v1/auth/logout")
+    assert "logged out" in envelope(Client().get(signed["url"]), 403, "FORBIDDEN")["message"]
+
+
+@pytest.mark.django_db
+def test_a_forged_subject_is_refused(plain_user, hamilton):
+    """``sub`` is inside the signature: naming another credential breaks it."""
+    client, _ = key_client(plain_user)
+    url = _sign(client)["url"]
+    for forged in (url.replace("sub=k", "sub=u"), url.replace("sub=k", "sub=s")):
+        envelope(Client().get(forged), 403, "FORBIDDEN")

@@ -47,8 +47,10 @@ class SignView(APIView):
         operation_id="file_sign_url",
         summary="Sign a media URL of this file (video, clip, thumbnails, overlay videos) for use without headers",
         description="The signed URL acts as the caller (same user, key and file scope) until it expires, works only "
-                    "for exactly that route and parameters (any change is a 403), and ends when the signing key is "
-                    "revoked. Responses to it are cacheable by shared caches (Cache-Control: public).",
+                    "for exactly that route and parameters (any change is a 403), never outlives the credential "
+                    "that signed it (expires_at is at most the API key's, JWT's or session's own expiry) and ends "
+                    "when that credential is revoked or logged out. Responses to it are cacheable by shared caches "
+                    "(Cache-Control: public).",
         request=SignSerializer,
         responses={200: schema.success("SignedUrl", {
             "url": serializers.CharField(help_text="the signed path and query"),
@@ -63,8 +65,7 @@ class SignView(APIView):
     def post(self, request: Request, file_uuid: str) -> Response:
         media_file = selectors.file_for_request(request, file_uuid)
         data = validated(SignSerializer, request)
-        signed = signed_urls.sign(data["url"], media_file.file_uuid, request.user, request.auth,
-                                  data.get("expires_in"))
+        signed = signed_urls.sign(data["url"], media_file.file_uuid, request, data.get("expires_in"))
         return Response({"success": True, "url": signed.url, "absolute_url": request.build_absolute_uri(signed.url),
                          "expires_at": signed.expires_at.isoformat()})
 
