@@ -63,19 +63,89 @@ def _seconds(value: float) -> str:
     return f"{int(minutes)}:{seconds:04.1f}" if minutes else f"{seconds:.1f} s"
 
 
+#: Width of one character of a label (11 px system-ui), a little generous: labels are placed
+#: from this estimate so that none is cut at the picture's edge or drawn over another.
+CHAR_WIDTH = 6.5
+LINE_HEIGHT = 13
+LABEL_GAP = 6
+MAX_RADIUS = 26
+
+
+@dataclass
+class _Label:
+    text: str
+    x: float
+    y: float  # baseline
+    anchor: str
+
+    @property
+    def width(self) -> float:
+        return len(self.text) * CHAR_WIDTH
+
+    @property
+    def left(self) -> float:
+        return {"start": self.x, "end": self.x - self.width}.get(self.anchor, self.x - self.width / 2)
+
+
+def _layout(count: int, width: int, height: int, longest: int) -> tuple[float, int]:
+    """(ring radius, label length limit): the circle shrinks until the labels fit beside it."""
+    limit = 24
+    while True:
+        room = limit * CHAR_WIDTH + LABEL_GAP + MAX_RADIUS + 4
+        ring = min(width / 2 - room, height / 2 - MAX_RADIUS - LINE_HEIGHT - LABEL_GAP - 4)
+        if ring >= min(width, height) / 4 or limit <= 8 or longest <= limit and ring >= 60:
+            return max(ring, 40.0), limit
+        limit -= 2
+
+
+def _spread(labels: list[_Label], height: int) -> None:
+    """Labels on one side, top to bottom, at least a line apart and inside the picture."""
+    labels.sort(key=lambda label: label.y)
+    for before, after in zip(labels, labels[1:], strict=False):
+        after.y = max(after.y, before.y + LINE_HEIGHT)
+    if labels and labels[-1].y > height - 3:  # pushed out at the bottom: lift the stack from there
+        labels[-1].y = height - 3
+        for after, before in zip(labels[::-1], labels[-2::-1], strict=False):
+            before.y = min(before.y, after.y - LINE_HEIGHT)
+
+
+def _place_labels(nodes: Sequence[Node], places: list[tuple[float, float, float]], radii: list[float], limit: int,
+                  width: int, height: int) -> list[_Label]:
+    """Each label beside its node, outwards: to the right on the right half, to the left on the left
+    half, centred above the top node and below the bottom one; then spread so none overlaps."""
+    labels = []
+    for node, (x, y, angle), radius in zip(nodes, places, radii, strict=True):
+        dx, dy = math.cos(angle), math.sin(angle)
+        text = _short(node.label, limit)
+        if abs(dx) < 0.05:  # straight above or below
+            baseline = y - radius - LABEL_GAP if dy < 0 else y + radius + LABEL_GAP + 9
+            labels.append(_Label(text, x, baseline, "middle"))
+        else:
+            lx = x + (radius + LABEL_GAP) * (1 if dx > 0 else -1)
+            labels.append(_Label(text, lx, y + (radius + LABEL_GAP) * dy * 0.6 + 4, "start" if dx > 0 else "end"))
+    for side in ("start", "end"):  # the labels above and below the circle belong to both sides
+        _spread([label for label in labels if label.anchor in (side, "middle")], height)
+    for label in labels:  # never past the edge
+        label.x += max(0.0, 2 - label.left) - max(0.0, label.left + label.width - (width - 2))
+        label.y = min(max(label.y, LINE_HEIGHT), height - 3)
+    return labels
+
+
 def graph_svg(nodes: Sequence[Node], edges: Sequence[Edge], width: int = WIDTH, height: int = GRAPH_HEIGHT) -> str:
-    """Nodes on a circle, sized by screen time; edges weighted by shared time."""
+    """Nodes on a circle, sized by screen time; edges weighted by shared time; labels never cut or overlapping."""
     if not nodes:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="40" role="img" '
                 f'aria-label="cast graph"><text x="4" y="24" style="{FONT}">nobody on screen</text></svg>')
     cx, cy = width / 2, height / 2
-    ring = min(width, height) / 2 - 70
+    ring, limit = _layout(len(nodes), width, height, max(len(n.label) for n in nodes))
     biggest = max(n.screen_seconds for n in nodes) or 1.0
     most_shared = max((e.shared_seconds for e in edges), default=0.0) or 1.0
     places = []
     for position in range(len(nodes)):
         angle = -math.pi / 2 + 2 * math.pi * position / len(nodes)
         places.append((cx + ring * math.cos(angle), cy + ring * math.sin(angle), angle))
+    radii = [4 + (MAX_RADIUS - 4) * math.sqrt(node.screen_seconds / biggest) for node in nodes]
+    labels = _place_labels(nodes, places, radii, limit, width, height)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="cast graph" class="momentry-cast-graph">']
     for edge in sorted(edges, key=lambda e: e.shared_seconds):
@@ -86,17 +156,14 @@ def graph_svg(nodes: Sequence[Node], edges: Sequence[Edge], width: int = WIDTH, 
         parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#555" '
                      f'stroke-width="{0.75 + 9 * share:.2f}" stroke-opacity="{0.2 + 0.6 * share:.2f}" '
                      f'stroke-linecap="round"><title>{_text(title)}</title></line>')
-    for position, node in enumerate(nodes):
-        x, y, angle = places[position]
-        radius = 4 + 22 * math.sqrt(node.screen_seconds / biggest)
-        lx, ly = x + (radius + 6) * math.cos(angle), y + (radius + 6) * math.sin(angle)
-        anchor = "middle" if abs(math.cos(angle)) < 0.3 else ("start" if math.cos(angle) > 0 else "end")
+    for position, (node, label, radius) in enumerate(zip(nodes, labels, radii, strict=True)):
+        x, y, _ = places[position]
         title = f"{node.label}: {_seconds(node.screen_seconds)} on screen"
         parts.append(f'<g class="momentry-person"><title>{_text(title)}</title>'
                      f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{colour(position)}" '
                      f'stroke="#fff" stroke-width="1.5"/>'
-                     f'<text x="{lx:.1f}" y="{ly + 4:.1f}" text-anchor="{anchor}" style="{FONT}">'
-                     f'{_text(_short(node.label))}</text></g>')
+                     f'<text x="{label.x:.1f}" y="{label.y:.1f}" text-anchor="{label.anchor}" style="{FONT}">'
+                     f'{_text(label.text)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 
