@@ -369,6 +369,28 @@ def cancel(job: Job) -> Job:
 # --------------------------------------------------------------------------- reaping
 
 
+class ReaperThread(threading.Thread):
+    """:func:`reap` every ``MOMENTRY_REAP_SECONDS`` in a worker's main process (started by jobs.tasks).
+
+    Every worker reaps, beside its pool: the round never waits in the queue behind long jobs (a reap
+    *task* would, on workers busy with them), and each host checks its own dead claimers. Rounds on
+    several workers at once are harmless: sending a running job again is one guarded update.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="momentry-reaper", daemon=True)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(settings.MOMENTRY_REAP_SECONDS):
+            try:
+                reap()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                logger.exception("reaping jobs failed")
+            finally:
+                connections.close_all()
+
+
 @dataclass
 class Reaped:
     resent: int = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import traceback
 
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -82,6 +83,23 @@ def finish_detection(job_id: str) -> None:
             services.fail(job, *_reason(exc))
             return
     services.succeed(job, result)
+
+
+_reaper: services.ReaperThread | None = None
+
+
+@worker_ready.connect
+def start_reaper(**_: object) -> None:
+    """Each worker's main process reaps (jobs.services.ReaperThread); beat's reap_jobs is a spare."""
+    global _reaper
+    _reaper = services.ReaperThread()
+    _reaper.start()
+
+
+@worker_shutdown.connect
+def stop_reaper(**_: object) -> None:
+    if _reaper is not None:
+        _reaper.stopping.set()
 
 
 @shared_task(name="jobs.tasks.reap_jobs")

@@ -235,6 +235,7 @@ MOMENTRY_JOB_HEARTBEAT_SECONDS = float(os.environ.get("MOMENTRY_JOB_HEARTBEAT_SE
 MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 20)  # no heartbeat for this long: worker gone
 MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)
 MOMENTRY_JOB_REQUEUE_SECONDS = _env_int("MOMENTRY_JOB_REQUEUE_SECONDS", 300)  # queued this long: send again
+MOMENTRY_REAP_SECONDS = float(os.environ.get("MOMENTRY_REAP_SECONDS", "5"))  # each worker checks jobs this often
 MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "60"))
 MOMENTRY_CACHE_MAX_BYTES = _env_int("MOMENTRY_CACHE_MAX_BYTES", 2 * 1024**3)
 
@@ -262,7 +263,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(os.environ.get("MOMENTRY_REAP_SECONDS", "5"))},
+    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": 60.0},  # a spare: every worker reaps (jobs.tasks)
     "evict-image-cache": {"task": "jobs.tasks.evict_image_cache", "schedule": 600.0},
 }
 

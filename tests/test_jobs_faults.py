@@ -6,8 +6,9 @@
   settings; the measured figures are printed and recorded in docs/BENCHMARKS.md, "Job recovery");
 * a second delivery of a job while its process lives is refused (never twice at once);
 * the same in the middle of a chunk: another worker finishes the job, one set of results;
-* a whole worker killed with -9 (nobody left to reject its message): the reaper of another worker
-  on the host sees the dead claimer and sends the job again — no job stays ``running`` forever;
+* a whole worker killed with -9 (nobody left to reject its message): the reaper thread of another
+  worker on the host (no beat) sees the dead claimer and sends the job again, even while that
+  worker's pool is busy with a chunk — no job stays ``running`` forever;
 * the broker restarted (Redis without persistence: queued messages are lost) in the middle of a
   job: the running job finishes, the queued one is sent again at once (the broker marker) and runs
   within 60 s of a worker being free;
@@ -161,7 +162,7 @@ def test_a_second_delivery_while_the_job_runs_is_refused(long_clip, broker, tmp_
 
 
 def test_job_of_a_vanished_worker_is_finished_elsewhere(long_clip, broker, tmp_path):  # noqa: F811
-    """Default settings: the whole worker killed; the reaper of the other worker on this host sees the dead claimer."""
+    """Default settings: the whole worker killed; the other worker's reaper thread sees the dead claimer (no beat)."""
     from media_api.services.files import register_file
 
     media_file = register_file(long_clip).file
@@ -170,7 +171,7 @@ def test_job_of_a_vanished_worker_is_finished_elsewhere(long_clip, broker, tmp_p
         job = queue_detection(media_file, broker)
         wait_for(lambda: state_of(job).state == Job.State.RUNNING and state_of(job).progress > 0.05, timeout=180,
                  interval=0.2)
-        with celery_worker("rescuer", log_path=tmp_path / "rescuer.log", beat=True, **env):
+        with celery_worker("rescuer", log_path=tmp_path / "rescuer.log", **env):
             members = [doomed.pid, *children_of(doomed.pid)]
             os.killpg(doomed.pid, signal.SIGKILL)  # the whole worker: nobody rejects or acknowledges the message
             killed = time.monotonic()
@@ -197,7 +198,7 @@ def test_chunk_of_a_vanished_worker_runs_again_at_once(long_clip, broker, tmp_pa
         job = queue_detection(media_file, broker, MOMENTRY_CHUNK_SECONDS="10")
         chunk = wait_for(lambda: JobChunk.objects.filter(job=job, done=False, worker_pid__isnull=False).first(),
                          timeout=180, interval=0.1)
-        with celery_worker("rescuer", log_path=tmp_path / "rescuer.log", beat=True, **env):
+        with celery_worker("rescuer", log_path=tmp_path / "rescuer.log", **env):
             os.killpg(doomed.pid, signal.SIGKILL)
             killed = time.monotonic()
             # sent again (its dead claimer cleared), then analysed when its turn in the queue comes
@@ -219,7 +220,7 @@ def test_broker_restart_mid_job_ends_every_job(long_clip, hamilton, tmp_path):  
     media_file = register_file(long_clip).file
     with redis_server() as url:
         port = int(url.rsplit(":", 1)[1].split("/")[0])
-        with celery_worker("w", log_path=tmp_path / "w.log", beat=True, MOMENTRY_BROKER_URL=url):
+        with celery_worker("w", log_path=tmp_path / "w.log", MOMENTRY_BROKER_URL=url):  # its own reaper, no beat
             running = queue_detection(media_file, url)
             waiting = queue_detection(hamilton, url)  # behind it: one worker process
             wait_for(lambda: state_of(running).state == Job.State.RUNNING, timeout=120, interval=0.2)
