@@ -263,7 +263,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": 60.0},  # a spare: every worker reaps (jobs.tasks)
+    # A spare round (every worker reaps by itself, jobs.tasks); a message still queued after a minute is dropped.
+    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": MOMENTRY_REAP_SECONDS, "options": {"expires": 60}},
     "evict-image-cache": {"task": "jobs.tasks.evict_image_cache", "schedule": 600.0},
 }
 
