@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from identities import names
+from momentry.nul import nul_path
 
 
 def new_identity_uuid() -> str:
@@ -53,6 +55,12 @@ class Identity(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """A NUL character in the metadata (which PostgreSQL cannot store) is a form error, not a 500."""
+        where = nul_path(self.metadata, "metadata")
+        if where is not None:
+            raise ValidationError({"metadata": f"{where}: text must not contain the NUL character (\\u0000)."})
 
     def save(self, *args, **kwargs) -> None:
         """The name is stored normalised (:mod:`identities.names`) with its duplicate key, whoever saves it."""

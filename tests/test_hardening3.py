@@ -511,3 +511,20 @@ def test_a_forged_subject_is_refused(plain_user, hamilton):
     url = _sign(client)["url"]
     for forged in (url.replace("sub=k", "sub=u"), url.replace("sub=k", "sub=s")):
         envelope(Client().get(forged), 403, "FORBIDDEN")
+
+
+@pytest.mark.django_db
+def test_nul_in_metadata_typed_in_the_admin_is_a_form_error(staff_user):
+    from identities.models import Identity
+
+    browser = Client()
+    browser.force_login(staff_user)
+    form = {"name": "Admin Typed", "status": "confirmed", "identity_type": "people", "aliases": "",
+            "metadata": '{"note": "a\\u0000b"}', "traces-TOTAL_FORMS": "0", "traces-INITIAL_FORMS": "0",
+            "traces-MIN_NUM_FORMS": "0", "traces-MAX_NUM_FORMS": "1000"}
+    response = browser.post(reverse("admin:identities_identity_add"), form)
+    assert response.status_code == 200 and "NUL character" in response.content.decode()
+    assert not Identity.objects.filter(name="Admin Typed").exists()
+    form["metadata"] = '{"note": "ab"}'
+    assert browser.post(reverse("admin:identities_identity_add"), form).status_code == 302
+    assert Identity.objects.get(name="Admin Typed").metadata == {"note": "ab"}
