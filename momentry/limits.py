@@ -7,7 +7,9 @@
   refused before reading; a chunked body (``Transfer-Encoding: chunked``, no ``Content-Length``),
   which Django itself would silently read as empty, is read here up to the limit and then
   handed on with its length (so the view sees it), or refused once it passes the limit;
-* a NUL character in a query parameter's name or value → 400 (see :mod:`momentry.nul`);
+* a NUL character in a query parameter's name or value → 400 (see :mod:`momentry.nul`); a cookie
+  whose value holds one is dropped (a session key with a NUL names no session: the request is
+  simply not logged in, instead of a 500 from the session table);
 * JSON nested deeper than Python's parser can follow → 400 (:class:`momentry.parsers.BoundedJSONParser`).
 """
 
@@ -43,7 +45,16 @@ class RequestLimitsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         refusal = self.refusal(request) or self.nul_in_query(request) or self.read_chunked_body(request)
-        return refusal if refusal is not None else self.get_response(request)
+        if refusal is not None:
+            return refusal
+        self.drop_cookies_with_nul(request)
+        return self.get_response(request)
+
+    @staticmethod
+    def drop_cookies_with_nul(request: HttpRequest) -> None:
+        # (parsed cookies: a quoted value can also write NUL as the escape \\000)
+        for name in [name for name, value in request.COOKIES.items() if NUL in name or NUL in value]:
+            del request.COOKIES[name]
 
     @staticmethod
     def nul_in_query(request: HttpRequest) -> HttpResponse | None:

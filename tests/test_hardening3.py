@@ -528,3 +528,13 @@ def test_nul_in_metadata_typed_in_the_admin_is_a_form_error(staff_user):
     form["metadata"] = '{"note": "ab"}'
     assert browser.post(reverse("admin:identities_identity_add"), form).status_code == 302
     assert Identity.objects.get(name="Admin Typed").metadata == {"note": "ab"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cookie", ["sessionid=abcdefgh\x00ij", 'sessionid="abcdefgh\\000ij"'], ids=repr)
+def test_a_session_cookie_with_nul_is_no_session_not_a_500(api_client, cookie):
+    envelope(Client().get("/api/v1/files", HTTP_COOKIE=cookie), 401, "UNAUTHORIZED")
+    assert Client().get("/admin/", HTTP_COOKIE=cookie).status_code == 302  # to the login page
+    # a good session next to a broken cookie still works
+    good = api_client.cookies["sessionid"].value
+    assert Client().get("/api/v1/files", HTTP_COOKIE=f"sessionid={good}; other=a\x00b").status_code == 200
