@@ -1,7 +1,11 @@
-"""Face analysis: speed (goal ≥ 1× realtime at 1080p, ≥ 3× at 360p, on 2 cores), quality, and embedding distances.
+"""Face analysis: speed (goal ≥ 1× realtime at 1080p, ≥ 2× at 720p, ≥ 3× at 360p, on 2 cores), quality, distances.
 
-    .venv/bin/python bench/bench_faces.py [--runs 3]          # speed + recall/precision, both clips
+    .venv/bin/python bench/bench_faces.py [--runs 3]          # speed + recall/precision: 360p, 720p, 1080p
+    .venv/bin/python bench/bench_faces.py --detectors         # ms per frame: YuNet (the detector) vs BlazeFace
     .venv/bin/python bench/bench_faces.py --distances         # same-person vs different-person distances
+
+The 720p clip is the 1080p demo clip scaled to 1280x720 (written once to bench/out with PyAV, x264
+CRF 18): the demo has no 720p footage.
 
 For each clip, in the same run: the baseline (PyAV decoding every frame, threaded: the floor for
 anything that reads the video), the whole pipeline (``analyse_video``: decode, cuts, detection on
@@ -39,6 +43,7 @@ os.environ.setdefault("MOMENTRY_DATA_DIR", tempfile.mkdtemp(prefix="faces-", dir
 os.environ.pop("DATABASE_URL", None)
 
 CLIPS = ("face_recognition_short_hamilton_clip", "facenet_pytorch_video")
+SPEED_CLIPS = ("face_recognition_short_hamilton_clip", "facenet_pytorch_video_720p", "facenet_pytorch_video")
 PEOPLE = json.loads((ROOT / "bench" / "faces_eval" / "people.json").read_text())["clips"]
 
 
@@ -65,6 +70,65 @@ def effective_cores() -> float:
 def cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def clip_path(stem: str) -> Path:
+    """A demo clip, or (``<stem>_720p``) that clip scaled to 1280x720 in bench/out, made on first use."""
+    if not stem.endswith("_720p"):
+        return ROOT / "demo" / "media" / f"{stem}.mp4"
+    path = ROOT / "bench" / "out" / f"{stem}.mp4"
+    if not path.exists():
+        import av
+
+        source = ROOT / "demo" / "media" / f"{stem.removesuffix('_720p')}.mp4"
+        partial = path.with_suffix(".part.mp4")
+        with av.open(str(source)) as inp, av.open(str(partial), "w") as out:
+            stream = inp.streams.video[0]
+            encoder = out.add_stream("libx264", rate=stream.average_rate)
+            encoder.width, encoder.height, encoder.pix_fmt = 1280, 720, "yuv420p"
+            encoder.options = {"crf": "18", "preset": "medium"}
+            for frame in inp.decode(stream):
+                scaled = frame.reformat(width=1280, height=720, format="yuv420p")
+                scaled.pts = None
+                for packet in encoder.encode(scaled):
+                    out.mux(packet)
+            for packet in encoder.encode():
+                out.mux(packet)
+        partial.rename(path)
+    return path
+
+
+def detectors(runs: int) -> None:
+    """Milliseconds per frame of YuNet (as the pipeline runs it) and of BlazeFace on the same frames, interleaved.
+
+    "threads" is BlazeFace's interpreter threads (and the verifier's); OpenCV uses its default (all cores).
+    """
+    import av
+
+    from media_api.faces.blazeface import BlazeFaceDetector
+    from media_api.faces.yunet import YuNetDetector
+
+    print(f"load {os.getloadavg()[0]:.2f}, effective cores {effective_cores():.2f}, "
+          f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; median ms per frame over 10 frames x {runs} runs")
+    print("| frame | threads | YuNet + half pass + verification | BlazeFace (Faces v2) |")
+    print("|---|---|---|---|")
+    for stem in SPEED_CLIPS:
+        with av.open(str(clip_path(stem))) as container:
+            frames = [frame.to_ndarray(format="rgb24")
+                      for number, frame in enumerate(container.decode(video=0)) if number % 6 == 0 and number < 60]
+        for threads in (1, 2):
+            ours, theirs = YuNetDetector(threads=threads), BlazeFaceDetector(threads=threads)
+            ours.detect(frames[0]), theirs.detect(frames[0])
+            times: dict[str, list[float]] = {"ours": [], "theirs": []}
+            for _ in range(runs):
+                for rgb in frames:
+                    for name, detector in (("ours", ours), ("theirs", theirs)):
+                        start = time.perf_counter()
+                        detector.detect(rgb)
+                        times[name].append((time.perf_counter() - start) * 1000)
+            h, w = frames[0].shape[:2]
+            print(f"| {w}x{h} | {threads} | {statistics.median(times['ours']):.1f} "
+                  f"| {statistics.median(times['theirs']):.1f} |")
 
 
 def decode_only(path: Path) -> float:
@@ -94,8 +158,8 @@ def speed(runs: int) -> None:
     labels = load_labels()
     cores_before = effective_cores()
     rows = []
-    for stem in CLIPS:
-        path = ROOT / "demo" / "media" / f"{stem}.mp4"
+    for stem in SPEED_CLIPS:
+        path = clip_path(stem)
         media_file = register_file(path).file
         index = frame_index_for(media_file)
         analyse_video(path, index, media_file.fps)  # warm the page cache and the imports
@@ -112,7 +176,7 @@ def speed(runs: int) -> None:
         boxes: dict[int, list] = {}
         for row in analysis.rows():
             boxes.setdefault(row["frame_number"], []).append((row["x"], row["y"], row["width"], row["height"]))
-        quality = evaluate(labels[stem], boxes)
+        quality = evaluate(labels[stem], boxes) if stem in labels else None
         rows.append((media_file, statistics.median(decodes), statistics.median(walls), statistics.median(cpus),
                      with_db, stored, analysis, quality))
     cores_after = effective_cores()
@@ -128,10 +192,15 @@ def speed(runs: int) -> None:
         print(f"| {clip} | {duration:.2f} s | {decode:.2f} s | {wall:.2f} s | **{duration / wall:.2f}×** "
               f"| {wall / decode:.1f} | {cpu:.2f} | {with_db:.2f} s "
               f"| {analysis.frames_sampled}/{analysis.frames_decoded} | {stored.traces} "
-              f"| {stored.detections} ({stored.tracked}) | {quality['recall']:.1%} | {quality['precision']:.1%} |")
+              f"| {stored.detections} ({stored.tracked}) | {_share(quality, 'recall')} "
+              f"| {_share(quality, 'precision')} |")
     for media_file, *_, analysis, _ in rows:
         parts = ", ".join(f"{k} {v:.2f} s" for k, v in analysis.timings.items())
         print(f"  {media_file.name}: main-process time by step: {parts}; {analysis.faces_embedded} faces embedded")
+
+
+def _share(quality: dict | None, key: str) -> str:
+    return "(no labels)" if quality is None else f"{quality[key]:.1%}"
 
 
 def distances() -> None:
@@ -171,9 +240,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--distances", action="store_true")
+    parser.add_argument("--detectors", action="store_true")
     args = parser.parse_args()
     if args.distances:
         distances()
+    elif args.detectors:
+        detectors(args.runs)
     else:
         speed(args.runs)
 

@@ -41,7 +41,9 @@ NMS_IOU = 0.3
 
 class YuNetDetector:
     """Finds faces in an RGB frame of any size, best score first. One instance per thread of work (OpenCV's
-    detectors are not thread-safe); ``threads`` sets OpenCV's thread count in this process.
+    detectors are not thread-safe); ``threads`` goes to BlazeFace's interpreter. OpenCV keeps its own
+    thread count: changing it (``cv2.setNumThreads``) in a worker forked from a process whose OpenCV
+    threads already ran deadlocks in OpenCV (seen in the test suite).
 
     ``native_only`` and ``verify=False`` switch parts off, to measure them (bench/eval_faces.py)."""
 
@@ -49,7 +51,6 @@ class YuNetDetector:
                  verify: bool = True) -> None:
         self.min_score = min_score
         self.native_only = native_only
-        cv2.setNumThreads(max(1, threads))
         self._verifier = BlazeFaceDetector(threads=threads, short_range=False) if verify else None
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
