@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
+import momentry.converters  # noqa: F401 - registers <file_uuid:…> (a value that names no file is a 404)
 from identities import cast_page
 
 urlpatterns = [
@@ -17,5 +18,5 @@ urlpatterns = [
     path("api/tiles", cast_page.api_tiles, name="cast-tiles"),
     path("api/summary", cast_page.api_summary, name="cast-summary"),
     path("api/people", cast_page.api_people, name="cast-people"),
-    path("<str:file_uuid>/", admin.site.admin_view(cast_page.cast_view), name="cast-file"),
+    path("<file_uuid:file_uuid>/", admin.site.admin_view(cast_page.cast_view), name="cast-file"),
 ]

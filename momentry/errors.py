@@ -288,7 +288,11 @@ class JsonErrorMiddleware:
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: dict[str, Any]):
         refusal = unknown_path_value(view_kwargs)
-        return None if refusal is None else response_for_api_error(refusal)
+        if refusal is None:
+            return None
+        if not wants_json(request):
+            raise Http404(refusal.message)  # an admin page: Django's own 404 page
+        return response_for_api_error(refusal)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not wants_json(request):

@@ -538,3 +538,13 @@ def test_a_session_cookie_with_nul_is_no_session_not_a_500(api_client, cookie):
     # a good session next to a broken cookie still works
     good = api_client.cookies["sessionid"].value
     assert Client().get("/api/v1/files", HTTP_COOKIE=f"sessionid={good}; other=a\x00b").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_cast_page_of_a_file_uuid_with_nul_is_a_404_page(staff_user, hamilton):
+    browser = Client()
+    browser.force_login(staff_user)
+    for bad in ("%00", HAMILTON_UUID + "%00", "abc"):
+        response = browser.get(f"/admin/cast/{bad}/")
+        assert response.status_code == 404 and response["Content-Type"].startswith("text/html"), bad
+    assert browser.get(f"/admin/cast/{HAMILTON_UUID}/").status_code == 200
