@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from identities import curation, names, selectors, services
+from identities import curation, feature_face, names, selectors, services
 from identities.models import CurationChange, Identity
 from media_api.admin import face_img
 from media_api.models import Trace
@@ -81,7 +81,7 @@ class IdentityForm(forms.ModelForm):
 class BoundTraceInline(admin.TabularInline):
     model = Trace
     fk_name = "identity"
-    fields = ["face", "trace_link", "file", "span", "face_count"]
+    fields = ["face", "trace_link", "file", "span", "face_count", "use_as_face"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -92,7 +92,7 @@ class BoundTraceInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("file")
+        return super().get_queryset(request).select_related("file", "identity")
 
     @admin.display(description="face")
     def face(self, obj: Trace) -> str:
@@ -106,6 +106,15 @@ class BoundTraceInline(admin.TabularInline):
     @admin.display(description="frames")
     def span(self, obj: Trace) -> str:
         return f"{obj.start_frame}–{obj.end_frame}"
+
+    @admin.display(description="their face")
+    def use_as_face(self, obj: Trace) -> str:
+        """Choose this trace's face to show the person (a button of the change form posting elsewhere)."""
+        if obj.identity is not None and obj.identity.feature_trace_id == obj.pk:
+            return format_html('<strong class="momentry-chosen-face">✓ their face</strong>')
+        url = reverse("admin:identities_identity_face", args=[obj.identity_id])
+        return format_html('<button type="submit" class="button momentry-use-face" formaction="{}" name="face_trace" '
+                           'value="{}" formnovalidate>Use as face</button>', url, obj.pk)
 
 
 def _top_trace(field: str):
@@ -145,7 +154,9 @@ class IdentityAdmin(admin.ModelAdmin):
     def face(self, obj: Identity) -> str:
         if getattr(obj, "face_trace_id", None) is None:
             return "—"
-        return face_img(obj.face_file_uuid, obj.face_trace_id, 64)
+        return format_html('<img src="/api/v1/identity/{}/thumbnail" width="64" height="64" loading="lazy" alt="" '
+                           'class="momentry-face" style="border-radius:4px;object-fit:cover;background:#ddd">',
+                           obj.identity_uuid)
 
     @admin.display(description="traces", ordering="trace_count")
     def trace_count(self, obj: Identity) -> int:
@@ -161,6 +172,7 @@ class IdentityAdmin(admin.ModelAdmin):
         return [
             path("cluster/", self.admin_site.admin_view(self.cluster_view), name="identities_identity_cluster"),
             path("<path:object_id>/undo/", self.admin_site.admin_view(self.undo_view), name="identities_identity_undo"),
+            path("<path:object_id>/face/", self.admin_site.admin_view(self.face_view), name="identities_identity_face"),
             *super().get_urls(),
         ]
 
@@ -209,6 +221,24 @@ class IdentityAdmin(admin.ModelAdmin):
                 self.message_user(request, curation.undo(change, request.user), messages.SUCCESS)
             except curation.UndoError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:identities_identity_change", args=[identity.pk]))
+
+    def face_view(self, request, object_id):
+        """"Use as face" on a bound trace: that trace's face shows the person (recorded, undoable here)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        identity = get_object_or_404(Identity, pk=object_id)
+        trace = Trace.objects.select_related("file").filter(pk=request.POST.get("face_trace") or 0,
+                                                            identity=identity).first()
+        if trace is None:
+            self.message_user(request, "Pick one of this person's traces.", messages.ERROR)
+        else:
+            self.message_user(request, feature_face.choose_face(identity, trace, request.user).summary,
+                              messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:identities_identity_change", args=[identity.pk]))
 
     def delete_view(self, request, object_id, extra_context=None):

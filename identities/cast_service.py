@@ -480,11 +480,14 @@ def cast_page(scope: Scope, page: int = 1, show_hidden: bool = False, named: boo
 def named_people(scope: Scope) -> tuple[list[NamedPerson], int]:
     """Named people with traces in scope, most traces first (``NAMED_SHOWN`` of them), and how many there are."""
     counts = list(Trace.objects.filter(scope.q(), _named_identities(), ignored=False)
-                  .values("identity_id", "identity__identity_uuid", "identity__name", "identity__status")
+                  .values("identity_id", "identity__identity_uuid", "identity__name", "identity__status",
+                          "identity__feature_trace_id")
                   .annotate(n=Count("pk")).order_by("-n", "identity__name", "identity_id")
-                  .values_list("identity_id", "identity__identity_uuid", "identity__name", "identity__status", "n"))
+                  .values_list("identity_id", "identity__identity_uuid", "identity__name", "identity__status", "n",
+                               "identity__feature_trace_id"))
     shown = counts[:NAMED_SHOWN]
-    people = {pk: NamedPerson(pk, uuid, name, status, n) for pk, uuid, name, status, n in shown}
+    people = {pk: NamedPerson(pk, uuid, name, status, n) for pk, uuid, name, status, n, _ in shown}
+    chosen = {pk: feature for pk, _, _, _, _, feature in shown}
     if not people:
         return [], len(counts)
     rows: dict[int, _Row] = {}
@@ -498,7 +501,8 @@ def named_people(scope: Scope) -> tuple[list[NamedPerson], int]:
     for pk, secs in zip(order, seconds, strict=True):
         person = people[pk]
         person.screen_seconds = secs
-        best = max(members[pk], key=lambda t: (rows[t].face_count, -t), default=None)
+        best = chosen[pk] if chosen[pk] in rows and chosen[pk] in members[pk] else max(
+            members[pk], key=lambda t: (rows[t].face_count, -t), default=None)  # the chosen face, else the biggest
         person.face = _tile(rows[best]) if best is not None else None
     return [people[pk] for pk in order], len(counts)
 
@@ -557,7 +561,7 @@ def autocomplete(term: str, limit: int = 10) -> list[dict[str, Any]]:
              .order_by("name", "id")[:limit])
     result = []
     for identity in found:
-        face = (f"/api/v1/file/{identity.face_file_uuid}/trace/{identity.face_trace_id}/thumbnail"
+        face = (f"/api/v1/identity/{identity.identity_uuid}/thumbnail"  # the chosen face, else the biggest
                 if identity.face_trace_id is not None else None)
         result.append({**person_json(identity, identity.trace_count or 0), "face_url": face})
     # Names that start with what was typed first, then the others (both alphabetical).

@@ -260,6 +260,8 @@ def can_undo(change: CurationChange) -> bool:
         return Identity.objects.filter(pk=payload["identity_id"]).exists()
     if change.kind == CurationChange.Kind.DELETE:
         return not Identity.objects.filter(identity_uuid=payload["identity"]["identity_uuid"]).exists()
+    if change.kind == CurationChange.Kind.FACE:
+        return Identity.objects.filter(pk=payload["identity_id"], feature_trace_id=payload["trace"]).exists()
     if change.kind == CurationChange.Kind.SEPARATE:
         return (NotSamePerson.objects.filter(pk__in=payload["constraints"]).exists()
                 or (payload.get("unbound_from") is not None
@@ -320,6 +322,10 @@ def undo(change: CurationChange, user=None) -> str:
         Identity.objects.filter(pk__in=payload.get("merged_from", []), merged_into__isnull=True).update(
             merged_into=identity)
         message = f"Undid deletion of {identity.name}: {count(restored, 'trace')} bound again"
+    elif change.kind == CurationChange.Kind.FACE:
+        Identity.objects.filter(pk=payload["identity_id"], feature_trace_id=payload["trace"]).update(
+            feature_trace_id=payload["previous"])
+        message = "Undid the choice of face: the previous face shows them again"
     elif change.kind == CurationChange.Kind.SEPARATE:
         NotSamePerson.objects.filter(pk__in=payload["constraints"]).delete()
         back = payload.get("unbound_from")

@@ -46,6 +46,9 @@ class Identity(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
     )
+    #: The face that shows this person (chosen by a curator; None: their trace with the most faces).
+    feature_trace = models.ForeignKey("media_api.Trace", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,6 +95,7 @@ class CurationChange(models.Model):
         HIDE = "hide", "hide"
         UNHIDE = "unhide", "unhide"
         SEPARATE = "separate", "not this person"
+        FACE = "face", "face chosen"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     identity_uuid = models.CharField(max_length=32, db_index=True, help_text="the identity the change is shown on")

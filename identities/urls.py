@@ -3,7 +3,7 @@
 from django.urls import path
 
 import momentry.converters  # noqa: F401 - registers the path converters (a bad value is a 404)
-from identities import cast_views, views
+from identities import cast_views, face_views, views
 
 urlpatterns = [
     path("identities", views.IdentityListView.as_view(), name="identity-list"),
@@ -16,6 +16,9 @@ urlpatterns = [
     path("file/<file_uuid:file_uuid>/identities/<identity_uuid:identity_uuid_a>"
          "/co-occur-with/<identity_uuid:identity_uuid_b>",
          views.CooccurrenceView.as_view(), name="identities-cooccurrence"),
+    path("identity/<identity_uuid:identity_uuid>/thumbnail", face_views.IdentityThumbnailView.as_view(),
+         name="identity-thumbnail"),
+    path("identity/<identity_uuid:identity_uuid>/face", face_views.IdentityFaceView.as_view(), name="identity-face"),
     path("identity/<identity_uuid:identity_uuid>/files", views.IdentityFilesView.as_view(), name="identity-files"),
     path("file/<file_uuid:file_uuid>/cooccurrence", cast_views.FileCastGraphView.as_view(), name="file-cooccurrence"),
     path("identity/<identity_uuid:identity_uuid_a>/co-occur-with/<identity_uuid:identity_uuid_b>",

@@ -245,3 +245,75 @@ def test_the_admin_says_momentry(staff):
     assert "Django administration" not in html and "Django site admin" not in html
     assert ">Momentry<" in html and "<title>" in html and "Momentry" in html.split("<title>")[1].split("</title>")[0]
     assert "Momentry" in page(staff).split("<title>")[1].split("</title>")[0]
+
+
+# --------------------------------------------------------------------------- the face of a person
+
+
+@pytest.fixture
+def ada(hamilton, people):
+    ada = Identity.objects.create(name="Ada")
+    Trace.objects.filter(pk__in=people["A"]).update(identity=ada)
+    Trace.objects.filter(pk=people["A"][0]).update(face_count=99)  # the biggest: the face by default
+    return ada
+
+
+def test_choose_the_face_of_a_person_over_rest(admin_api, hamilton, ada, people):
+    url = f"/api/v1/identity/{ada.identity_uuid}/thumbnail"
+    first = admin_api.get(url)
+    assert first.status_code == 200 and first["Content-Type"] == "image/jpeg"
+    biggest = Trace.objects.get(pk=people["A"][0])
+    same = admin_api.get(f"/api/v1/file/{hamilton.file_uuid}/trace/{biggest.trace_id}/thumbnail")
+    assert first.content == same.content and first["ETag"] == same["ETag"]
+    assert admin_api.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    import io
+
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(first.content)).size == (320, 320)
+    # Choose another of her traces: the picture and its ETag change.
+    other = Trace.objects.get(pk=people["A"][2])
+    response = rest(admin_api, "put", f"/api/v1/identity/{ada.identity_uuid}/face",
+                    {"file_uuid": hamilton.file_uuid, "trace_id": other.trace_id})
+    assert response.status_code == 200, response.content
+    chosen = admin_api.get(url)
+    assert chosen.status_code == 200 and chosen["ETag"] != first["ETag"]
+    expected = admin_api.get(f"/api/v1/file/{hamilton.file_uuid}/trace/{other.trace_id}/thumbnail")
+    assert chosen.content == expected.content
+    # Not her trace: 409; nobody's face: 404; unknown: 404.
+    stranger = Trace.objects.get(pk=people["lookalike"])
+    response = rest(admin_api, "put", f"/api/v1/identity/{ada.identity_uuid}/face",
+                    {"file_uuid": hamilton.file_uuid, "trace_id": stranger.trace_id})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "CONFLICT"
+    nobody = Identity.objects.create(name="Nobody yet")
+    assert admin_api.get(f"/api/v1/identity/{nobody.identity_uuid}/thumbnail").status_code == 404
+    assert admin_api.get(f"/api/v1/identity/{'f' * 32}/thumbnail").status_code == 404
+    change = CurationChange.objects.get(kind="face")
+    assert "Face of Ada" in change.summary
+
+
+def test_choose_the_face_on_the_persons_page_and_undo(staff, ada, people):
+    page_url = f"/admin/identities/identity/{ada.pk}/change/"
+    html = staff.get(page_url).content.decode()
+    assert html.count("Use as face") == 4
+    response = staff.post(f"/admin/identities/identity/{ada.pk}/face/", {"face_trace": people["A"][3]})
+    assert response.status_code == 302
+    ada.refresh_from_db()
+    assert ada.feature_trace_id == people["A"][3]
+    html = staff.get(page_url).content.decode()
+    assert "✓ their face" in html and html.count("Use as face") == 3
+    # The cast page's card and the autocomplete show it.
+    cast = page(staff)
+    trace = Trace.objects.get(pk=people["A"][3])
+    named = cast.split('id="cast-named"')[1]
+    assert f"/trace/{trace.trace_id}/thumbnail" in named
+    found = staff.get(API + "people?q=Ada").json()["results"][0]
+    assert found["face_url"] == f"/api/v1/identity/{ada.identity_uuid}/thumbnail"
+    # Undone on the person's page.
+    staff.post(f"/admin/identities/identity/{ada.pk}/undo/")
+    ada.refresh_from_db()
+    assert ada.feature_trace_id is None
+    assert staff.post(f"/admin/identities/identity/{ada.pk}/face/", {"face_trace": people["lookalike"]}).status_code \
+        == 302
+    ada.refresh_from_db()
+    assert ada.feature_trace_id is None  # not her trace
