@@ -548,3 +548,26 @@ def test_the_cast_page_of_a_file_uuid_with_nul_is_a_404_page(staff_user, hamilto
         response = browser.get(f"/admin/cast/{bad}/")
         assert response.status_code == 404 and response["Content-Type"].startswith("text/html"), bad
     assert browser.get(f"/admin/cast/{HAMILTON_UUID}/").status_code == 200
+
+
+# --- 9.: the platform package knows no domain app -------------------------------------------------------------------
+
+#: momentry's platform modules (credentials, errors, request limits, signing...). settings and urls
+#: name the apps' URLconfs by design; the OpenAPI helpers describe the apps' fields.
+PLATFORM_MODULES = ["auth", "bodies", "checks", "client_address", "converters", "errors", "limits", "models", "nul",
+                    "pagination", "parsers", "secret_key", "services", "signing", "views_auth"]
+
+
+@pytest.mark.parametrize("module", PLATFORM_MODULES)
+def test_platform_modules_import_no_domain_app(module):
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "momentry" / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):  # inside functions too
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    assert not {name for name in imported if name.split(".")[0] in ("media_api", "identities", "jobs")}
