@@ -51,7 +51,7 @@ def populate(traces: int) -> list:
     import numpy as np
 
     from identities.models import CurationChange, Identity
-    from media_api.faces.embeddings import to_bytes
+    from media_api.faces.embeddings import MODEL_NAME, to_bytes
     from media_api.models import MediaFile, Trace
     from media_api.services.presence import encode_runs
 
@@ -81,6 +81,7 @@ def populate(traces: int) -> list:
         identity = people[person] if person < NAMED and rng.random() < 0.6 else None
         rows.append(Trace(file=files[f], trace_id=number // FILES + 1, identity=identity, face_count=length,
                           start_frame=start, end_frame=start + length - 1, avg_confidence=0.9, embedding=embedding,
+                          embedding_model=MODEL_NAME if embedding is not None else "",
                           presence=encode_runs(np.array([start]), np.array([start + length]))))
     Trace.objects.bulk_create(rows, batch_size=2000)
     return files

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, ExpressionWrapper
 from django.db.models.functions import Coalesce
 
-from identities.suggestions import CLUSTER_DISTANCE, unbound_traces
+from identities.suggestions import CLUSTER_DISTANCE, comparable, unbound_traces
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
 
 CACHE_KEY = "cast:groups:v2"
@@ -196,7 +196,7 @@ class UnnamedSet:
 def unnamed_set() -> UnnamedSet:
     """One query, small columns only: unbound, not hidden traces across files."""
     rows = list(unbound_traces().order_by("file_id", "start_frame", "trace_id").annotate(
-        has_embedding=ExpressionWrapper(Q(embedding__isnull=False), output_field=BooleanField()),
+        has_embedding=ExpressionWrapper(comparable(), output_field=BooleanField()),
         first=Coalesce("start_frame", 0), last=Coalesce("end_frame", 0),
     ).values_list("pk", "file_id", "first", "last", "face_count", "has_embedding"))
     table = np.array(rows, dtype=np.int64).reshape(-1, 6)
@@ -238,7 +238,7 @@ def _embeddings(pks: np.ndarray) -> dict[int, bytes]:
 
     if not len(pks):
         return {}
-    return dict(Trace.objects.filter(pk__in=pks.tolist(), embedding__isnull=False).values_list("pk", "embedding"))
+    return dict(Trace.objects.filter(comparable(), pk__in=pks.tolist()).values_list("pk", "embedding"))
 
 
 def _group_all(unnamed: UnnamedSet) -> tuple[np.ndarray, Sums]:

@@ -28,7 +28,7 @@ from identities.cooccurrence import FrameClock, merge_runs
 from identities.models import CurationChange, Identity
 from identities.selectors import search
 from identities.services import namesake
-from identities.suggestions import SUGGESTION_MAX_DISTANCE, Suggestion, _named_identities
+from identities.suggestions import SUGGESTION_MAX_DISTANCE, Suggestion, _named_identities, comparable
 from media_api.faces.embeddings import EMBEDDING_DIM
 from media_api.models import MediaFile, Trace
 from media_api.services.presence import decode_many
@@ -260,7 +260,7 @@ def _embeddings(pks: Iterable[int]) -> dict[int, Any]:
     wanted = list(dict.fromkeys(pks))
     if not wanted:
         return {}
-    return dict(Trace.objects.filter(pk__in=wanted, embedding__isnull=False).order_by().values_list("pk", "embedding"))
+    return dict(Trace.objects.filter(comparable(), pk__in=wanted).order_by().values_list("pk", "embedding"))
 
 
 def _clock(row: _Row) -> FrameClock:
@@ -322,7 +322,7 @@ class _Evidence:
 
     @classmethod
     def load(cls) -> _Evidence:
-        rows = list(Trace.objects.filter(_named_identities(), embedding__isnull=False, ignored=False)
+        rows = list(Trace.objects.filter(_named_identities(), comparable(), ignored=False)
                     .order_by("identity_id").values_list("identity_id", "embedding"))
         size = EMBEDDING_DIM * 4
         valid = np.fromiter((len(blob) == size for _, blob in rows), dtype=bool, count=len(rows))

@@ -359,15 +359,15 @@ class CastGraph:
 
 def _unbound_groups(traces: list[tuple[Any, ...]], include_unbound: bool, file_pk: int) -> list[list[int]]:
     """Unbound traces grouped as clustering would group them (positions into ``traces``)."""
-    from identities.suggestions import group_unbound_traces
+    from identities.suggestions import comparable, group_unbound_traces
 
     if not include_unbound:
         return []
     position_of = {pk: position for position, (pk, _, identity, _, _) in enumerate(traces) if identity is None}
     if not position_of:
         return []
-    embeddings = dict(Trace.objects.filter(file_id=file_pk, identity__isnull=True, presence__isnull=False)
-                      .values_list("pk", "embedding"))
+    embeddings = dict(Trace.objects.filter(comparable(), file_id=file_pk, identity__isnull=True,
+                                           presence__isnull=False).values_list("pk", "embedding"))
     rows = [(pk, embeddings.get(pk), file_pk, traces[p][3], traces[p][4]) for pk, p in position_of.items()]
     return [[position_of[pk] for pk in group] for group in group_unbound_traces(rows)]
 

@@ -1,18 +1,19 @@
 """Identity suggestions for a trace and clustering of unbound traces, by face-embedding distance.
 
 Every trace made by the built-in pipeline stores one embedding: the L2-normalised mean of
-its faces' 128-d dlib embeddings (``Trace.embedding``, float32 bytes). Distances are
-Euclidean between those unit vectors (0 = identical, 2 = opposite).
+its faces' 128-d SFace embeddings (``Trace.embedding``, float32 bytes), and the model's name
+(``Trace.embedding_model``). Only embeddings of the pipeline's current model are compared
+(:func:`comparable`): a trace embedded by another model (dlib's, before Faces v3) counts as having
+none until it is embedded again. Distances are Euclidean between unit vectors (0 = identical,
+2 = opposite), ``sqrt(2 * cosine distance)``.
 
-The thresholds come from the demo traces, where we know who is who (bench/faces_eval/people.json,
-measured by ``bench/bench_faces.py --distances``; docs/faces.md): with embeddings taken only from
-usable faces (at least 32 px, turned less than about 45°, detector score ≥ 0.6), the two pairs of
-traces of one person that both have an embedding (the performer in the wide and the medium shot;
-a woman before and after she is hidden by the boy) are 0.371 and 0.349 apart, and the 34 pairs of
-different people 0.420 to 0.629 (5 % below 0.441, median 0.507). 0.40 separates them: closer is a
-confident match (one click in the admin,
-clustering), 0.40–0.45 a weak one (shown, marked weak), farther is not offered ("no confident
-match"). Profile-only and tiny traces get no embedding at all rather than a misleading one.
+The thresholds are measured, not chosen: ``media_api/faces/calibration.py`` derives them from an
+identity-labelled set of 200 faces of 50 people (bench/identity_set/, ``bench/eval_identity.py``;
+docs/faces.md): **confident** lets at most 0.1 % of different-person pairs through (one click in the
+admin), **offered** at most 1 % (the weak band between them is shown, marked not confident; farther
+is not offered: "no confident match"), and **clustering** joins only what no different-person pair
+of the set came close to. A test recomputes them from the set. Faces YuNet cannot read (profiles,
+blur, darkness) and tiny ones get no embedding at all rather than a misleading one.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from identities.models import Identity
-from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
+from media_api.faces import calibration
+from media_api.faces.embeddings import EMBEDDING_DIM, MODEL_NAME, from_bytes, normalise
 from media_api.models import Trace
 
-#: Suggestions farther than this are not offered at all ("no confident match").
-SUGGESTION_MAX_DISTANCE = 0.45
-#: Suggestions this close are confident: the curator may accept them in one click.
-CONFIDENT_DISTANCE = 0.40
-#: Unbound traces closer than this (to a cluster's mean) join the cluster: a confident match.
-CLUSTER_DISTANCE = CONFIDENT_DISTANCE
+#: Suggestions farther than this are not offered at all ("no confident match"): FAR ≤ 1 % on the set.
+SUGGESTION_MAX_DISTANCE = calibration.OFFERED_DISTANCE
+#: Suggestions this close are confident, the curator may accept them in one click: FAR ≤ 0.1 %.
+CONFIDENT_DISTANCE = calibration.CONFIDENT_DISTANCE
+#: Unbound traces closer than this (to a cluster's mean) join the cluster: no false accept on the set.
+CLUSTER_DISTANCE = calibration.CLUSTER_DISTANCE
 AUTO_NAME_PREFIX = "Unnamed person"
 
 
@@ -46,6 +48,15 @@ class Suggestion:
     @property
     def confident(self) -> bool:
         return self.distance <= CONFIDENT_DISTANCE
+
+
+def comparable() -> Q:
+    """Traces whose embedding can be compared with new ones: present and made by the current model."""
+    return Q(embedding__isnull=False, embedding_model=MODEL_NAME)
+
+
+def has_comparable_embedding(trace: Trace) -> bool:
+    return trace.embedding is not None and trace.embedding_model == MODEL_NAME
 
 
 def _named_identities() -> Q:
@@ -85,10 +96,10 @@ def suggest_identities(trace: Trace, limit: int = 5, max_distance: float = SUGGE
     ``scope`` (:func:`media_api.selectors.scope_filter` on ``file_id``) limits the evidence to
     traces in files the caller may see, so a scoped key never learns who is in other files.
     """
-    query = from_bytes(trace.embedding)
+    query = from_bytes(trace.embedding) if has_comparable_embedding(trace) else None
     if query is None:
         return []
-    candidates = Trace.objects.filter(_named_identities(), embedding__isnull=False, ignored=False).exclude(pk=trace.pk)
+    candidates = Trace.objects.filter(_named_identities(), comparable(), ignored=False).exclude(pk=trace.pk)
     if scope is not None:
         candidates = candidates.filter(scope)
     rows = list(candidates.values_list("identity_id", "embedding"))
@@ -137,8 +148,8 @@ class ClusterResult:
 
 def _seed_clusters() -> list[_Cluster]:
     """Existing pending automatic identities, so new traces join them instead of duplicating them."""
-    rows = Trace.objects.filter(identity__source=Identity.Source.AUTO, identity__status=Identity.Status.PENDING,
-                                embedding__isnull=False, ignored=False).values_list(
+    rows = Trace.objects.filter(comparable(), identity__source=Identity.Source.AUTO,
+                                identity__status=Identity.Status.PENDING, ignored=False).values_list(
         "identity_id", "embedding", "file_id", "start_frame", "end_frame")
     clusters: dict[int, _Cluster] = {}
     for identity_id, blob, file_id, start, end in rows:
@@ -224,7 +235,7 @@ def cluster_unbound_traces(threshold: float = CLUSTER_DISTANCE, min_size: int = 
     from identities.constraints import admissible
     from identities.curation import bind_traces
 
-    rows = list(unbound_traces().filter(embedding__isnull=False)
+    rows = list(unbound_traces().filter(comparable())
                 .order_by("file_id", "start_frame", "trace_id")
                 .values_list("pk", "embedding", "file_id", "start_frame", "end_frame"))
     traces, _ = _with_vectors(rows)

@@ -30,7 +30,7 @@ from momentry.bodies import validated
 from momentry.errors import Conflict, NotFound
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
 from momentry.parsers import BoundedJSONParser
-from momentry.schema import ERROR, UUID_PATTERN, StrictBooleanField, StrictCharField, StrictIntegerField
+from momentry.schema import ERROR, UUID_PATTERN, AbsolutePathField, StrictBooleanField, StrictIntegerField
 
 
 def serialize_job(job: Job) -> dict[str, Any]:
@@ -93,8 +93,7 @@ class PrewarmSerializer(serializers.Serializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    path = StrictCharField(max_length=4000, min_length=1,
-                           help_text="absolute path of a video under MOMENTRY_MEDIA_ROOTS")
+    path = AbsolutePathField(max_length=4000, min_length=1)
 
 
 class EmptySerializer(serializers.Serializer):

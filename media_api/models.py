@@ -95,6 +95,9 @@ class Trace(models.Model):
     rep_quality_score = models.FloatField(null=True, blank=True)
     rep_blur_score = models.FloatField(null=True, blank=True)
     embedding = models.BinaryField(null=True, blank=True)
+    #: Which network made ``embedding`` (``media_api.faces.embeddings.MODEL_NAME`` for new ones; "" when there
+    #: is none). Vectors of two models are never compared.
+    embedding_model = models.CharField(max_length=64, blank=True, default="")
     # The frames holding a detection of this trace, as a compressed run list (format and why:
     # media_api.services.presence); null when it has none. Derived like the summary fields.
     presence = models.BinaryField(null=True, blank=True, editable=False)

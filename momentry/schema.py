@@ -8,11 +8,15 @@ by :mod:`momentry.schema_hooks`.
 from __future__ import annotations
 
 import copy
+import functools
+import unicodedata
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field, inline_serializer
 from rest_framework import serializers
+
+from identities import names
 
 
 class SessionScheme(OpenApiAuthenticationExtension):
@@ -122,10 +126,51 @@ def trimmed_text_pattern(max_length: int) -> str:
     return rf"^[{STRIPPED}]*[^{STRIPPED}\x00](?:[^\x00]{{0,{max_length - 2}}}[^{STRIPPED}\x00])?[{STRIPPED}]*$"
 
 
-@extend_schema_field({"type": "string", "pattern": trimmed_text_pattern(200),
-                      "description": "1..200 characters once leading and trailing spaces are removed"})
+def _class_escape(code: int) -> str:
+    # \uXXXX is read alike by ECMA and Python patterns; characters beyond the BMP are written as themselves.
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+def _character_class(codes: list[int]) -> str:
+    """``codes`` (ascending) as the inside of a regex character class, in ranges."""
+    parts, start = [], None
+    for position, code in enumerate(codes):
+        if start is None:
+            start = code
+        if position + 1 < len(codes) and codes[position + 1] == code + 1:
+            continue
+        parts.append(_class_escape(start) if start == code else f"{_class_escape(start)}-{_class_escape(code)}")
+        start = None
+    return "".join(parts)
+
+
+@functools.cache
+def name_pattern(max_length: int = names.MAX_LENGTH) -> str:
+    """What :func:`identities.names.clean` accepts, as a pattern (the REST names and aliases).
+
+    White space anywhere (runs become one space, the ends are trimmed), the invisible characters
+    it drops anywhere, and at least one character that stays; never another control or formatting
+    character (NUL, escape, direction overrides...). The length is bounded between the first and
+    the last kept character (the normalised name is never longer).
+    """
+    zero_width, joiners = names._ZERO_WIDTH, names._JOINERS
+    dropped = STRIPPED + _character_class(sorted(map(ord, zero_width)))
+    joining = _character_class(sorted(map(ord, joiners)))
+    forbidden = _character_class([
+        code for code in range(0x110000)
+        if unicodedata.category(chr(code)) in ("Cc", "Cf") and not chr(code).isspace()
+        and chr(code) not in zero_width and chr(code) not in joiners
+    ])
+    kept = f"[^{dropped}{joining}{forbidden}]"
+    return rf"^[{dropped}{joining}]*{kept}(?:[^{forbidden}]{{0,{max_length - 2}}}{kept})?[{dropped}{joining}]*$"
+
+
+@extend_schema_field({"type": "string", "pattern": name_pattern(),
+                      "description": "1..200 characters once spaces are trimmed (runs of white space become one "
+                                     "space, zero-width characters are dropped); no control or direction-changing "
+                                     "characters"})
 class NameField(StrictCharField):
-    """A name or alias: trimmed, not blank, at most 200 characters once trimmed.
+    """A name or alias: trimmed, not blank, at most 200 characters once trimmed (identities.names has the rule).
 
     The length is checked here rather than with ``max_length``, which would put a ``maxLength``
     of the untrimmed string into the schema.
@@ -138,6 +183,109 @@ class NameField(StrictCharField):
         if len(value) > self.MAX_LENGTH:
             self.fail("max_length", max_length=self.MAX_LENGTH)
         return value
+
+
+# --- Query parameters that only go together -----------------------------------------------------
+# OpenAPI describes each query parameter on its own, so "start_frame needs end_frame" or "a crop is
+# x, y, w and h or nothing" cannot be said of separate parameters: a client (or a fuzzer) reading
+# the schema would send a start without its end and be refused. Such parameters are described as
+# ONE parameter of type object in the "form" style, exploded, which on the wire is exactly the
+# separate parameters (``?start_frame=10&end_frame=20``), and whose schema states the rule.
+
+#: ``name=`` means "not given" for these parameters (as for every optional query parameter).
+EMPTY_VALUE = {"type": "string", "maxLength": 0}
+
+
+def _bare(spec: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in spec.items() if key != "description"}
+
+
+def _given(names: tuple[str, ...], properties: dict[str, dict]) -> dict[str, Any]:
+    return {"required": list(names), "properties": {name: _bare(properties[name]) for name in names}}
+
+
+def _absent(names: tuple[str, ...]) -> dict[str, Any]:
+    return {"properties": {name: EMPTY_VALUE for name in names}}
+
+
+def all_or_none(names: tuple[str, ...], properties: dict[str, dict]) -> dict[str, Any]:
+    """Every one of ``names`` given with a value, or none of them (absent or empty)."""
+    return {"anyOf": [_given(names, properties), _absent(names)]}
+
+
+def grouped_parameter(name: str, properties: dict[str, dict], rules: list[dict[str, Any]], description: str,
+                      required: bool = False) -> OpenApiParameter:
+    """Query parameters that only go together, as one exploded ``form`` object (see above)."""
+    schema = {
+        "type": "object",
+        "properties": {key: {"anyOf": [_bare(spec), EMPTY_VALUE], **({"description": spec["description"]}
+                                                                        if "description" in spec else {})}
+                       for key, spec in properties.items()},
+        "additionalProperties": False,
+        "allOf": rules,
+    }
+    return OpenApiParameter(name, schema, OpenApiParameter.QUERY, required=required, style="form", explode=True,
+                            description=description)
+
+
+FRAMES, TIMES = ("start_frame", "end_frame"), ("start_time", "end_time")
+SPAN_PROPERTIES = {
+    "start_frame": {"type": "integer", "minimum": 0, "description": "first frame (inclusive)"},
+    "end_frame": {"type": "integer", "minimum": 0, "description": "last frame (inclusive), >= start_frame"},
+    "start_time": {"type": "number", "minimum": 0, "description": "seconds from the first frame"},
+    "end_time": {"type": "number", "minimum": 0, "description": "seconds from the first frame (exclusive), "
+                                                                 "> start_time"},
+}
+
+
+def span_parameter(required: bool) -> OpenApiParameter:
+    """``start_frame``+``end_frame`` and/or ``start_time``+``end_time``, each pair whole; frames win."""
+    rules = [all_or_none(FRAMES, SPAN_PROPERTIES), all_or_none(TIMES, SPAN_PROPERTIES)]
+    if required:
+        rules.append({"anyOf": [_given(FRAMES, SPAN_PROPERTIES), _given(TIMES, SPAN_PROPERTIES)]})
+    need = "Required: " if required else "Optional: "
+    return grouped_parameter(
+        "span", SPAN_PROPERTIES, rules,
+        need + "start_frame and end_frame, or start_time and end_time, sent as separate query parameters "
+        "(?start_frame=10&end_frame=40). A pair goes together; with both pairs the frames are used. The span "
+        "must lie inside the file (its total_frames and duration), end at or after its start, and stay within "
+        "the render limit: 400 otherwise, naming the parameter.",
+        required=required,
+    )
+
+
+CROP = ("x", "y", "w", "h")
+CROP_PROPERTIES = {
+    "x": {"type": "integer", "minimum": 0, "description": "left edge"},
+    "y": {"type": "integer", "minimum": 0, "description": "top edge"},
+    "w": {"type": "integer", "minimum": 1, "description": "width"},
+    "h": {"type": "integer", "minimum": 1, "description": "height"},
+}
+CROP_PARAMETER = grouped_parameter(
+    "crop", CROP_PROPERTIES, [all_or_none(CROP, CROP_PROPERTIES)],
+    "Optional crop: x, y, w and h (all four or none), sent as separate query parameters (&x=180&y=20&w=160&h=160). "
+    "It must lie inside the frame: 400 otherwise, with the frame's size in details.",
+)
+
+TRACE_FILTER_PROPERTIES = {
+    "identity": {"type": "string", "pattern": UUID_PATTERN,
+                 "description": "only traces bound to this identity_uuid (a dashed UUID is accepted too)"},
+    "unbound": {"type": "boolean", "description": "true: only traces with no identity; false: only bound ones"},
+}
+TRACE_FILTER_PARAMETER = grouped_parameter(
+    "filter", TRACE_FILTER_PROPERTIES,
+    # identity with unbound=true asks for traces bound and unbound at once: refused (400).
+    [{"anyOf": [_absent(("identity",)), {"properties": {"unbound": {"anyOf": [{"enum": [False]}, EMPTY_VALUE]}}}]}],
+    "Optional filters, sent as separate query parameters: identity=<uuid> and/or unbound=true|false "
+    "(identity with unbound=true is a 400).",
+)
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 4000, "pattern": "^/",
+                      "description": "absolute path of a video under MOMENTRY_MEDIA_ROOTS"})
+class AbsolutePathField(StrictCharField):
+    """A server path: absolute (a relative one is a 400); whether it is a video under the media roots is the
+    server's data, checked by the view."""
 
 
 def success(name: str, fields: dict[str, Any]) -> S.Serializer:

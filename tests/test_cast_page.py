@@ -17,7 +17,13 @@ from django.test import Client
 
 from identities import cast_groups, cast_service, curation
 from identities.models import CurationChange, Identity
-from identities.suggestions import CONFIDENT_DISTANCE, group_unbound_traces, suggest_identities, unbound_traces
+from identities.suggestions import (
+    CONFIDENT_DISTANCE,
+    SUGGESTION_MAX_DISTANCE,
+    group_unbound_traces,
+    suggest_identities,
+    unbound_traces,
+)
 from media_api.faces.embeddings import normalise
 from media_api.models import Trace
 from media_api.services.detections_import import import_detections
@@ -249,15 +255,16 @@ def test_accept_a_confident_suggestion_in_one_step(staff, hamilton, people):
 
 def test_a_weak_match_is_shown_as_weak(staff, hamilton, people):
     bob = Identity.objects.create(name="Bob")
-    # B's traces lie about 0.12 from B: a named trace 0.43 from B's face is a weak match for the group.
-    add_traces(hamilton, [(250, 160, 200, near(B, 0.43, 25))])
+    # B's traces lie about 0.12 from B: a named trace in the middle of the calibrated weak band from B's
+    # face is a weak match for the group.
+    add_traces(hamilton, [(250, 160, 200, near(B, (CONFIDENT_DISTANCE + SUGGESTION_MAX_DISTANCE) / 2, 25))])
     Trace.objects.filter(file=hamilton, trace_id=250).update(identity=bob)
     html = page(staff)
     group = re.search(r'data-pks="{}".*?</section>'.format(",".join(map(str, people["B"]))), html, re.S).group(0)
     assert 'class="cast-chip weak"' in group and "maybe Bob?" in group and "Accept: Bob" not in group
     summary = cast_service.summaries(cast_service.Scope(), [people["B"]])[0]
     assert summary["suggestions"][0]["name"] == "Bob" and summary["suggestions"][0]["confident"] is False
-    assert CONFIDENT_DISTANCE < summary["suggestions"][0]["distance"] <= 0.45
+    assert CONFIDENT_DISTANCE < summary["suggestions"][0]["distance"] <= SUGGESTION_MAX_DISTANCE
 
 
 def test_summary_after_taking_a_face_out(staff, hamilton, people):

@@ -9,8 +9,11 @@ so requests reach the media code and not only the 404 of an unknown file.
 
 Two checks are configured, narrowly and for documented reasons (see the comments below):
 negative_data_rejection also counts 413/414 (the request limits) as refusals, and
-positive_data_acceptance lets through the 400/416 of cross-parameter and data-dependent rules
-that OpenAPI cannot express, when the error names one of the parameters listed for that route.
+positive_data_acceptance ("schema-valid request rejected") is skipped only where the request itself
+breaks a rule no OpenAPI schema can state (an order between values, two values that must differ,
+the stored data); the test checks that from the request and the database, route by route. Rules a
+schema can state are in the schema (grouped query parameters, patterns), so their refusals are
+checked like any other.
 """
 
 from __future__ import annotations
@@ -106,42 +109,154 @@ def map_case(ctx, case):
     return case
 
 
-# Statuses the schema cannot rule out for schema-valid data, and the only parameters they may name.
-# OpenAPI describes each parameter on its own; these routes also refuse combinations (a start
-# without its end, an end before its start, a span without either pair on /clip, identity with
-# unbound=true, a crop given in part, merging an identity into itself) and values that depend on
-# the data (a frame or span past the end of this file, a render longer than
-# MOMENTRY_MAX_CLIP_SECONDS, a URL to sign that names another file, a target already merged, a
-# path to register that is no video file under the media roots).
-# Such a refusal is documented and deliberate: only positive_data_acceptance is skipped for it,
-# and only when the error names one of these parameters; every other check still runs.
+# Refusals of schema-valid requests. Where OpenAPI can state a rule, the schema states it: span
+# pairs, the /clip span, the thumbnail crop and the traces' identity/unbound filter are grouped
+# parameters (momentry.schema.grouped_parameter), a registered path is absolute. What no OpenAPI
+# schema can state is left: an order between two values (an end before its start), two values that
+# must differ (an identity with itself, merging into itself, a URL naming another file) and the data
+# (a span past the end of this file or longer than MOMENTRY_MAX_CLIP_SECONDS, a crop outside this
+# file's frame, a frame past its end, a path that is no video under MOMENTRY_MEDIA_ROOTS). For those,
+# and only when the request itself shows that it breaks such a rule (checked here from the request
+# and the stored data, not from the answer's wording), positive_data_acceptance is skipped; every
+# other check still runs.
+
+
+def _error_details(response) -> dict:
+    try:
+        return response.json()["error"].get("details") or {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _given(values: dict | None, name: str):
+    value = (values or {}).get(name)
+    return None if value in (None, "") else value
+
+
+def _media_file(case):
+    from media_api.models import MediaFile
+
+    return MediaFile.objects.filter(file_uuid=str(case.path_parameters.get("file_uuid", "")).lower()).first()
+
+
+def _asked_frames(case, media_file) -> tuple[int, int] | None:
+    """The span asked for, as frames (frames win over times, as in media_api.services.streaming)."""
+    from media_api.services.files import frame_index_for
+
+    query = case.query or {}
+    if _given(query, "start_frame") is not None and _given(query, "end_frame") is not None:
+        return int(query["start_frame"]), int(query["end_frame"])
+    if _given(query, "start_time") is not None and _given(query, "end_time") is not None:
+        index = frame_index_for(media_file)
+        return index.frame_at_seconds(float(query["start_time"])), index.frame_at_seconds(float(query["end_time"]))
+    return None
+
+
+def span_breaks_a_data_rule(case, response) -> bool:
+    """Out of order, past the end of this file, outside the trace, or longer than the render limit."""
+    details = _error_details(response)
+    media_file = _media_file(case)
+    if response.status_code != 400 or details.get("parameter") not in SPAN or media_file is None:
+        return False
+    if "max_seconds" in details:  # the render limit: the span (asked, or the default one) is too long
+        return details["span_seconds"] > details["max_seconds"]
+    query = case.query or {}
+    if _given(query, "start_frame") is not None and _given(query, "end_frame") is not None:
+        start, end = int(query["start_frame"]), int(query["end_frame"])
+        fps = _given(query, "fps")
+        beyond = end / float(fps) >= media_file.duration if fps is not None else end >= media_file.total_frames
+        if end < start or beyond:
+            return True
+    elif _given(query, "start_time") is not None and _given(query, "end_time") is not None:
+        start_time, end_time = float(query["start_time"]), float(query["end_time"])
+        if end_time <= start_time or start_time >= media_file.duration or end_time > media_file.duration + 1e-6:
+            return True
+    trace_span, asked = details.get("trace_span"), _asked_frames(case, media_file)
+    return bool(trace_span and asked) and (asked[1] < trace_span["start_frame"] or asked[0] > trace_span["end_frame"])
+
+
+def frame_or_crop_outside_the_file(case, response) -> bool:
+    media_file, query = _media_file(case), case.query or {}
+    if media_file is None:
+        return False
+    if response.status_code == 416:
+        return int(query["frame"]) >= media_file.total_frames
+    if response.status_code != 400 or any(_given(query, name) is None for name in "xywh"):
+        return False
+    x, y, w, h = (int(query[name]) for name in "xywh")
+    return x + w > media_file.width or y + h > media_file.height
+
+
+def same_identity_twice(case, response) -> bool:
+    ids = case.path_parameters
+    return response.status_code == 400 and str(ids["identity_uuid_a"]).lower() == str(ids["identity_uuid_b"]).lower()
+
+
+def merged_into_itself_or_a_merged_one(case, response) -> bool:
+    from identities.models import Identity
+
+    if response.status_code != 400 or not isinstance(case.body, dict):
+        return False
+    target = str(case.path_parameters["identity_uuid"]).lower()
+    sources = [str(u).lower() for u in case.body.get("from") or []]
+    return target in sources or Identity.objects.filter(identity_uuid=target, merged_into__isnull=False).exists()
+
+
+def url_of_another_file(case, response) -> bool:
+    """The URL to sign names another file, a trace id no trace can have, or carries a signature's parameters."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from momentry.converters import MAX_TRACE_ID
+
+    if response.status_code != 400 or not isinstance(case.body, dict):
+        return False
+    parts = urlsplit(case.body["url"])
+    segments = parts.path.split("/")  # /api/v1/file/<uuid>/...
+    named_file = segments[4] if len(segments) > 4 else ""
+    trace_ids = [int(segment) for segment in segments[5:] if segment.isdigit()]
+    reserved = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)} & {"exp", "sub", "sig"}
+    return (named_file != str(case.path_parameters["file_uuid"]).lower()
+            or any(trace_id > MAX_TRACE_ID for trace_id in trace_ids) or bool(reserved))
+
+
+def not_a_video_under_the_media_roots(case, response) -> bool:
+    from pathlib import Path
+
+    from django.conf import settings as django_settings
+
+    if response.status_code != 400 or not isinstance(case.body, dict):
+        return False
+    if not Path(case.body["path"]).is_absolute():
+        return False  # the schema says absolute (pattern ^/): a relative path is no valid data
+    try:
+        path = Path(case.body["path"]).resolve()
+        roots = [Path(root).resolve() for root in django_settings.MOMENTRY_MEDIA_ROOTS]
+        return not (path.is_file() and any(path.is_relative_to(root) for root in roots)) or path.suffix != ".mp4"
+    except (OSError, ValueError):
+        return True  # no path this machine can have (too long, NUL...)
+
+
 SPAN = {"start_frame", "end_frame", "start_time", "end_time"}
-DATA_DEPENDENT: dict[str, dict[int, set[str]]] = {
-    "GET /api/v1/file/{file_uuid}/clip": {400: SPAN},
-    "GET /api/v1/file/{file_uuid}/video": {400: SPAN},
-    "GET /api/v1/file/{file_uuid}/video/bbox": {400: SPAN},
-    "GET /api/v1/file/{file_uuid}/trace/{trace_id}/video": {400: SPAN},
-    "GET /api/v1/file/{file_uuid}/thumbnail": {400: {"x", "y", "w", "h"}, 416: {"frame"}},
-    "GET /api/v1/file/{file_uuid}/traces": {400: {"unbound"}},
-    "POST /api/v1/file/{file_uuid}/sign": {400: {"url"}},
-    "GET /api/v1/file/{file_uuid}/identities/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": {
-        400: {"identity_uuid_b"}},
-    "POST /api/v1/identity/{identity_uuid}/merge": {400: {"from", "identity_uuid"}},
-    "GET /api/v1/identity/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": {400: {"identity_uuid_b"}},
-    "POST /api/v1/files": {400: {"path"}},  # the file must exist under MOMENTRY_MEDIA_ROOTS
+DATA_RULES = {
+    "GET /api/v1/file/{file_uuid}/clip": span_breaks_a_data_rule,
+    "GET /api/v1/file/{file_uuid}/video": span_breaks_a_data_rule,
+    "GET /api/v1/file/{file_uuid}/video/bbox": span_breaks_a_data_rule,
+    "GET /api/v1/file/{file_uuid}/trace/{trace_id}/video": span_breaks_a_data_rule,
+    "GET /api/v1/file/{file_uuid}/thumbnail": frame_or_crop_outside_the_file,
+    "POST /api/v1/file/{file_uuid}/sign": url_of_another_file,
+    "GET /api/v1/file/{file_uuid}/identities/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": same_identity_twice,
+    "GET /api/v1/identity/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": same_identity_twice,
+    "POST /api/v1/identity/{identity_uuid}/merge": merged_into_itself_or_a_merged_one,
+    "POST /api/v1/files": not_a_video_under_the_media_roots,
 }
 
 
 def refused_for_the_data(case, response) -> bool:
-    """A schema-valid request refused for a documented cross-parameter or data-dependent reason."""
-    allowed = DATA_DEPENDENT.get(case.operation.label, {}).get(response.status_code)
-    if not allowed or case.meta is None or not case.meta.generation.mode.is_positive:
+    """A schema-valid request refused for a rule no OpenAPI schema can state, shown by the request itself."""
+    rule = DATA_RULES.get(case.operation.label)
+    if rule is None or case.meta is None or not case.meta.generation.mode.is_positive:
         return False
-    try:
-        parameter = response.json()["error"]["details"].get("parameter")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return False
-    return parameter in allowed
+    return rule(case, response)
 
 
 @pytest.mark.slow

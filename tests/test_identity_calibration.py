@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from media_api.faces import zoo
 
-DEMO = Path(__file__).resolve().parent.parent / "demo" / "media"
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "demo" / "media"
 
 
 def _frame_bgr(clip: str, index: int) -> np.ndarray:
@@ -111,3 +113,39 @@ def test_an_altered_crop_of_the_identity_set_is_detected(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"faces": [first]}))
     with pytest.raises(ValueError, match="differs from the manifest"):
         eval_identity.load_set(tmp_path / "manifest.json")
+
+
+def test_turned_faces_the_old_frontal_check_refused_are_embedded_and_recognised():
+    """The performer's medium shots (Hamilton frames 108-210, faces 85-103 px) turn his head: Faces v2's
+    frontal check (nose between BlazeFace's ear points >= 0.5) refused these faces (measured 0.0-0.49), so
+    that shot had few or no embeddings. SFace, aligned on YuNet's landmarks, reads them, and each one
+    matches his photo from another source (face_recognition's example photo) within the calibrated
+    confident distance — the same person across sources, confidently."""
+    from media_api.faces import calibration, embeddings
+    from media_api.faces.detector import detect
+    from media_api.faces.tracker import FaceTracker, Track
+
+    photo = next(f for f in json.loads((REPO / "bench" / "identity_set" / "manifest.json").read_text())["faces"]
+                 if f["file"].startswith("photos/lin_manuel_miranda/"))
+    image = cv2.imread(str(REPO / "bench" / "identity_set" / photo["file"]))
+    reference = embeddings.embed_aligned(embeddings.align_face(image, photo["box"], rgb=False))
+    for frame in (114, 120, 204, 210):
+        rgb = cv2.cvtColor(_frame_bgr("face_recognition_short_hamilton_clip", frame), cv2.COLOR_BGR2RGB)
+        performer = max(detect(rgb), key=lambda face: face.height)  # the one big face of the medium shot
+        assert FaceTracker(rgb.shape[1], rgb.shape[0], 29.97).wants_embedding(Track(key=1, shot=0), performer, frame)
+        aligned = embeddings.align_face(rgb, performer.box)
+        assert aligned is not None, frame
+        distance = float(np.linalg.norm(embeddings.embed_aligned(aligned) - reference))
+        assert distance <= calibration.CONFIDENT_DISTANCE, (frame, distance)
+
+
+def test_profiles_and_faces_yunet_cannot_find_get_no_embedding():
+    """The profile close-up (frame 30) and a crop with no face: no embedding rather than a misleading one
+    (profiles put the same person farther apart than different people on the calibration set)."""
+    from media_api.faces import embeddings
+    from media_api.faces.detector import detect
+
+    rgb = cv2.cvtColor(_frame_bgr("face_recognition_short_hamilton_clip", 30), cv2.COLOR_BGR2RGB)
+    profile = max(detect(rgb), key=lambda face: face.height)
+    assert profile.height > 150 and embeddings.align_face(rgb, profile.box) is None
+    assert embeddings.align_face(rgb, (0, 0, 60, 60)) is None  # a dark corner of the stage

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 def _load(media_file, stem: str) -> None:
     data = json.loads((REPO / "demo" / "detections" / f"{stem}.json").read_text())
     import_detections(media_file, data["detections"])
-    store_trace_embeddings(media_file, data["trace_embeddings"])
+    store_trace_embeddings(media_file, data["trace_embeddings"], data["embedding_model"])
 
 
 @pytest.fixture
@@ -236,3 +236,40 @@ def test_admin_trace_page_shows_suggestions(traced, staff_user):
     no_embedding = Trace.objects.create(file=hamilton, trace_id=90)
     page = client.get(f"/admin/media_api/trace/{no_embedding.pk}/change/").content.decode()
     assert "no face embedding" in page
+
+
+def test_embeddings_of_another_model_are_never_compared(traced, performer_shots, api_client):
+    """A trace embedded by dlib (Faces v2, before migration 0006 named the model) is neither evidence nor
+    a query, nor clustered, even with exactly the same vector: the distances of two models mean nothing
+    to each other."""
+    from identities.suggestions import has_comparable_embedding
+
+    hamilton, _ = traced
+    wide, _, medium = performer_shots
+    performer = Identity.objects.create(name="Performer")
+    _bind(hamilton, wide, performer)
+    query = Trace.objects.get(file=hamilton, trace_id=medium)
+    assert [s.name for s in suggest_identities(query)] == ["Performer"]
+    Trace.objects.filter(file=hamilton, trace_id=wide).update(embedding=query.embedding,
+                                                               embedding_model="dlib-resnet-v1")
+    assert suggest_identities(query) == []  # the only evidence is another model's
+    Trace.objects.filter(file=hamilton, trace_id=wide).update(embedding_model=query.embedding_model)
+    Trace.objects.filter(pk=query.pk).update(embedding_model="dlib-resnet-v1")
+    query.refresh_from_db()
+    assert not has_comparable_embedding(query) and suggest_identities(query) == []
+    body = api_client.get(_url(hamilton, medium)).json()
+    assert body["has_embedding"] is False and "another model (dlib-resnet-v1)" in body["message"]
+    Trace.objects.filter(file=hamilton, trace_id=wide).update(identity=None)
+    result = cluster_unbound_traces()
+    assert result.traces_considered == Trace.objects.filter(embedding__isnull=False).count() - 1
+    query.refresh_from_db()
+    assert query.identity_id is None
+
+
+def test_demo_embeddings_are_the_pipelines_model():
+    """demo/detections carry SFace vectors (detect_faces --export-dir names the model)."""
+    from media_api.faces.embeddings import MODEL_NAME
+
+    for stem in ("face_recognition_short_hamilton_clip", "facenet_pytorch_video"):
+        data = json.loads((REPO / "demo" / "detections" / f"{stem}.json").read_text())
+        assert data["embedding_model"] == MODEL_NAME and data["trace_embeddings"]

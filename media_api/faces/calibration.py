@@ -55,7 +55,12 @@ MODEL = CALIBRATION["model"]
 CONFIDENT_COSINE = CALIBRATION["thresholds_cosine"]["confident"]
 OFFERED_COSINE = CALIBRATION["thresholds_cosine"]["offered"]
 CLUSTER_COSINE = CALIBRATION["thresholds_cosine"]["cluster"]
+def _l2_threshold(cosine: float) -> float:
+    """The Euclidean threshold for a cosine one, rounded down to 4 decimals (never accepting more)."""
+    return math.floor(cosine_to_l2(cosine) * 10_000) / 10_000
+
+
 #: The same as Euclidean distances between unit vectors: what suggestions and clustering compare.
-CONFIDENT_DISTANCE = round(cosine_to_l2(CONFIDENT_COSINE), 4)
-OFFERED_DISTANCE = round(cosine_to_l2(OFFERED_COSINE), 4)
-CLUSTER_DISTANCE = round(cosine_to_l2(CLUSTER_COSINE), 4)
+CONFIDENT_DISTANCE = _l2_threshold(CONFIDENT_COSINE)
+OFFERED_DISTANCE = _l2_threshold(OFFERED_COSINE)
+CLUSTER_DISTANCE = _l2_threshold(CLUSTER_COSINE)

@@ -6,7 +6,8 @@ a span starts exactly on its first frame — what a chunk of a long film needs. 
 looked at for scene cuts and followed by the trackers (a grey image, no colour conversion);
 faces are detected on sampled frames — every ``stride``-th frame of the file and the first
 frame after each cut, a choice that does not depend on where a span starts — in a worker
-process that runs ahead of the tracker, and a few faces per track are embedded in another.
+process that runs ahead of the tracker, and a few faces per track are embedded (SFace, aligned here
+on YuNet's landmarks) in another.
 
 Writing the result is :mod:`media_api.services.faces`' job.
 """
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from media_api.faces.cuts import SceneCutDetector
 from media_api.faces.detector import detect, load_detector
-from media_api.faces.embeddings import embed_chip, face_chip, load_network
+from media_api.faces.embeddings import align_face, embed_aligned, load_sface
 from media_api.faces.tracker import FaceTracker, Track
 from media_api.faces.workers import Worker
 from media_api.ffmpeg.frames import FrameReader
@@ -119,7 +120,7 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
     stride = stride or default_stride(fps)
     started = time.perf_counter()
     count = 1 if workers else 0
-    with Worker("detector", load_detector, count) as detector, Worker("embedding", load_network, count) as embedder, \
+    with Worker("detector", load_detector, count) as detector, Worker("embedding", load_sface, count) as embedder, \
             FrameReader(path, index) as reader:
         state = _Run(fps=fps, embedder=embedder)
         cut_detector = SceneCutDetector()
@@ -160,7 +161,7 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
 
 @dataclass
 class _Run:
-    """The tracker's side of one analysis: frames in order, detections as they arrive, chips to embed."""
+    """The tracker's side of one analysis: frames in order, detections as they arrive, faces to embed."""
 
     fps: float
     embedder: Worker
@@ -187,8 +188,11 @@ class _Run:
         clock = time.perf_counter()
         for track, face in self.tracker.observe(item.number, item.image, faces):
             if self.tracker.wants_embedding(track, face, item.number):
-                track.embeddings.append(self.embedder.submit(embed_chip, face_chip(item.rgb, face.box)))
-                track.last_embedded, track.embedded_height = item.number, face.height
+                track.last_tried = item.number
+                aligned = align_face(item.rgb, face.box)  # YuNet landmarks on a crop, ~2 ms; None: unreadable
+                if aligned is not None:
+                    track.embeddings.append(self.embedder.submit(embed_aligned, aligned))
+                    track.last_embedded, track.embedded_height = item.number, face.height
         self.timings["embed"] += time.perf_counter() - clock
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from media_api.faces import calibration
 from media_api.faces.detector import Face
 from media_api.faces.embeddings import normalise
 
@@ -53,18 +54,21 @@ MAX_MISSES = 1
 MIN_DETECTIONS = 2
 #: Pieces of one person at most this far apart (seconds, same shot) may be joined.
 LINK_MAX_GAP_SECONDS = 1.0
-#: ... when their mean face embeddings are closer than this.
-LINK_DISTANCE = 0.5
-#: A track embeds its first usable face, then again at most every EMBED_EVERY_SECONDS (or sooner
-#: when the face has grown by EMBED_GROWTH), at most MAX_EMBEDDINGS times: an embedding costs 80 ms.
+#: ... when their mean face embeddings are closer than this: the top of the calibrated weak band
+#: (media_api/faces/calibration.py) — place, time and size already say "probably the same person".
+LINK_DISTANCE = calibration.OFFERED_DISTANCE
+#: A track embeds its first readable face, then again at most every EMBED_EVERY_SECONDS (or sooner
+#: when the face has grown by EMBED_GROWTH), at most MAX_EMBEDDINGS times: an embedding costs ~30 ms.
 EMBED_EVERY_SECONDS = 2.0
 EMBED_GROWTH = 1.4
 MAX_EMBEDDINGS = 3
-#: Faces smaller than this (pixels high), or turned further than MIN_EMBED_FRONTAL (``Face.frontal``),
-#: are not embedded: too little detail, or a view dlib's model does not know (measured: profiles put
-#: different people as close as the same person; docs/faces.md).
+#: A face that could not be read (``embeddings.align_face``: YuNet found no face there or it is turned
+#: too far) is tried again on the track's samples at most this often.
+EMBED_RETRY_SECONDS = 0.5
+#: Faces smaller than this (pixels high) or scored under MIN_EMBED_SCORE by the detector are not
+#: embedded: too little detail. Pose is judged on the aligned face (``embeddings.ALIGN_MIN_FRONTAL``),
+#: so large three-quarter faces are embedded (the calibration set: docs/faces.md).
 MIN_EMBED_HEIGHT = 32
-MIN_EMBED_FRONTAL = 0.5
 MIN_EMBED_SCORE = 0.6
 
 
@@ -116,6 +120,7 @@ class Track:
     scores: list[float] = field(default_factory=list)
     embeddings: list[Future | np.ndarray] = field(default_factory=list)
     last_embedded: int | None = None
+    last_tried: int | None = None
     embedded_height: int = 0
     misses: int = 0
     first_miss: int | None = None
@@ -229,8 +234,11 @@ class FaceTracker:
         return out
 
     def wants_embedding(self, track: Track, face: Face, frame: int) -> bool:
-        if (len(track.embeddings) >= MAX_EMBEDDINGS or face.height < MIN_EMBED_HEIGHT
-                or face.frontal < MIN_EMBED_FRONTAL or face.score < MIN_EMBED_SCORE):
+        """Whether to try embedding this face of the track now (the caller sets ``track.last_tried``,
+        and ``last_embedded`` when the face could be read)."""
+        if len(track.embeddings) >= MAX_EMBEDDINGS or face.height < MIN_EMBED_HEIGHT or face.score < MIN_EMBED_SCORE:
+            return False
+        if track.last_tried is not None and frame - track.last_tried < EMBED_RETRY_SECONDS * self.fps:
             return False
         if track.last_embedded is None:
             return True

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
-from media_api.faces.embeddings import from_bytes, normalise, to_bytes
+from media_api.faces import calibration
+from media_api.faces.embeddings import MODEL_NAME, from_bytes, normalise, to_bytes
 from media_api.faces.pipeline import FaceAnalysis, analyse_video
 from media_api.faces.tracker import iou
 from media_api.models import Detection, MediaFile, Trace
@@ -34,8 +35,9 @@ logger = logging.getLogger("media_api.faces")
 SAME_BOX_IOU = 0.3
 #: A new trace continues an old one when they coincide on at least this share of the shorter one's frames ...
 MIN_SHARED = 0.3
-#: ... and their embeddings (when both have one) are closer than this.
-MAX_EMBEDDING_DISTANCE = 0.55
+#: ... and their embeddings (when both have one, of the same model) are closer than this: the top of the
+#: calibrated weak band (the boxes coinciding is most of the evidence).
+MAX_EMBEDDING_DISTANCE = calibration.OFFERED_DISTANCE
 
 
 class FacesAlreadyDetected(Exception):
@@ -127,7 +129,7 @@ def carried_identities(media_file: MediaFile, analysis: FaceAnalysis) -> dict[in
                 shared[(old_pk, trace_id)] += 1
     new_sizes = {trace_id: len(track.frames) for trace_id, track in enumerate(analysis.tracks, start=1)}
     old_embeddings = {pk: from_bytes(blob) for pk, blob in Trace.objects.filter(
-        file=media_file, identity__isnull=False).values_list("pk", "embedding")}
+        file=media_file, identity__isnull=False, embedding_model=MODEL_NAME).values_list("pk", "embedding")}
     new_embeddings = analysis.trace_embeddings()
     best: dict[int, tuple[int, int]] = {}  # new trace_id → (shared frames, old pk)
     for (old_pk, trace_id), count in shared.items():
@@ -141,16 +143,19 @@ def carried_identities(media_file: MediaFile, analysis: FaceAnalysis) -> dict[in
     return {trace_id: bound[old_pk] for trace_id, (_, old_pk) in best.items()}
 
 
-def store_trace_embeddings(media_file: MediaFile, embeddings: dict[int, Any]) -> int:
-    """Set ``Trace.embedding`` (float32 bytes, L2-normalised) by trace_id; returns traces updated.
+def store_trace_embeddings(media_file: MediaFile, embeddings: dict[int, Any], model: str = MODEL_NAME) -> int:
+    """Set ``Trace.embedding`` (float32 bytes, L2-normalised) and ``embedding_model`` by trace_id; returns
+    traces updated.
 
-    Also used by the demo loader for the ``trace_embeddings`` key of demo/detections/*.json.
+    Also used by the demo loader for the ``trace_embeddings`` key of demo/detections/*.json (whose
+    ``embedding_model`` key names the model).
     """
     by_id = {int(k): v for k, v in embeddings.items()}
     traces = list(Trace.objects.filter(file=media_file, trace_id__in=list(by_id)))
     for trace in traces:
         trace.embedding = to_bytes(normalise(np.asarray(by_id[trace.trace_id], dtype=np.float32)))
-    Trace.objects.bulk_update(traces, ["embedding"], batch_size=1000)
+        trace.embedding_model = model
+    Trace.objects.bulk_update(traces, ["embedding", "embedding_model"], batch_size=1000)
     return len(traces)
 
 

@@ -54,11 +54,6 @@ _JPEG = {
 CROP_MINIMUMS = {"x": 0, "y": 0, "w": 1, "h": 1}
 
 
-def _int(name: str, description: str, minimum: int) -> OpenApiParameter:
-    return OpenApiParameter(name, {"type": "integer", "minimum": minimum}, OpenApiParameter.QUERY,
-                            description=description)
-
-
 class FrameThumbnailView(MediaStreamView):
     """``GET /file/{uuid}/thumbnail?frame=N[&x&y&w&h]``: exactly frame N as JPEG, optionally cropped."""
 
@@ -68,10 +63,7 @@ class FrameThumbnailView(MediaStreamView):
             OpenApiParameter("frame", {"type": "integer", "minimum": 0}, OpenApiParameter.QUERY, required=True,
                              description="Zero-based frame number (presentation order), below the file's "
                                          "total_frames (else 416)."),
-            _int("x", "Crop left edge (with y, w, h; the crop must lie inside the frame).", CROP_MINIMUMS["x"]),
-            _int("y", "Crop top edge (with x, w, h).", CROP_MINIMUMS["y"]),
-            _int("w", "Crop width (with x, y, h).", CROP_MINIMUMS["w"]),
-            _int("h", "Crop height (with x, y, w).", CROP_MINIMUMS["h"]),
+            schema.CROP_PARAMETER,  # x, y, w and h go together: one grouped parameter
         ],
         responses={**_JPEG, 416: OpenApiResponse(schema.ERROR, description="FRAME_OUT_OF_RANGE: frame is past the "
                                                                           "last frame")},

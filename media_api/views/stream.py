@@ -98,12 +98,7 @@ def _q(name: str, kind, description: str, enum: list[str] | None = None, **limit
 
 MODE = _q("mode", OpenApiTypes.STR, "normal (default) or debug: overlays + frame/time panel.", ["normal", "debug"])
 AUDIO = _q("audio", OpenApiTypes.STR, "on (default) or off.", ["on", "off"])
-SPAN = [
-    _q("start_frame", OpenApiTypes.INT, "First frame (inclusive); with end_frame.", minimum=0),
-    _q("end_frame", OpenApiTypes.INT, "Last frame (inclusive); with start_frame.", minimum=0),
-    _q("start_time", OpenApiTypes.NUMBER, "Seconds from the first frame; used when frames are absent.", minimum=0),
-    _q("end_time", OpenApiTypes.NUMBER, "Seconds from the first frame (exclusive).", minimum=0),
-]
+SPAN = [schema.span_parameter(required=False)]  # the pairs go together: one grouped parameter (momentry.schema)
 RENDER_LIMIT_NOTE = " Re-encoded spans are limited to MOMENTRY_MAX_CLIP_SECONDS (400 beyond, naming a span that fits)."
 # The JSON error envelope of the media routes (their successes are video or JPEG bytes); the
 # statuses every route shares (401, 414, 503...) are added by momentry.schema_hooks.
@@ -250,8 +245,9 @@ class ClipView(MediaStreamView):
         description="A span is required: start_frame and end_frame, or start_time and end_time (frames win when "
                     "both are given; without either pair the answer is a 400). Times are seconds whatever fps says; "
                     "fps converts frame numbers to time." + RENDER_LIMIT_NOTE,
-        parameters=[*SPAN, _q("fps", OpenApiTypes.NUMBER, "Rate used to convert frames to time (1..240).", minimum=1,
-                              maximum=240), MODE, AUDIO],
+        parameters=[schema.span_parameter(required=True),
+                    _q("fps", OpenApiTypes.NUMBER, "Rate used to convert frames to time (1..240).", minimum=1,
+                       maximum=240), MODE, AUDIO],
         responses=_video("MPEG-TS", "video/mp2t"),
     )
     def get(self, request: Request, file_uuid: str) -> HttpResponse:

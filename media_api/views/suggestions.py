@@ -7,7 +7,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE, suggest_identities
+from identities.suggestions import (
+    CONFIDENT_DISTANCE,
+    SUGGESTION_MAX_DISTANCE,
+    has_comparable_embedding,
+    suggest_identities,
+)
 from media_api import selectors
 from media_api.models import Trace
 from momentry import schema
@@ -31,6 +36,9 @@ class TraceSuggestionsView(APIView):
         confident = bool(found) and found[0].confident
         if trace.embedding is None:
             message = "This trace has no face embedding (imported detections): nothing to compare."
+        elif not has_comparable_embedding(trace):
+            message = (f"This trace's face embedding was made by another model ({trace.embedding_model or 'unknown'}):"
+                       " nothing to compare until it is embedded again.")
         elif not found:
             message = f"No confident match: nobody named is within {SUGGESTION_MAX_DISTANCE:g} of this face."
         elif not confident:
@@ -39,7 +47,7 @@ class TraceSuggestionsView(APIView):
             message = None
         return Response({
             "success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id,
-            "has_embedding": trace.embedding is not None,
+            "has_embedding": has_comparable_embedding(trace),
             "confident_match": confident, "message": message,
             "thresholds": {"offered": SUGGESTION_MAX_DISTANCE, "confident": CONFIDENT_DISTANCE},
             "suggestions": [{"identity_uuid": s.identity_uuid, "name": s.name, "distance": s.distance,

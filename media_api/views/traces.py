@@ -93,9 +93,7 @@ class TraceListView(APIView):
         operation_id="file_traces",
         summary="Trace summaries of a file, with identity and thumbnail_url",
         parameters=[
-            OpenApiParameter("identity", {"type": "string", "pattern": schema.UUID_PATTERN},
-                             description="only traces bound to this identity_uuid (a dashed UUID is accepted too)"),
-            OpenApiParameter("unbound", OpenApiTypes.BOOL, description="true: only traces with no identity"),
+            schema.TRACE_FILTER_PARAMETER,  # identity and unbound=true exclude each other: one grouped parameter
             OpenApiParameter("sort", OpenApiTypes.STR, enum=SORTS, description="default trace_id"),
             *PAGE_PARAMETERS,
         ],

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from media_api.faces.embeddings import ModelFilesMissing
+from media_api.faces.embeddings import MODEL_NAME, ModelFilesMissing
 from media_api.faces.pipeline import FaceAnalysis, analyse_video
+from media_api.faces.zoo import ModelFileAltered
 from media_api.models import MediaFile, Trace
 from media_api.services.faces import FacesAlreadyDetected, store_analysis
 from media_api.services.files import frame_index_for
@@ -18,6 +19,7 @@ def export_analysis(analysis: FaceAnalysis, path: Path) -> None:
     """Write the detections in the import format (with origin), plus per-trace embeddings."""
     payload = {
         "detections": analysis.rows(),
+        "embedding_model": MODEL_NAME,
         "trace_embeddings": {str(k): [round(float(v), 6) for v in vec]
                              for k, vec in analysis.trace_embeddings().items()},
     }
@@ -26,7 +28,7 @@ def export_analysis(analysis: FaceAnalysis, path: Path) -> None:
 
 
 class Command(BaseCommand):
-    help = ("Detect faces (BlazeFace), follow them on every frame (MOSSE), embed them (dlib ResNet) and store the "
+    help = ("Detect faces (BlazeFace), follow them on every frame (MOSSE), embed them (SFace) and store the "
             "traces; a re-run with --replace keeps people named where the new trace is the same person.")
 
     def add_arguments(self, parser):
@@ -67,7 +69,7 @@ class Command(BaseCommand):
             try:
                 analysis = analyse_video(media_file.path, frame_index_for(media_file), media_file.fps,
                                          stride=stride, progress=progress)
-            except ModelFilesMissing as exc:
+            except (ModelFilesMissing, ModelFileAltered) as exc:
                 raise CommandError(str(exc)) from None
             if analysis.frames_decoded != media_file.total_frames:
                 raise CommandError(f"{media_file.name}: decoded {analysis.frames_decoded} frames, the frame index "
