@@ -196,9 +196,10 @@ def test_chunk_of_a_vanished_worker_runs_again_at_once(long_clip, broker, tmp_pa
     env = {"MOMENTRY_BROKER_URL": broker, "MOMENTRY_CHUNK_SECONDS": "10"}
     with celery_worker("doomed", log_path=tmp_path / "doomed.log", **env) as doomed:
         job = queue_detection(media_file, broker, MOMENTRY_CHUNK_SECONDS="10")
-        chunk = wait_for(lambda: JobChunk.objects.filter(job=job, done=False, worker_pid__isnull=False).first(),
-                         timeout=180, interval=0.1)
         with celery_worker("rescuer", log_path=tmp_path / "rescuer.log", **env):
+            chunk = wait_for(lambda: JobChunk.objects.filter(job=job, done=False,
+                                                             worker_pid__in=children_of(doomed.pid)).first(),
+                             timeout=180, interval=0.05)  # the one the doomed worker is analysing now
             os.killpg(doomed.pid, signal.SIGKILL)
             killed = time.monotonic()
             # sent again (its dead claimer cleared), then analysed when its turn in the queue comes
