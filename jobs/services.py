@@ -162,13 +162,18 @@ def claimer(row: Job | JobChunk) -> liveness.Process | None:
 
 
 def claimer_gone(row: Job | JobChunk, now: datetime | None = None) -> bool:
-    """Is the process running this job (or chunk) gone? Known at once on its host; elsewhere, from a stale heartbeat."""
+    """Is the process running this job (or chunk) gone? Known at once on its host; elsewhere, from a stale heartbeat.
+
+    A live process on this host keeps its claim even with a stale heartbeat (its heartbeat thread may
+    wait on a busy database), up to ``MOMENTRY_JOB_REQUEUE_SECONDS``: a process silent that long hangs.
+    """
+    now = now or timezone.now()
     process = claimer(row)
     alive = liveness.is_alive(process) if process is not None else None
-    if alive is not None:
-        return not alive
-    stale = (now or timezone.now()) - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS)
-    return row.heartbeat_at is None or row.heartbeat_at < stale
+    if alive is False:
+        return True
+    limit = settings.MOMENTRY_JOB_REQUEUE_SECONDS if alive else settings.MOMENTRY_JOB_STALE_SECONDS
+    return row.heartbeat_at is None or row.heartbeat_at < now - timedelta(seconds=limit)
 
 
 def _record_claimer(row: Job | JobChunk, process: liveness.Process) -> list[str]:
@@ -230,6 +235,20 @@ def claim_chunk(job: Job, number: int, process: liveness.Process | None = None) 
 def release_claim(job: Job) -> None:
     """The job goes on in other tasks (chunks): its liveness is their heartbeat, not this process."""
     Job.objects.filter(pk=job.pk, attempts=job.attempts).update(worker_pid=None)
+
+
+def let_go(job: Job, chunk: JobChunk | None = None) -> None:
+    """At the end of a task: drop this process's claim if it recorded no outcome (an unexpected error).
+
+    The process lives on (serving other tasks), so its claim would otherwise hold the job until
+    ``MOMENTRY_JOB_REQUEUE_SECONDS``; without it the stale heartbeat frees the job.
+    """
+    pid = liveness.this_process().pid
+    if chunk is not None:
+        JobChunk.objects.filter(pk=chunk.pk, done=False, worker_pid=pid).update(worker_pid=None)
+    else:
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, attempts=job.attempts, worker_pid=pid).update(
+            worker_pid=None)
 
 
 class KeepAlive:

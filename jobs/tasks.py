@@ -31,19 +31,20 @@ def run_job(job_id: str) -> None:
     job = services.claim(job_id)
     if job is None:
         return
-    with services.KeepAlive(job):
-        try:
-            result = dispatch.runner_for(job.kind)(job)
-        except services.JobCancelled:
-            services.mark_cancelled(job)
-            return
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-            services.fail(job, *_reason(exc))
-            return
-    if result is runners.DEFERRED:
-        services.release_claim(job)
-    else:
-        services.succeed(job, result)
+    try:
+        with services.KeepAlive(job):
+            try:
+                result = dispatch.runner_for(job.kind)(job)
+            except services.JobCancelled:
+                services.mark_cancelled(job)
+                return
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+                services.fail(job, *_reason(exc))
+                return
+        if result is not runners.DEFERRED:  # (a deferred job was released to its chunks)
+            services.succeed(job, result)
+    finally:
+        services.let_go(job)
 
 
 @shared_task(name="jobs.tasks.analyse_chunk")
@@ -53,16 +54,19 @@ def analyse_chunk(job_id: str, number: int) -> None:
     chunk = services.claim_chunk(job, number) if job is not None else None
     if chunk is None:
         return  # done, or analysed by a live process
-    with services.KeepAlive(job, chunk):
-        try:
-            services.beat(job.pk)
-            last = runners.run_chunk(job, chunk)
-        except services.JobCancelled:
-            services.mark_cancelled(job)
-            return
-        except Exception as exc:  # noqa: BLE001
-            services.fail(job, *_reason(exc))
-            return
+    try:
+        with services.KeepAlive(job, chunk):
+            try:
+                services.beat(job.pk)
+                last = runners.run_chunk(job, chunk)
+            except services.JobCancelled:
+                services.mark_cancelled(job)
+                return
+            except Exception as exc:  # noqa: BLE001
+                services.fail(job, *_reason(exc))
+                return
+    finally:
+        services.let_go(job, chunk)
     if last:
         dispatch.send("finish_detection", job_id)
 
@@ -73,16 +77,19 @@ def finish_detection(job_id: str) -> None:
     job = services.claim_finish(job_id)
     if job is None:
         return
-    with services.KeepAlive(job):
-        try:
-            result = runners.finish_detection(job)
-        except services.JobCancelled:
-            services.mark_cancelled(job)
-            return
-        except Exception as exc:  # noqa: BLE001
-            services.fail(job, *_reason(exc))
-            return
-    services.succeed(job, result)
+    try:
+        with services.KeepAlive(job):
+            try:
+                result = runners.finish_detection(job)
+            except services.JobCancelled:
+                services.mark_cancelled(job)
+                return
+            except Exception as exc:  # noqa: BLE001
+                services.fail(job, *_reason(exc))
+                return
+        services.succeed(job, result)
+    finally:
+        services.let_go(job)
 
 
 _reaper: services.ReaperThread | None = None

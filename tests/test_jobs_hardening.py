@@ -53,10 +53,32 @@ def test_a_second_delivery_while_the_claimer_lives_is_refused(hamilton, sleeper)
     first = services.claim(job.pk, process_of(sleeper))
     assert first is not None and first.attempts == 1 and first.worker_pid == sleeper.pid
     assert services.claim(job.pk) is None  # a redelivered message, another pool process of this host
-    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert services.claim(job.pk) is None  # a stale heartbeat does not matter while the process lives
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=120))
+    assert services.claim(job.pk) is None  # a stale heartbeat (a busy database) is no reason while it lives
     assert services.reap().resent == 0 and Job.objects.get(pk=job.pk).state == Job.State.RUNNING
     assert Job.objects.get(pk=job.pk).attempts == 1
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.claim(job.pk).attempts == 2  # silent for an hour: it hangs; no job stays running forever
+
+
+def unstorable_result(job: Job) -> dict:
+    """A runner (registered by the test below) whose result cannot be stored: the task breaks after the work."""
+    return {"when": object()}
+
+
+def test_a_task_that_ends_without_an_outcome_lets_its_job_go(hamilton, settings, monkeypatch):
+    """The pool process lives on after an unexpected error: its claim must not hold the job."""
+    from jobs import dispatch, tasks
+
+    monkeypatch.setitem(dispatch.RUNNERS, "unstorable", "tests.test_jobs_hardening.unstorable_result")
+    job = services.submit("unstorable")[0]
+    with pytest.raises(TypeError):
+        tasks.run_job(str(job.pk))
+    left = Job.objects.get(pk=job.pk)
+    assert left.state == Job.State.RUNNING and left.worker_pid is None
+    Job.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.MOMENTRY_JOB_STALE_SECONDS + 1))
+    assert services.claim(job.pk) is not None
 
 
 def test_a_dead_claimer_on_this_host_frees_the_job_at_once(hamilton, sleeper, settings):
