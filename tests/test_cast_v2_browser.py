@@ -177,3 +177,43 @@ def test_the_cast_graph_labels_are_inside_and_apart(browser_page, people):
     for (x1, y1, w1, h1, t1), (x2, y2, w2, h2, t2) in itertools.combinations(boxes, 2):
         apart = x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 + 0.5 or y2 + h2 <= y1 + 0.5
         assert apart, (t1, t2, (x1, y1, w1, h1), (x2, y2, w2, h2))
+
+
+def test_select_many_name_once_undo_once(live_server, browser_page, cast, staff_user):
+    s = Session(browser_page, live_server)
+    page = s.page
+    crowd = [cast["fillers"][4][0], cast["fillers"][5][0], cast["fillers"][6][1]]  # three groups
+    page.click(f".cast-tile[data-pk='{crowd[0]}'] img", modifiers=["Control"])
+    page.click(f".cast-tile[data-pk='{crowd[1]}'] img", modifiers=["Shift"])
+    page.focus(f".cast-tile[data-pk='{crowd[2]}']")
+    page.keyboard.press(" ")
+    bar = page.wait_for_selector("#cast-selection:not([hidden])")
+    assert "3 faces selected" in bar.inner_text()
+    assert not page.locator(f".cast-tile[data-pk='{crowd[0]}'] video").count()  # selecting does not play
+    page.fill("#cast-selection input", "Crowd")
+    page.keyboard.press("Escape")
+    page.press("#cast-selection input", "Enter")
+    for pk in crowd:
+        s.wait_gone(pk)
+    person = Identity.objects.get(name="Crowd")
+    assert set(person.traces.values_list("pk", flat=True)) == set(crowd)
+    assert CurationChange.objects.filter(user=staff_user, kind="bind").count() == 1  # one change
+    assert page.locator("#cast-selection").is_hidden()
+    assert summary(page) == reload(s)
+    # One undo step puts all three back (and removes the person it made).
+    page.keyboard.press("u")
+    for pk in crowd:
+        page.wait_for_selector(f".cast-group .cast-tile[data-pk='{pk}']")
+    assert not Identity.objects.filter(name="Crowd").exists()
+    assert not Trace.objects.filter(pk__in=crowd, identity__isnull=False).exists()
+    # Hide many at once, then Esc clears a selection.
+    page.click(f".cast-tile[data-pk='{crowd[0]}'] img", modifiers=["Control"])
+    page.click(f".cast-tile[data-pk='{crowd[1]}'] img", modifiers=["Control"])
+    page.click("#cast-selection .cast-selection-hide")
+    s.wait_gone(crowd[0])
+    s.wait_gone(crowd[1])
+    assert Trace.objects.filter(pk__in=crowd[:2], ignored=True).count() == 2
+    page.click(f".cast-tile[data-pk='{crowd[2]}'] img", modifiers=["Control"])
+    page.wait_for_selector("#cast-selection:not([hidden])")
+    page.keyboard.press("Escape")
+    assert page.locator("#cast-selection").is_hidden()

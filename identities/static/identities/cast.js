@@ -7,6 +7,8 @@
  *
  * Keyboard (outside text boxes): arrows move between faces, Enter goes to the group's name box,
  * a accepts the group's confident suggestion, x takes the face out of its group, h hides it, u undoes.
+ * Select many, name once: Ctrl/Cmd/Shift+click or Space selects faces across groups; the selection
+ * bar names (or hides) them all in one action, undone in one step.
  */
 (function () {
   "use strict";
@@ -24,7 +26,10 @@
 
   const body = () => document.getElementById("cast-body");
   const allTiles = () => Array.from(body().querySelectorAll(".cast-tile"));
-  const groupOf = (element) => element && element.closest(".cast-group");
+  // A group of faces, or the selection bar (which acts like a group made of the selected faces).
+  const groupOf = (element) => element && element.closest(".cast-group, .cast-selection");
+  const selection = document.getElementById("cast-selection");
+  const isSelection = (element) => element && element.id === "cast-selection";
   const tileOf = (element) => element && element.closest && element.closest(".cast-tile");
   const pksOf = (element) => (element.dataset.pks ? element.dataset.pks.split(",").map(Number) : []);
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -146,6 +151,7 @@
   }
 
   async function refreshBody(focusPk) {
+    clearSelection();
     const response = await fetch(fragmentUrl("body"), { credentials: "same-origin" });
     if (!response.ok) return;
     const current = tileOf(document.activeElement);
@@ -198,7 +204,51 @@
 
   // ------------------------------------------------------------------ actions
 
+  // ------------------------------------------------------------------ select many, name once
+
+  function selectedPks() {
+    return Array.from(body().querySelectorAll(".cast-tile.cast-selected")).map((t) => Number(t.dataset.pk));
+  }
+
+  function showSelection() {
+    if (!selection) return;
+    const pks = selectedPks();
+    selection.dataset.pks = pks.join(",");
+    selection.querySelector(".cast-selection-count").textContent = `${plural(pks.length, "face")} selected`;
+    selection.hidden = !pks.length;
+    if (!pks.length) selection.querySelector(".cast-offer").hidden = true;
+  }
+
+  function toggleSelected(tile) {
+    if (!tile || !canChange || !groupOf(tile) || isSelection(groupOf(tile))) return;
+    tile.classList.toggle("cast-selected");
+    tile.setAttribute("aria-selected", String(tile.classList.contains("cast-selected")));
+    showSelection();
+  }
+
+  function clearSelection() {
+    for (const tile of root.querySelectorAll(".cast-tile.cast-selected")) {
+      tile.classList.remove("cast-selected");
+      tile.removeAttribute("aria-selected");
+    }
+    showSelection();
+  }
+
+  // The selected faces were named, bound or hidden together: the groups are drawn again from the server.
+  async function selectionDone(data) {
+    await refreshBody();
+    say(data.message, "ok", true);
+    refreshNamed();
+  }
+
+  async function hideSelected() {
+    const data = await call("hide", { trace_pks: selectedPks() });
+    if (!data.success) return failed(data);
+    selectionDone(data);
+  }
+
   function groupDone(group, data) {
+    if (isSelection(group)) return selectionDone(data);
     const next = group.nextElementSibling && group.nextElementSibling.querySelector(".cast-tile");
     const previous = group.previousElementSibling && group.previousElementSibling.querySelector(".cast-tile");
     recount(-(data.traces || []).length, -1);
@@ -401,6 +451,9 @@
     if (target.closest(".cast-hide")) return hideTile(tile);
     if (target.closest(".cast-unhide")) return unhideTile(tile);
     if (target.closest(".cast-play")) return; // the link opens the file's player
+    if (tile && (event.ctrlKey || event.metaKey || event.shiftKey)) return toggleSelected(tile);
+    if (target.closest(".cast-selection-hide")) return hideSelected();
+    if (target.closest(".cast-selection-clear")) return clearSelection();
     if (tile) {
       focusTile(tile);
       return play(tile);
@@ -491,7 +544,7 @@
   });
 
   root.addEventListener("submit", (event) => {
-    const form = event.target.closest(".cast-name");
+    const form = event.target.closest(".cast-name, .cast-selection");
     if (!form) return;
     event.preventDefault();
     const input = form.querySelector("input");
@@ -574,6 +627,13 @@
         break;
       case "u":
         undo();
+        break;
+      case " ":
+        if (tile) toggleSelected(tile);
+        break;
+      case "Escape":
+        if (selectedPks().length) clearSelection();
+        else handled = false;
         break;
       default:
         handled = false;
