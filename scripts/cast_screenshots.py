@@ -5,7 +5,8 @@
 
 Logs in as the demo user in Debian's headless Chromium (Playwright), 1400x1000, and writes
 ``cast-page.png`` (the grid), ``cast-clip.png`` (a face playing its highlight clip on hover) and
-``cast-autocomplete.png`` (a group's name box offering an existing person).
+``cast-autocomplete.png`` (a group's name box offering an existing person) and ``cast-select.png``
+(faces of several groups selected, the bar that names them once).
 """
 
 from __future__ import annotations
@@ -51,8 +52,15 @@ def main() -> None:
         page.keyboard.type("Li")
         page.wait_for_selector(".cast-options:not([hidden]) li")
         page.screenshot(path=str(args.out / "cast-autocomplete.png"))
+
+        page.keyboard.press("Escape")
+        page.keyboard.press("Escape")
+        for tile in page.locator("#cast-body .cast-groups .cast-tile").all()[1:4]:
+            tile.click(modifiers=["Control"])
+        page.wait_for_selector("#cast-selection:not([hidden])")
+        page.screenshot(path=str(args.out / "cast-select.png"))
         browser.close()
-    print(f"wrote cast-page.png, cast-clip.png and cast-autocomplete.png into {args.out}")
+    print(f"wrote cast-page.png, cast-clip.png, cast-autocomplete.png and cast-select.png into {args.out}")
 
 
 if __name__ == "__main__":
