@@ -186,7 +186,7 @@ def recovery(media_file, repeat: int) -> None:
     print("| fault | kill → running again | kill → succeeded | over the normal run |")
     print("|---|---|---|---|")
     for name, again, done in rows:
-        print(f"| {name} | {again:.1f} s | {done:.1f} s | +{done - normal:.1f} s |")
+        print(f"| {name} | {again:.1f} s | {done:.1f} s | {done - normal:+.1f} s |")
 
 
 def main() -> None:
