@@ -435,7 +435,8 @@ def reap(now: datetime | None = None) -> Reaped:
     for job in Job.objects.filter(running | queued | waiting_on_chunks |
                                   (Q(state=Job.State.RUNNING) if outcome.broker_emptied else Q())):
         if job.state == Job.State.QUEUED:
-            outcome.resent += send(job)
+            if Job.objects.filter(pk=job.pk, state=job.state, enqueued_at=job.enqueued_at).update(enqueued_at=now):
+                outcome.resent += send(job)  # (the update: one reaper of several sends it)
         elif job.worker_pid is None and job.chunks.exists():
             _reap_chunked(job, now, outcome)
         elif claimer_gone(job, now):
@@ -461,8 +462,8 @@ def _reap_chunked(job: Job, now: datetime, outcome: Reaped) -> None:
     """A long file's analysis waiting on its chunks, which may simply be waiting in the queue.
 
     A chunk whose process died (at once on this host, else after a stale heartbeat) is sent again,
-    and so is every missing chunk when the broker lost its messages (a duplicate is refused by the
-    chunk's claim). Otherwise the job is taken up again only when no chunk has beaten for
+    and so is every chunk waiting for a worker when the broker lost its messages (a chunk being
+    analysed keeps its process). Otherwise the job is taken up again only when no chunk has beaten for
     ``MOMENTRY_JOB_REQUEUE_SECONDS``, like a queued job: chunks waiting in a long queue are not sent twice.
     """
     pending = list(job.chunks.filter(done=False))
@@ -473,8 +474,12 @@ def _reap_chunked(job: Job, now: datetime, outcome: Reaped) -> None:
             outcome.finishing += dispatch.send("finish_detection", job.pk)
         return
     for chunk in pending:
-        if outcome.broker_emptied or (chunk.worker_pid is not None and claimer_gone(chunk, now)):
-            JobChunk.objects.filter(pk=chunk.pk, worker_pid=chunk.worker_pid).update(worker_pid=None)
+        if chunk.worker_pid is None:
+            lost = outcome.broker_emptied  # waiting in the queue, unless the queue is gone
+        else:  # being analysed, unless its process is gone (then one reaper of several sends it)
+            lost = claimer_gone(chunk, now) and JobChunk.objects.filter(
+                pk=chunk.pk, worker_pid=chunk.worker_pid, heartbeat_at=chunk.heartbeat_at).update(worker_pid=None)
+        if lost:
             outcome.chunks_resent += dispatch.send("analyse_chunk", job.pk, chunk.index)
     if job.heartbeat_at is None or job.heartbeat_at < now - timedelta(seconds=settings.MOMENTRY_JOB_REQUEUE_SECONDS):
         _resend_running(job, outcome)

@@ -186,6 +186,30 @@ def test_the_reaper_sends_the_chunk_of_a_dead_process_again(hamilton, settings):
     assert services.claim_chunk(job, 1) is not None
 
 
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="no Redis (scripts/test.sh sets TEST_REDIS_URL)")
+def test_a_broker_that_lost_its_data_gets_the_waiting_messages_again(hamilton, facenet, sleeper, settings):
+    """The reaper's marker key in a real Redis: missing → queued jobs and waiting chunks are sent again, once."""
+    import redis
+
+    url = os.environ["TEST_REDIS_URL"].rsplit("/", 1)[0] + "/14"
+    settings.CELERY_BROKER_URL = url  # what the reaper checks (the messages still go to the test's broker)
+    redis.Redis.from_url(url).flushdb()
+    try:
+        chunked = deferred_job(hamilton)
+        services.claim_chunk(chunked, 0, process_of(sleeper))  # being analysed by a live process
+        waiting = queued_job(facenet)
+        first = services.reap()
+        assert first.broker_emptied and first.resent == 1 and first.chunks_resent == 1  # chunk 1 only
+        assert Job.objects.get(pk=waiting.pk).state == Job.State.QUEUED
+        assert services.claim_chunk(chunked, 0) is None  # the live one kept its chunk
+        again = services.reap()
+        assert not again.broker_emptied and again.resent == again.chunks_resent == 0
+        redis.Redis.from_url(url).flushdb()  # a restart without persistence
+        assert services.reap().broker_emptied
+    finally:
+        redis.Redis.from_url(url).flushdb()
+
+
 # --------------------------------------------------------------------------- parameters
 
 
