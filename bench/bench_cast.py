@@ -16,7 +16,8 @@ staff session; an action is timed on fresh data each run and the state put back 
 * the page across files and for one file: cold (no kept grouping: everything grouped), kept
   (nothing changed), and right after each kind of change (carried over: traces left, or entered);
 * every action: name a group, accept a suggestion, hide, unhide, undo, autocomplete, the faces
-  behind "+N more", the summary after "not this person";
+  behind "+N more", the summary after "not this person", "not this person" itself (kept), naming faces
+  selected in three groups;
 * baselines: ``group_unbound_traces`` (the clustering ``cluster_traces`` does) on the same rows,
   against the cast page's identical, faster grouping; the old admin flow for naming one person
   (unbound trace list, the create-identity action's page, its confirmation, the list again);
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -264,6 +266,19 @@ def main() -> None:
         Identity.objects.filter(name__startswith="Bench cast new ", traces__isnull=True).delete()
 
     action_then_page("undo a naming (its traces enter again)", name_then_undo, drop_empty)
+
+    def separate():
+        pks, _ = _first_group(client)
+        return lambda: _post(client, "separate", {"trace_pk": pks[-1], "group_pks": pks})
+
+    action_then_page("not this person (kept: a constraint per other member)", separate, undo_mine)
+
+    def name_selected():
+        body = client.get("/admin/cast/?fragment=body").content.decode()
+        firsts = [int(found.split(",")[0]) for found in re.findall(r'data-pks="([0-9,]+)"', body)[:3]]
+        return lambda: _post(client, "name", {"trace_pks": firsts, "name": new_name()})
+
+    action_then_page("name faces selected in three groups", name_selected, undo_mine)
 
     record("action: autocomplete ?q=person 0", _timed(lambda: client.get("/admin/cast/api/people?q=person+0"),
                                                        runs)[0])
