@@ -150,9 +150,14 @@ def test_docs_render_in_a_browser_without_other_hosts(live_server, browser_page,
             elsewhere.append(route.request.url)
             route.abort()
 
+    problems: list[str] = []
+    browser_page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    browser_page.on("pageerror", lambda error: problems.append(str(error)))
     browser_page.route("**/*", refuse_other_hosts)
     browser_page.goto(live_server.url + path)
     browser_page.wait_for_selector(rendered)
     browser_page.wait_for_load_state("networkidle")
     assert "Momentry media API" in browser_page.inner_text(rendered)
     assert elsewhere == []
+    # Redoc's page refuses (Content-Security-Policy) only the Redocly logo of its sidebar footer.
+    assert [p for p in problems if "cdn.redoc.ly/redoc/logo-mini.svg" not in p] == [], problems
