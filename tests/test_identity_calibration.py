@@ -149,3 +149,22 @@ def test_profiles_and_faces_yunet_cannot_find_get_no_embedding():
     profile = max(detect(rgb), key=lambda face: face.height)
     assert profile.height > 150 and embeddings.align_face(rgb, profile.box) is None
     assert embeddings.align_face(rgb, (0, 0, 60, 60)) is None  # a dark corner of the stage
+
+
+def test_an_unreadable_face_is_retried_every_half_second_a_bounded_number_of_times():
+    """Each try runs YuNet on a crop: a track whose face never becomes readable costs at most
+    MAX_EMBED_TRIES tries, at least EMBED_RETRY_SECONDS apart, however long it lasts."""
+    from media_api.faces import tracker
+    from media_api.faces.detector import Face
+
+    fps = 30.0
+    follower = tracker.FaceTracker(640, 360, fps)
+    track = tracker.Track(key=1, shot=0)
+    face = Face(100, 100, 80, 80, 0.95)
+    tried = []
+    for frame in range(0, 3000, 6):  # a sample every 0.2 s for 100 s; the face is never readable
+        if follower.wants_embedding(track, face, frame):
+            track.last_tried, track.embed_tries = frame, track.embed_tries + 1
+            tried.append(frame)
+    assert len(tried) == tracker.MAX_EMBED_TRIES
+    assert min(b - a for a, b in zip(tried, tried[1:], strict=False)) >= tracker.EMBED_RETRY_SECONDS * fps

@@ -188,7 +188,7 @@ class _Run:
         clock = time.perf_counter()
         for track, face in self.tracker.observe(item.number, item.image, faces):
             if self.tracker.wants_embedding(track, face, item.number):
-                track.last_tried = item.number
+                track.last_tried, track.embed_tries = item.number, track.embed_tries + 1
                 aligned = align_face(item.rgb, face.box)  # YuNet landmarks on a crop, ~2 ms; None: unreadable
                 if aligned is not None:
                     track.embeddings.append(self.embedder.submit(embed_aligned, aligned))

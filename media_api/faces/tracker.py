@@ -63,8 +63,11 @@ EMBED_EVERY_SECONDS = 2.0
 EMBED_GROWTH = 1.4
 MAX_EMBEDDINGS = 3
 #: A face that could not be read (``embeddings.align_face``: YuNet found no face there or it is turned
-#: too far) is tried again on the track's samples at most this often.
+#: too far) is tried again on the track's samples at most this often, and a track is tried at most
+#: MAX_EMBED_TRIES times (each try runs YuNet on a 224x224 crop, ~2-3 ms: bounded per track, so a shot
+#: full of unreadable faces stays cheap).
 EMBED_RETRY_SECONDS = 0.5
+MAX_EMBED_TRIES = 10
 #: Faces smaller than this (pixels high) or scored under MIN_EMBED_SCORE by the detector are not
 #: embedded: too little detail. Pose is judged on the aligned face (``embeddings.ALIGN_MIN_FRONTAL``),
 #: so large three-quarter faces are embedded (the calibration set: docs/faces.md).
@@ -121,6 +124,7 @@ class Track:
     embeddings: list[Future | np.ndarray] = field(default_factory=list)
     last_embedded: int | None = None
     last_tried: int | None = None
+    embed_tries: int = 0
     embedded_height: int = 0
     misses: int = 0
     first_miss: int | None = None
@@ -234,9 +238,10 @@ class FaceTracker:
         return out
 
     def wants_embedding(self, track: Track, face: Face, frame: int) -> bool:
-        """Whether to try embedding this face of the track now (the caller sets ``track.last_tried``,
-        and ``last_embedded`` when the face could be read)."""
-        if len(track.embeddings) >= MAX_EMBEDDINGS or face.height < MIN_EMBED_HEIGHT or face.score < MIN_EMBED_SCORE:
+        """Whether to try embedding this face of the track now (the caller sets ``track.last_tried`` and
+        counts ``embed_tries``, and sets ``last_embedded`` when the face could be read)."""
+        if (len(track.embeddings) >= MAX_EMBEDDINGS or track.embed_tries >= MAX_EMBED_TRIES
+                or face.height < MIN_EMBED_HEIGHT or face.score < MIN_EMBED_SCORE):
             return False
         if track.last_tried is not None and frame - track.last_tried < EMBED_RETRY_SECONDS * self.fps:
             return False
