@@ -123,7 +123,8 @@ def _write_atomically(path: Path, suffix: str, fill: Callable[[Path], object]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-", suffix=suffix, dir=path.parent)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when the writer dies
+        with contextlib.suppress(OSError):  # a file system without locks: the pid in the name still tells
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when the writer dies
         fill(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -151,8 +152,8 @@ def _writer_is_dead(path: Path) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # its writer is alive after all
+    except OSError:
+        return False  # its writer is alive after all (or locks cannot tell here: the age rule will)
     finally:
         os.close(fd)
     return True
