@@ -137,7 +137,8 @@ class IdentityListView(IdentityBase):
         operation_id="identities_list",
         summary="Identities, optionally searched by name or alias, with trace/file counts in scope",
         parameters=[
-            OpenApiParameter("search", OpenApiTypes.STR, description="substring of the name or an alias"),
+            OpenApiParameter("search", {"type": "string", "pattern": "^[^\\x00]*$"},
+                             description="substring of the name or an alias (a NUL character is a 400)"),
             OpenApiParameter("status", OpenApiTypes.STR, enum=STATUSES),
             *PAGE_PARAMETERS,
         ],

@@ -18,7 +18,7 @@ from momentry.bodies import validated
 from momentry.parsers import BoundedJSONParser
 
 SIGNABLE_URL = (r"^/api/v1/file/[0-9a-f]{32}/(video|video/bbox|clip|thumbnail|trace/[0-9]+/thumbnail"
-                r"|trace/[0-9]+/video)(\?[^#]*)?$")
+                r"|trace/[0-9]+/video)(\?[^#\x00]*)?$")
 
 
 @extend_schema_field({"type": "string", "maxLength": 4000, "pattern": SIGNABLE_URL,
