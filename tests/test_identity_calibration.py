@@ -168,3 +168,18 @@ def test_an_unreadable_face_is_retried_every_half_second_a_bounded_number_of_tim
             tried.append(frame)
     assert len(tried) == tracker.MAX_EMBED_TRIES
     assert min(b - a for a, b in zip(tried, tried[1:], strict=False)) >= tracker.EMBED_RETRY_SECONDS * fps
+
+
+@pytest.mark.parametrize(("frame", "box"), [(48, (181, 61, 57, 86)), (234, (588, 47, 49, 74))])
+def test_faces_in_the_dark_get_no_embedding(frame, box, monkeypatch):
+    """Two faces of the dark Hamilton audience (boxes YuNet draws there): YuNet finds landmarks on them,
+    but they are nearly flat (grey-level spread 4-7 where the calibration set's faces have >= 17.5), and
+    such faces all look alike to SFace (two different people came out a confident match). No embedding."""
+    from media_api.faces import embeddings
+
+    rgb = cv2.cvtColor(_frame_bgr("face_recognition_short_hamilton_clip", frame), cv2.COLOR_BGR2RGB)
+    assert embeddings.align_face(rgb, box) is None
+    gate = embeddings.ALIGN_MIN_CONTRAST
+    monkeypatch.setattr(embeddings, "ALIGN_MIN_CONTRAST", 0.0)
+    aligned = embeddings.align_face(rgb, box)  # readable but for the gate: it is the contrast that refuses it
+    assert aligned is not None and embeddings.contrast(aligned) < gate

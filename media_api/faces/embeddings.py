@@ -50,6 +50,11 @@ ALIGN_MIN_IOU = 0.3
 #: or beyond an eye, by YuNet's landmarks). Three-quarter views pass. Measured on bench/identity_set:
 #: profiles put the same person 0.8-1.0 apart (cosine), farther than different people (docs/faces.md).
 ALIGN_MIN_FRONTAL = 0.2
+#: Faces flatter than this (standard deviation of the grey levels inside the aligned face, 0-255) are not
+#: embedded: a face in the dark is a smooth blob whose vector sits near every other dark blob's. The
+#: calibration set's readable faces all have at least 17.5 (its darkest: an audience face at 17.5), so
+#: the thresholds were never measured below it; the Hamilton close-up's dark audience faces have 4-7.
+ALIGN_MIN_CONTRAST = 12.0
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 
@@ -70,9 +75,15 @@ def frontal(row: np.ndarray) -> float:
     return max(0.0, min(1.0, 1.0 - 2.0 * abs((nose - right_eye) / span - 0.5)))
 
 
+def contrast(aligned: np.ndarray) -> float:
+    """Standard deviation of the grey levels in the middle of an aligned 112x112 face (eyes to chin)."""
+    return float(cv2.cvtColor(aligned[16:96, 16:96], cv2.COLOR_BGR2GRAY).std())
+
+
 def align_face(image: np.ndarray, box: tuple[int, int, int, int], *, rgb: bool = True) -> np.ndarray | None:
     """The face in ``box`` aligned for SFace (112x112 BGR), or None when YuNet finds no readable face there
-    (none found, scored under ALIGN_MIN_SCORE, or turned further than ALIGN_MIN_FRONTAL).
+    (none found, scored under ALIGN_MIN_SCORE, turned further than ALIGN_MIN_FRONTAL, or flatter than
+    ALIGN_MIN_CONTRAST).
 
     ``image`` is the whole frame (RGB by default, as the pipeline decodes it; ``rgb=False`` for
     BGR). The box is scaled so its longer side is ALIGN_FACE pixels inside an ALIGN_INPUT square
@@ -99,7 +110,8 @@ def align_face(image: np.ndarray, box: tuple[int, int, int, int], *, rgb: bool =
     best = int(np.argmax(overlaps))
     if overlaps[best] < ALIGN_MIN_IOU or frontal(faces[best]) < ALIGN_MIN_FRONTAL:
         return None
-    return zoo.sface().alignCrop(crop, faces[best])
+    aligned = zoo.sface().alignCrop(crop, faces[best])
+    return aligned if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
 
 
 def embed_aligned(aligned: np.ndarray) -> np.ndarray:
