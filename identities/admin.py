@@ -111,7 +111,7 @@ class BoundTraceInline(admin.TabularInline):
     def use_as_face(self, obj: Trace) -> str:
         """Choose this trace's face to show the person (a button of the change form posting elsewhere)."""
         if obj.identity is not None and obj.identity.feature_trace_id == obj.pk:
-            return format_html('<strong class="momentry-chosen-face">✓ their face</strong>')
+            return format_html('<strong class="momentry-chosen-face">✓ {}</strong>', "their face")
         url = reverse("admin:identities_identity_face", args=[obj.identity_id])
         return format_html('<button type="submit" class="button momentry-use-face" formaction="{}" name="face_trace" '
                            'value="{}" formnovalidate>Use as face</button>', url, obj.pk)
