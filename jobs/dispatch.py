@@ -7,7 +7,7 @@ find their runner here; nothing imports ``jobs.tasks`` but Celery.
 Tasks are sent by name (``send_task``), runners are named by dotted path and imported when a
 job runs: this module imports neither, which is what keeps the graph free of cycles.
 
-Adding a kind of job is one line in :data:`RUNNERS`: ``"reembed": "media_api.faces.reembed.run"``
+Adding a kind of job is one line in :data:`RUNNERS`: ``"reembed": "jobs.runners.run_reembed"``
 — a function that takes the claimed :class:`~jobs.models.Job` and returns its result summary
 (a dict). The kind's name is what ``services.submit`` takes; no migration is needed.
 """
@@ -28,6 +28,7 @@ RUNNERS: dict[str, str] = {
     "detect_faces": "jobs.runners.run_detect",
     "prewarm": "jobs.runners.run_prewarm",
     "cluster": "jobs.runners.run_cluster",
+    "reembed": "jobs.runners.run_reembed",
 }
 
 KINDS: list[str] = list(RUNNERS)

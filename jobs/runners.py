@@ -127,3 +127,12 @@ def run_cluster(job: Job) -> dict[str, Any]:
     return {"traces_considered": result.traces_considered, "identities_created": result.identities_created,
             "traces_bound": result.traces_bound, "traces_joined_existing": result.traces_joined_existing}
 
+
+
+def run_reembed(job: Job) -> dict[str, Any]:
+    """New embeddings for the file's traces with the current model; no detection, curation untouched."""
+    from media_api.services.reembed import reembed_file
+
+    result = reembed_file(job.file, only_stale=bool(job.params.get("only_stale")),
+                          on_progress=Progress(job, 0.0, 0.97))
+    return result.as_dict()

@@ -92,6 +92,11 @@ class PrewarmSerializer(serializers.Serializer):
     force = StrictBooleanField(required=False, default=False, help_text="recompute faces already warmed")
 
 
+class ReembedSerializer(serializers.Serializer):
+    only_stale = StrictBooleanField(required=False, default=False,
+                                    help_text="only traces without a vector of the current model")
+
+
 class RegisterSerializer(serializers.Serializer):
     path = AbsolutePathField(max_length=4000, min_length=1)
 
@@ -125,6 +130,21 @@ class PrewarmView(_Submit):
         media_file = selectors.file_for_request(request, file_uuid)
         params = validated(PrewarmSerializer, request)
         return accepted(*services.submit(Job.Kind.PREWARM, file=media_file, params=params, user=request.user,
+                                         same_params=True))
+
+
+class ReembedView(_Submit):
+    @extend_schema(operation_id="file_reembed", request=ReembedSerializer,
+                   summary="Queue new face embeddings (current model) for the file's traces, without detecting "
+                           "again: people, hidden traces and curation history are kept",
+                   responses={202: job_schema.SUBMITTED,
+                              409: OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other "
+                                                   "parameters is queued or running (details.job_id)")},
+                   tags=["jobs"])
+    def post(self, request: Request, file_uuid: str) -> Response:
+        media_file = selectors.file_for_request(request, file_uuid)
+        params = validated(ReembedSerializer, request)
+        return accepted(*services.submit("reembed", file=media_file, params=params, user=request.user,
                                          same_params=True))
 
 

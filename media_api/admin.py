@@ -58,7 +58,7 @@ class MediaFileAdmin(admin.ModelAdmin):
                        "traces_link", "player", "cast_picture"]
     fields = readonly_fields
     list_per_page = 50
-    actions = ["detect_faces", "prewarm_faces"]
+    actions = ["detect_faces", "prewarm_faces", "reembed_faces"]
 
     def has_change_permission(self, request, obj=None):
         # Nothing on a file's page is editable (no Save buttons); the list's job actions need the permission.
@@ -86,6 +86,11 @@ class MediaFileAdmin(admin.ModelAdmin):
         from jobs.models import Job
 
         self._queue(request, queryset, Job.Kind.PREWARM, "Prewarming")
+
+    @admin.action(description="Re-embed faces (new vectors, current model; traces and names are kept)",
+                  permissions=["change"])
+    def reembed_faces(self, request, queryset):
+        self._queue(request, queryset, "reembed", "Re-embedding")
 
     @admin.display(description="completeness")
     def completeness(self, obj: MediaFile) -> str:

@@ -1,0 +1,213 @@
+"""Re-embedding: new face vectors for a file's existing traces, without detecting again.
+
+When the embedding model changes (dlib's ResNet → SFace in Faces v3), every stored vector is of a
+model nothing compares any more (``Trace.embedding_model``), so those traces can be neither
+suggested nor clustered. Detecting again would fix that but replaces the traces (new ids; names
+are carried over, hidden traces and curation history are not). Re-embedding keeps everything and
+only rewrites ``Trace.embedding`` and ``Trace.embedding_model``:
+
+1. per trace, a few good faces are chosen from its stored detections (:func:`choose_faces`):
+   tall enough and confident enough for the pipeline to embed them (``tracker.MIN_EMBED_HEIGHT``,
+   ``MIN_EMBED_SCORE``), ranked by height x confidence, at most one per stretch of the trace so
+   they spread over it;
+2. those frames are decoded through the FFmpeg layer's batch reader (sorted, grouped by keyframe,
+   each GOP decoded once), every chosen face is aligned on YuNet's landmarks as in the pipeline
+   (``embeddings.align_face``: unreadable faces — profiles, blur, darkness — are skipped) and the
+   first :data:`FACES_PER_TRACE` readable ones are embedded with the current model;
+3. the L2-normalised mean is stored, for the whole file in one transaction at the end; a trace whose
+   detections changed meanwhile (``detections_version``) or that was deleted is left alone.
+
+A trace with no readable face keeps what it had (an old model's vector is never compared anyway,
+and a current one is not thrown away for an unlucky choice of frames). Nothing else is written:
+bindings, hidden traces, curation history, detections and cached faces stay as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+
+from media_api.faces.embeddings import MODEL_NAME, align_face, embed_aligned, normalise, to_bytes
+from media_api.faces.tracker import MAX_EMBEDDINGS, MIN_EMBED_HEIGHT, MIN_EMBED_SCORE
+from media_api.ffmpeg.frames import FrameReader
+from media_api.models import Detection, MediaFile, Trace
+from media_api.services.files import frame_index_for
+
+#: Faces tried per trace (aligned with YuNet, ~2-3 ms each; one per stretch of the trace).
+CANDIDATES_PER_TRACE = 8
+#: Readable faces embedded per trace (SFace, ~28 ms each): as many as the pipeline embeds.
+FACES_PER_TRACE = MAX_EMBEDDINGS
+
+Box = tuple[int, int, int, int]
+#: (frame_number, done, total) → None; may raise to stop (a job's cancel request).
+OnProgress = Callable[[int, int, str], None]
+
+
+@dataclass
+class ReembedResult:
+    """What one file's re-embedding did (what the command prints and a job reports)."""
+
+    file_uuid: str
+    traces: int = 0
+    embedded: int = 0
+    unreadable: int = 0
+    changed_meanwhile: int = 0
+    faces_tried: int = 0
+    faces_embedded: int = 0
+    frames_decoded: int = 0
+    seconds: float = 0.0
+    model: str = MODEL_NAME
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", "align", "embed"), 0.0))
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["seconds"] = round(self.seconds, 2)
+        data["timings"] = {key: round(value, 2) for key, value in self.timings.items()}
+        return data
+
+
+def choose_faces(rows: Iterable[tuple[int, int, int, int, int, float]],
+                 limit: int = CANDIDATES_PER_TRACE) -> list[tuple[int, Box]]:
+    """The frames (with their boxes) worth embedding in one trace, best first, at most ``limit``.
+
+    ``rows`` are the trace's detections as ``(frame, x, y, width, height, confidence)``. Faces the
+    pipeline would not embed (under MIN_EMBED_HEIGHT px or MIN_EMBED_SCORE) are left out; the
+    trace's span is cut into ``limit`` equal stretches and the best face of each (height x
+    confidence) is kept, so the choice covers the trace instead of one close-up moment.
+    """
+    usable = [r for r in rows if r[4] >= MIN_EMBED_HEIGHT and r[5] >= MIN_EMBED_SCORE]
+    if not usable:
+        return []
+    first = min(r[0] for r in usable)
+    span = max(r[0] for r in usable) - first + 1
+    best: dict[int, tuple[float, int, Box]] = {}
+    for frame, x, y, w, h, confidence in usable:
+        stretch = (frame - first) * limit // span
+        score = h * confidence
+        if stretch not in best or score > best[stretch][0]:
+            best[stretch] = (score, frame, (x, y, w, h))
+    ranked = sorted(best.values(), key=lambda item: (-item[0], item[1]))
+    return [(frame, box) for _, frame, box in ranked]
+
+
+def stale_traces() -> Any:
+    """Traces whose vector is missing or of another model than the current one."""
+    return Trace.objects.exclude(embedding__isnull=False, embedding_model=MODEL_NAME)
+
+
+def _plan(media_file: MediaFile, only_stale: bool) -> tuple[dict[int, int], dict[int, list[tuple[int, Box]]]]:
+    """({trace pk: detections_version}, {trace pk: chosen faces}) for the traces to re-embed."""
+    traces = stale_traces() if only_stale else Trace.objects.all()
+    versions = dict(traces.filter(file=media_file).values_list("pk", "detections_version"))
+    rows: dict[int, list] = defaultdict(list)
+    detections = (Detection.objects.filter(file=media_file, trace_id__in=list(versions)).order_by()
+                  .values_list("trace_id", "frame_number", "x", "y", "width", "height", "confidence")
+                  .iterator(chunk_size=10000))
+    for trace_pk, *row in detections:
+        rows[trace_pk].append(row)
+    return versions, {pk: choose_faces(rows[pk]) for pk in versions}
+
+
+def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
+                 on_progress: OnProgress | None = None) -> ReembedResult:
+    """Embed the traces of ``media_file`` again with the current model (all, or ``only_stale``) and store them.
+
+    ``on_progress(done, total, message)`` is called as frames are read and once before storing;
+    if it raises (a cancelled job), nothing has been written.
+    """
+    clock = time.perf_counter()
+    result = ReembedResult(file_uuid=media_file.file_uuid)
+    versions, chosen = _plan(media_file, only_stale)
+    result.traces = len(versions)
+    faces = _read_faces(media_file, chosen, result, on_progress)
+    vectors = _embed(faces, chosen, result)
+    if on_progress is not None:
+        on_progress(1, 1, "storing embeddings")  # the last chance to cancel: storing is one transaction
+    result.embedded, result.changed_meanwhile = store_vectors(media_file, vectors, versions)
+    result.unreadable = result.traces - len(vectors)
+    result.seconds = time.perf_counter() - clock
+    return result
+
+
+def _read_faces(media_file: MediaFile, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
+                on_progress: OnProgress | None) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """{trace pk: [(rank, aligned face)]}: every chosen face aligned, frames decoded once each in file order."""
+    wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
+    for trace_pk, choices in chosen.items():
+        for rank, (frame, box) in enumerate(choices):
+            wanted[frame].append((trace_pk, rank, box))
+    faces: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    if not wanted:
+        return faces
+    total = len(wanted)
+    with FrameReader(media_file.path, frame_index_for(media_file)) as reader:
+        frames = reader.read_many(wanted)
+        clock = time.perf_counter()
+        for done, (number, frame) in enumerate(frames, start=1):
+            rgb = frame.to_ndarray(format="rgb24")
+            result.timings["decode"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            for trace_pk, rank, box in wanted[number]:
+                if len(faces[trace_pk]) >= FACES_PER_TRACE and rank >= FACES_PER_TRACE:
+                    continue  # enough readable faces of better rank already (frames come in file order)
+                result.faces_tried += 1
+                aligned = align_face(rgb, box)
+                if aligned is not None:
+                    faces[trace_pk].append((rank, aligned))
+            result.timings["align"] += time.perf_counter() - clock
+            if on_progress is not None:
+                on_progress(done, total, f"{done} of {total} frames read")
+            clock = time.perf_counter()
+        result.frames_decoded = reader.frames_decoded
+    return faces
+
+
+def _embed(faces: dict[int, list[tuple[int, np.ndarray]]], chosen: dict[int, list], result: ReembedResult
+           ) -> dict[int, np.ndarray]:
+    """{trace pk: unit mean vector} from the FACES_PER_TRACE best-ranked readable faces of each trace."""
+    clock = time.perf_counter()
+    vectors = {}
+    for trace_pk, readable in faces.items():
+        best = sorted(readable, key=lambda item: item[0])[:FACES_PER_TRACE]
+        if not best:
+            continue
+        embedded = [embed_aligned(aligned) for _, aligned in best]
+        result.faces_embedded += len(embedded)
+        vectors[trace_pk] = normalise(np.mean(embedded, axis=0))
+    result.timings["embed"] += time.perf_counter() - clock
+    return vectors
+
+
+def store_vectors(media_file: MediaFile, vectors: dict[int, np.ndarray], versions: dict[int, int],
+                  model: str = MODEL_NAME) -> tuple[int, int]:
+    """Write the vectors in one transaction; (traces updated, traces whose detections changed meanwhile)."""
+    updated = 0
+    with transaction.atomic():
+        current = dict(Trace.objects.select_for_update().filter(file=media_file, pk__in=list(vectors))
+                       .values_list("pk", "detections_version"))
+        for trace_pk, vector in vectors.items():
+            if current.get(trace_pk) != versions[trace_pk]:
+                continue
+            updated += Trace.objects.filter(pk=trace_pk).update(embedding=to_bytes(vector), embedding_model=model)
+    return updated, len(vectors) - updated
+
+
+def files_to_reembed(file_uuids: Iterable[str] = (), only_stale: bool = False) -> list[MediaFile]:
+    """The files named (all files with traces when none is), or only those with stale traces."""
+    files = MediaFile.objects.filter(traces__isnull=False).distinct().order_by("pk")
+    uuids = [u.lower() for u in file_uuids]
+    if uuids:
+        files = files.filter(file_uuid__in=uuids)
+    if only_stale:
+        files = files.filter(pk__in=stale_traces().values("file_id"))
+    return list(files)
+
+
+__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "ReembedResult", "choose_faces", "files_to_reembed",
+           "reembed_file", "stale_traces", "store_vectors"]

@@ -1,0 +1,234 @@
+"""Re-embedding existing traces with the current model (issue 19, item 3): no re-detection, curation kept.
+
+Traces come from demo/detections/*.json (what the pipeline stores for the demo clips); their
+vectors are then marked as dlib's (the state of a database upgraded from Faces v2) or cleared,
+and re-embedded from the real clips through the real FFmpeg layer and SFace.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from identities import curation
+from identities.models import CurationChange, Identity, NotSamePerson
+from identities.suggestions import CONFIDENT_DISTANCE, suggest_identities
+from jobs.services import JobCancelled
+from media_api.faces.embeddings import DLIB_MODEL_NAME, MODEL_NAME, from_bytes
+from media_api.models import Detection, Trace
+from media_api.services.detections_import import import_detections
+from media_api.services.faces import store_trace_embeddings
+from media_api.services.reembed import choose_faces, reembed_file
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.django_db
+
+STEMS = {"hamilton": "face_recognition_short_hamilton_clip", "facenet": "facenet_pytorch_video"}
+
+
+def _load(media_file, stem: str) -> dict[int, np.ndarray]:
+    data = json.loads((REPO / "demo" / "detections" / f"{stem}.json").read_text())
+    import_detections(media_file, data["detections"])
+    store_trace_embeddings(media_file, data["trace_embeddings"], data["embedding_model"])
+    return {int(k): np.asarray(v, dtype=np.float32) for k, v in data["trace_embeddings"].items()}
+
+
+def _as_old_model(media_file) -> None:
+    """What an upgraded database holds: every vector is dlib's (a 128-d vector nothing compares now)."""
+    rng = np.random.default_rng(7)
+    for trace in Trace.objects.filter(file=media_file):
+        trace.embedding = rng.normal(size=128).astype("<f4").tobytes()
+        trace.embedding_model = DLIB_MODEL_NAME
+        trace.save(update_fields=["embedding", "embedding_model"])
+
+
+def _curation_state(media_file) -> dict:
+    traces = list(Trace.objects.filter(file=media_file).order_by("trace_id").values_list(
+        "pk", "trace_id", "identity_id", "ignored", "detections_version", "rep_version", "rep_frame_number",
+        "face_count", "start_frame", "end_frame"))
+    return {"traces": traces,
+            "detections": list(Detection.objects.filter(file=media_file).order_by("pk").values_list(
+                "pk", "trace_id", "frame_number", "x", "y", "width", "height", "confidence", "origin")),
+            "changes": list(CurationChange.objects.order_by("pk").values_list("pk", "kind", "payload")),
+            "not_same": list(NotSamePerson.objects.order_by("pk").values_list("pk", flat=True)),
+            "identities": list(Identity.objects.order_by("pk").values_list("pk", "name", "status", "source"))}
+
+
+@pytest.fixture
+def hamilton_traces(hamilton):
+    return hamilton, _load(hamilton, STEMS["hamilton"])
+
+
+def test_choose_faces_spreads_over_the_trace_and_skips_small_or_doubtful_faces():
+    rows = [(frame, 0, 0, 40 + frame % 7, 40 + frame % 7, 0.9) for frame in range(0, 400)]
+    rows += [(500, 0, 0, 200, 200, 0.3),  # big but doubtful
+             (501, 0, 0, 20, 20, 0.99)]  # confident but too small to read
+    chosen = choose_faces(rows, limit=4)
+    frames = sorted(frame for frame, _ in chosen)
+    assert len(chosen) == 4 and 500 not in frames and 501 not in frames
+    assert [frame // 100 for frame in frames] == [0, 1, 2, 3]  # one per stretch of the trace
+    assert all(box[3] == 46 for _, box in chosen)  # the biggest face of each stretch
+    assert choose_faces([(1, 0, 0, 10, 10, 0.9)]) == []
+
+
+def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(hamilton_traces, staff_user):
+    hamilton, pipeline_vectors = hamilton_traces
+    _as_old_model(hamilton)
+    traces = {t.trace_id: t for t in Trace.objects.filter(file=hamilton)}
+    person = Identity.objects.create(name="Performer")
+    embedded_ids = sorted(pipeline_vectors)
+    curation.bind_traces(person, [traces[embedded_ids[0]].pk], user=staff_user)
+    unembedded = [tid for tid in traces if tid not in pipeline_vectors]
+    curation.hide_traces([traces[(unembedded or embedded_ids)[-1]].pk], user=staff_user)
+    curation.separate(traces[embedded_ids[1]], identity=person, user=staff_user)
+    before = _curation_state(hamilton)
+
+    result = reembed_file(hamilton)
+
+    assert _curation_state(hamilton) == before
+    assert result.traces == len(traces) and result.embedded + result.unreadable == len(traces)
+    current = {t.trace_id: from_bytes(t.embedding) for t in Trace.objects.filter(file=hamilton,
+                                                                                 embedding_model=MODEL_NAME)}
+    assert len(current) == result.embedded
+    # every trace the pipeline could read is read again, and lands next to the pipeline's own vector
+    assert set(pipeline_vectors) <= set(current)
+    for trace_id, vector in pipeline_vectors.items():
+        assert float(np.linalg.norm(current[trace_id] - vector)) < CONFIDENT_DISTANCE, (trace_id, vector)
+    # the others keep what they had (never compared)
+    assert set(Trace.objects.filter(file=hamilton).exclude(trace_id__in=list(current))
+               .values_list("embedding_model", flat=True)) <= {DLIB_MODEL_NAME}
+    assert result.faces_embedded <= 3 * result.embedded and result.frames_decoded > 0
+
+
+def test_a_trace_of_another_model_becomes_comparable_again(hamilton, facenet, staff_user):
+    """The performer named in one shot is suggested in another only once both were re-embedded."""
+    from tests.test_suggestions import traces_of
+
+    _load(hamilton, STEMS["hamilton"])
+    wide, _, medium = traces_of(hamilton, "Lin-Manuel Miranda")
+    performer = Identity.objects.create(name="Lin-Manuel Miranda")
+    curation.bind_traces(performer, [Trace.objects.get(file=hamilton, trace_id=wide).pk], user=staff_user)
+    _as_old_model(hamilton)
+    query = Trace.objects.get(file=hamilton, trace_id=medium)
+    assert suggest_identities(query) == []
+    reembed_file(hamilton, only_stale=True)
+    query.refresh_from_db()
+    suggestions = suggest_identities(query)
+    assert suggestions and suggestions[0].name == "Lin-Manuel Miranda" and suggestions[0].confident
+
+
+def test_only_stale_leaves_current_vectors_alone(hamilton_traces):
+    hamilton, pipeline_vectors = hamilton_traces
+    stale_id = sorted(pipeline_vectors)[0]
+    Trace.objects.filter(file=hamilton, trace_id=stale_id).update(embedding_model=DLIB_MODEL_NAME)
+    before = dict(Trace.objects.filter(file=hamilton).exclude(trace_id=stale_id).values_list("pk", "embedding"))
+    result = reembed_file(hamilton, only_stale=True)
+    stale_or_missing = Trace.objects.filter(file=hamilton).exclude(trace_id__in=[t for t in pipeline_vectors
+                                                                                 if t != stale_id]).count()
+    assert result.traces == stale_or_missing and result.embedded == 1
+    after = dict(Trace.objects.filter(file=hamilton).exclude(trace_id=stale_id).values_list("pk", "embedding"))
+    assert {pk: bytes(v) if v is not None else None for pk, v in after.items()} == \
+        {pk: bytes(v) if v is not None else None for pk, v in before.items()}
+    assert Trace.objects.get(file=hamilton, trace_id=stale_id).embedding_model == MODEL_NAME
+
+
+def test_a_cancel_before_storing_changes_nothing(hamilton_traces):
+    hamilton, _ = hamilton_traces
+    _as_old_model(hamilton)
+    before = dict(Trace.objects.filter(file=hamilton).values_list("pk", "embedding"))
+    seen = []
+
+    def cancel_when_storing(done, total, message):
+        seen.append(message)
+        if message == "storing embeddings":
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        reembed_file(hamilton, on_progress=cancel_when_storing)
+    assert any("frames read" in m for m in seen)  # it had done the work
+    assert {pk: bytes(v) for pk, v in Trace.objects.filter(file=hamilton).values_list("pk", "embedding")} == \
+        {pk: bytes(v) for pk, v in before.items()}
+    assert set(Trace.objects.filter(file=hamilton).values_list("embedding_model", flat=True)) == {DLIB_MODEL_NAME}
+
+
+def test_a_trace_whose_detections_changed_meanwhile_is_left_alone(hamilton_traces):
+    hamilton, pipeline_vectors = hamilton_traces
+    _as_old_model(hamilton)
+    moved = sorted(pipeline_vectors)[0]
+
+    def detections_edited(done, total, message):
+        if message == "storing embeddings":
+            Trace.objects.filter(file=hamilton, trace_id=moved).update(detections_version=99)
+
+    result = reembed_file(hamilton, on_progress=detections_edited)
+    assert result.changed_meanwhile == 1
+    assert Trace.objects.get(file=hamilton, trace_id=moved).embedding_model == DLIB_MODEL_NAME
+
+
+def test_command_only_stale_and_queue(hamilton_traces, facenet, capsys):
+    from jobs.models import Job
+
+    hamilton, pipeline_vectors = hamilton_traces
+    _load(facenet, STEMS["facenet"])
+    Trace.objects.filter(file=hamilton).update(embedding_model=DLIB_MODEL_NAME)
+    missing = Trace.objects.filter(file=facenet, embedding__isnull=True).count()
+    call_command("reembed_faces", "--only-stale")
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    hamilton_count = Trace.objects.filter(file=hamilton).count()
+    assert f"of {hamilton_count} traces embedded" in lines[hamilton.file_uuid]
+    # facenet's current vectors are left out: only its traces without one are tried
+    assert f"of {missing} traces embedded" in lines.get(facenet.file_uuid, f"of {missing} traces embedded")
+    assert Trace.objects.filter(file=hamilton, embedding_model=MODEL_NAME).count() >= len(pipeline_vectors)
+    call_command("reembed_faces", "--file", facenet.file_uuid, "--queue")
+    job = Job.objects.get(kind="reembed")
+    assert job.file == facenet and job.state == Job.State.QUEUED and job.params == {"only_stale": False}
+    assert f"job {job.pk.hex}" in capsys.readouterr().out
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("reembed_faces", "--file", "f" * 32)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reembed_job_over_rest_on_a_real_worker(hamilton, facenet, staff_user, plain_user, tmp_path):
+    from tests.helpers_rest import key_client
+    from tests.servers import celery_worker
+    from tests.test_jobs import wait_job
+
+    _load(hamilton, STEMS["hamilton"])
+    _as_old_model(hamilton)
+    person = Identity.objects.create(name="Performer")
+    curation.bind_traces(person, list(Trace.objects.filter(file=hamilton).values_list("pk", flat=True)[:2]))
+    before = _curation_state(hamilton)
+    writer = key_client(staff_user, write=True)[0]
+    reader = key_client(plain_user)[0]
+    url = f"/api/v1/file/{hamilton.file_uuid}/reembed"
+    assert reader.post(url, {}, format="json").status_code == 403
+    assert writer.post(url, {"only_stale": "maybe"}, format="json").status_code == 400
+    assert writer.post(f"/api/v1/file/{'f' * 32}/reembed", {}, format="json").status_code == 404
+    response = writer.post(url, {}, format="json")
+    assert response.status_code == 202, response.content
+    job = response.json()["job"]
+    assert job["kind"] == "reembed" and job["params"] == {"only_stale": False}
+    assert writer.post(url, {}, format="json").json()["job"]["id"] == job["id"]  # one at a time per file
+    assert writer.post(url, {"only_stale": True}, format="json").status_code == 409
+    with celery_worker(log_path=tmp_path / "worker.log"):
+        done = wait_job(writer, job["id"])
+    assert done["state"] == "succeeded", done
+    assert done["result"]["embedded"] == Trace.objects.filter(file=hamilton, embedding_model=MODEL_NAME).count() > 0
+    assert done["result"]["traces"] == Trace.objects.filter(file=hamilton).count()
+    assert _curation_state(hamilton) == before
+    assert writer.get("/api/v1/jobs?kind=reembed").json()["total"] == 1
+
+
+def test_admin_action_queues_a_reembed_job(hamilton, admin_client):
+    from jobs.models import Job
+
+    response = admin_client.post("/admin/media_api/mediafile/", {"action": "reembed_faces",
+                                                                "_selected_action": [hamilton.pk]}, follow=True)
+    assert response.status_code == 200 and b"Re-embedding" in response.content
+    job = Job.objects.get(kind="reembed")
+    assert job.file == hamilton and job.state == Job.State.QUEUED
