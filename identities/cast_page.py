@@ -77,7 +77,8 @@ def cast_view(request: HttpRequest, file_uuid: str | None = None) -> HttpRespons
     fragment = request.GET.get("fragment")
     show_hidden = request.GET.get("hidden") == "1"
     context: dict[str, Any] = {"can_change": request.user.has_perm(CHANGE), "show_hidden": show_hidden,
-                               "media_file": scope.media_file}
+                               "media_file": scope.media_file,
+                               "thresholds": {"confident": CONFIDENT_DISTANCE, "offered": SUGGESTION_MAX_DISTANCE}}
     if fragment == "named":
         context["named"], context["named_count"] = service.named_people(scope)
         return _timed(render(request, "admin/identities/cast/_named.html", context), started)
@@ -92,7 +93,6 @@ def cast_view(request: HttpRequest, file_uuid: str | None = None) -> HttpRespons
         "is_nav_sidebar_enabled": False,  # the grid needs the width
         "title": title,
         "files": list(files.order_by("name", "pk").values_list("file_uuid", "name")[:FILES_LISTED]),
-        "thresholds": {"confident": CONFIDENT_DISTANCE, "offered": SUGGESTION_MAX_DISTANCE},
     })
     return _timed(render(request, "admin/identities/cast/page.html", context), started)
 

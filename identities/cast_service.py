@@ -158,6 +158,17 @@ class Group:
     suggestions: list[Chip] = field(default_factory=list)
     #: The pending identity of a cluster made by ``cluster_traces`` (None: grouped on the page).
     cluster_name: str | None = None
+    #: Distance between its two least alike faces (None: fewer than two with an embedding).
+    spread: float | None = None
+
+    @property
+    def doubtful(self) -> bool:
+        """Two of its faces are farther apart than any suggestion is offered: check it before naming."""
+        return self.spread is not None and self.spread > SUGGESTION_MAX_DISTANCE
+
+    @property
+    def spread_text(self) -> str:
+        return f"{self.spread:.2f}" if self.spread is not None else ""
 
     @property
     def trace_count(self) -> int:
@@ -359,12 +370,22 @@ def _centre(embeddings: dict[int, Any], members: Sequence[int]) -> np.ndarray | 
     return (mean / norm).astype(np.float32) if norm > 0 else None
 
 
-def _suggest(groups: Sequence[Sequence[int]]) -> list[list[Chip]]:
+def _spread(embeddings: dict[int, Any], members: Sequence[int]) -> float | None:
+    """The distance between the group's two least alike faces (of its best ``CENTRE_SAMPLE``): its purity risk."""
+    vectors, _ = cast_groups.vectors_of([embeddings[pk] for pk in members if pk in embeddings])
+    if len(vectors) < 2:
+        return None
+    gram = np.clip(vectors @ vectors.T, -1.0, 1.0)
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * float(gram.min()))))
+
+
+def _suggest(groups: Sequence[Sequence[int]], embeddings: dict[int, Any] | None = None) -> list[list[Chip]]:
     """Suggestions per group (members best first): named people nearest to the group's face.
 
     Three queries for any number of groups: the sampled members' embeddings, the evidence, the names.
     """
-    embeddings = _embeddings(pk for members in groups for pk in members[:CENTRE_SAMPLE])
+    if embeddings is None:
+        embeddings = _embeddings(pk for members in groups for pk in members[:CENTRE_SAMPLE])
     centres = [_centre(embeddings, members[:CENTRE_SAMPLE]) for members in groups]
     if all(centre is None for centre in centres):
         return [[] for _ in groups]
@@ -455,11 +476,13 @@ def build_groups(chosen: Sequence[tuple[str, list[int], str | None]]) -> list[Gr
     rows = _details(shown)
     member_lists = [[pk for pk in members if pk in rows] for _, members, _ in chosen]
     seconds = _screen_seconds(rows, member_lists)
-    chips = _suggest(member_lists)
+    embeddings = _embeddings(pk for members in member_lists for pk in members[:CENTRE_SAMPLE])
+    chips = _suggest(member_lists, embeddings)
     groups = []
     for (key, _, cluster), members, secs, suggestions in zip(chosen, member_lists, seconds, chips, strict=True):
         tiles = [_tile(rows[pk]) for pk in members[:FACES_PER_GROUP]]
-        groups.append(Group(key, members, tiles, secs, suggestions, cluster))
+        groups.append(Group(key, members, tiles, secs, suggestions, cluster,
+                            _spread(embeddings, members[:CENTRE_SAMPLE])))
     return groups
 
 

@@ -317,3 +317,28 @@ def test_choose_the_face_on_the_persons_page_and_undo(staff, ada, people):
         == 302
     ada.refresh_from_db()
     assert ada.feature_trace_id is None  # not her trace
+
+
+# --------------------------------------------------------------------------- purity risk
+
+
+def test_a_group_shows_its_purity_risk(staff, hamilton, people):
+    from django.template.loader import render_to_string
+
+    from identities import cast_service
+    from identities.suggestions import SUGGESTION_MAX_DISTANCE
+
+    everyone = [*people["A"], people["lookalike"]]
+    [built] = cast_service.build_groups([("g", everyone, None)])
+    assert built.spread is not None and 0.2 < built.spread < SUGGESTION_MAX_DISTANCE and not built.doubtful
+    assert f"±{built.spread_text}" in page(staff)
+    # Two faces each at the offered distance from A, in other directions: farther apart than that.
+    far = add_traces(hamilton, [(310, 0, 20, near(A, SUGGESTION_MAX_DISTANCE, 31)),
+                                (311, 30, 50, near(A, SUGGESTION_MAX_DISTANCE, 32))])
+    [wide] = cast_service.build_groups([("g", [far[310].pk, far[311].pk], None)])
+    assert wide.spread > SUGGESTION_MAX_DISTANCE and wide.doubtful
+    thresholds = {"offered": SUGGESTION_MAX_DISTANCE}
+    assert "cast-doubtful" in render_to_string("admin/identities/cast/_group.html",
+                                               {"group": wide, "thresholds": thresholds})
+    assert "cast-doubtful" not in render_to_string("admin/identities/cast/_group.html",
+                                                   {"group": built, "thresholds": thresholds})
