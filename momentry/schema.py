@@ -402,7 +402,9 @@ REPRESENTATIVE_FACE = success("RepresentativeFace", {
         "frame_number": S.IntegerField(), "timestamp_secs": S.FloatField(), "bbox": BBOX,
         "confidence": S.FloatField(),
         "quality_score": S.FloatField(help_text="pre-selection score: area x confidence"),
-        "blur_score": S.FloatField(help_text="FFmpeg blurdetect on the face (lower = sharper)"),
+        "blur_score": S.FloatField(allow_null=True, help_text="FFmpeg blurdetect on the face (lower = sharper); "
+                                                              "null when it finds no edge to measure (a dark, "
+                                                              "flat face)"),
     }),
 })
 _COOCCUR_IDENTITY = inline_serializer("CooccurrenceIdentity", {

@@ -52,7 +52,7 @@ def cli_blur(plane: np.ndarray, row: dict) -> float:
     out = ffmpeg(["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{face.shape[1]}x{face.shape[0]}", "-i", "pipe:0",
                   "-vf", "scale=128:128:flags=bicubic,blurdetect,metadata=print:file=-", "-f", "null", "-"],
                  stdin=face.tobytes()).stdout.decode()
-    return float(re.search(r"lavfi\.blur=([0-9.]+)", out).group(1))
+    return float(re.search(r"lavfi\.blur=(\S+)", out).group(1))  # "nan" (or "-nan") when it finds no edge
 
 
 def expected_choice(path, rows: list[dict], trace_id: int, width: int, height: int) -> tuple[dict, float]:
@@ -227,3 +227,30 @@ def test_concurrent_requests_compute_once(transactional_db, facenet, monkeypatch
     assert not errors
     assert len(results) == 4 and len(set(results)) == 1 and results[0][:2] == b"\xff\xd8"
     assert len(calls) == 1
+
+
+def test_a_face_blurdetect_cannot_measure_ranks_last_and_is_answered_as_null(api_client, hamilton):
+    """Hamilton's trace 5 is a dark, flat face: FFmpeg's own blurdetect finds no edge in it and says NaN.
+
+    That must be neither a 500 (NaN is no JSON) nor a winner over a face it can measure (NaN compares
+    false with everything, so the first candidate seen used to stay best).
+    """
+    rows = demo_rows("face_recognition_short_hamilton_clip")
+    dark = [r for r in rows if r["trace_id"] == 5]
+    planes = cli_luma_frames(HAMILTON, [dark[0]["frame_number"]], hamilton.width, hamilton.height)
+    assert np.isnan(cli_blur(planes[dark[0]["frame_number"]], dark[0]))  # the CLI agrees: nothing to measure
+    measured = next(r for r in rows if r["trace_id"] == 7 and r["frame_number"] == 100)
+    mixed = [{**dark[0], "trace_id": 50, "confidence": 0.99},  # the larger face, first in the file
+             {**measured, "trace_id": 50, "confidence": 0.5}]
+    import_detections(hamilton, dark + mixed)
+    base = f"/api/v1/file/{hamilton.file_uuid}/trace"
+
+    response = api_client.get(f"{base}/5/representative-face")
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["representative"]["blur_score"] is None
+    detail = api_client.get(f"{base}/5")
+    assert detail.status_code == 200 and detail.json()["representative"]["blur_score"] is None
+    assert api_client.get(f"{base}/5/thumbnail").status_code == 200
+
+    chosen = api_client.get(f"{base}/50/representative-face").json()["representative"]
+    assert chosen["frame_number"] == 100 and chosen["blur_score"] > 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,7 +58,18 @@ class Face:
 @dataclass(frozen=True)
 class Representative:
     face: Face
-    blur_score: float
+    #: None when blurdetect finds no edge to measure (a dark or flat, low-contrast face: it answers NaN).
+    blur_score: float | None
+
+
+def measured(blur: float | None) -> float | None:
+    """A blur score fit for ranking, storing and JSON: NaN (nothing measurable) or infinity is None."""
+    return blur if blur is not None and math.isfinite(blur) else None
+
+
+def _blur_rank(blur: float | None) -> float:
+    """Unmeasurable faces rank after every measured one (they show no detail at all)."""
+    return math.inf if blur is None else blur
 
 
 @dataclass
@@ -190,8 +202,8 @@ def warm(unit: WarmUnit) -> list[Choice]:
             for face in rerender.get(number, ()):
                 image_cache.store(thumbnail_key(unit.file_uuid, face), decoded.thumbnail(face.box))
             for trace_pk, face in wanted.get(number, ()):
-                blur = images.blur_score(decoded.luma, face.box)
-                rank = (blur, -face.quality_score, face.frame_number)
+                blur = measured(images.blur_score(decoded.luma, face.box))
+                rank = (_blur_rank(blur), -face.quality_score, face.frame_number)
                 if trace_pk not in best or rank < best[trace_pk][0]:
                     best[trace_pk] = (rank, Representative(face, blur), decoded.thumbnail(face.box))
             for trace_pk in finishing.get(number, ()):
@@ -226,7 +238,7 @@ def stored(trace: Trace) -> Representative | None:
     if not trace.has_current_representative:
         return None
     box = Box(trace.rep_x, trace.rep_y, trace.rep_width, trace.rep_height)
-    return Representative(Face(trace.rep_frame_number, box, trace.rep_confidence), trace.rep_blur_score)
+    return Representative(Face(trace.rep_frame_number, box, trace.rep_confidence), measured(trace.rep_blur_score))
 
 
 def save(trace_pk: int, version: int, representative: Representative) -> bool:

@@ -40,7 +40,7 @@ def serialize_representative(media_file: MediaFile, rep: faces.Representative) -
         "bbox": {"x": face.box.x, "y": face.box.y, "width": face.box.width, "height": face.box.height},
         "confidence": face.confidence,
         "quality_score": round(face.quality_score, 3),
-        "blur_score": round(rep.blur_score, 6),
+        "blur_score": None if rep.blur_score is None else round(rep.blur_score, 6),
     }
 
 

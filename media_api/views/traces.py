@@ -14,6 +14,7 @@ from media_api import selectors
 from media_api.ffmpeg.index import FrameIndexData
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
+from media_api.services.representative import measured
 from momentry import schema
 from momentry.errors import BadRequest, not_found
 from momentry.pagination import PAGE_PARAMETERS, Page, bool_param, choice_param, paginate
@@ -136,7 +137,7 @@ class TraceDetailView(APIView):
                 "bbox": {"x": trace.rep_x, "y": trace.rep_y, "width": trace.rep_width, "height": trace.rep_height},
                 "confidence": trace.rep_confidence,
                 "quality_score": trace.rep_quality_score,
-                "blur_score": trace.rep_blur_score,
+                "blur_score": measured(trace.rep_blur_score),
             }
         return Response({"success": True, "file_uuid": media_file.file_uuid, **data,
                          "representative": representative})
