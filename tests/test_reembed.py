@@ -72,6 +72,8 @@ def test_choose_faces_spreads_over_the_trace_and_skips_small_or_doubtful_faces()
     assert [frame // 100 for frame in frames] == [0, 1, 2, 3]  # one per stretch of the trace
     assert all(box[3] == 46 for _, box in chosen)  # the biggest face of each stretch
     assert choose_faces([(1, 0, 0, 10, 10, 0.9)]) == []
+    near_keyframes = choose_faces(rows, limit=4, allowed=lambda frame: frame % 100 < 3)
+    assert len(near_keyframes) == 4 and all(frame % 100 < 3 for frame, _ in near_keyframes)
 
 
 def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(hamilton_traces, staff_user):

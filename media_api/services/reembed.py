@@ -11,9 +11,12 @@ only rewrites ``Trace.embedding`` and ``Trace.embedding_model``:
    ``MIN_EMBED_SCORE``), ranked by height x confidence, at most one per stretch of the trace so
    they spread over it;
 2. those frames are decoded through the FFmpeg layer's batch reader (sorted, grouped by keyframe,
-   each GOP decoded once), every chosen face is aligned on YuNet's landmarks as in the pipeline
-   (``embeddings.align_face``: unreadable faces — profiles, blur, darkness — are skipped) and the
-   first :data:`FACES_PER_TRACE` readable ones are embedded with the current model;
+   each GOP decoded once, and only up to the last wanted frame); faces on frames just after a
+   keyframe are tried first (:data:`KEYFRAME_REACH`: a few pictures per GOP instead of the whole
+   file), the best few of the trace's other frames only for a trace with no usable face there. Every chosen face is
+   aligned on YuNet's landmarks as in the pipeline (``embeddings.align_face``: unreadable faces —
+   profiles, blur, darkness — are skipped) and the best :data:`FACES_PER_TRACE` readable ones are
+   embedded with the current model;
 3. the L2-normalised mean is stored, for the whole file in one transaction at the end; a trace whose
    detections changed meanwhile (``detections_version``) or that was deleted is left alone.
 
@@ -41,6 +44,16 @@ from media_api.services.files import frame_index_for
 
 #: Faces tried per trace (aligned with YuNet, ~2-3 ms each; one per stretch of the trace).
 CANDIDATES_PER_TRACE = 8
+#: Frames at most this far after a keyframe are read first (decoding a frame costs every frame of its GOP
+#: before it): a trace longer than a GOP always has some.
+KEYFRAME_REACH = 3
+#: ... and the trace's other frames only when fewer faces than this were tried there (1: only a trace with no
+#: usable face near any keyframe — shorter than a GOP; unreadable faces near keyframes are a profile, a dark
+#: or tiny face, which the rest of the trace rarely changes: measured in bench/bench_reembed.py, a second
+#: pass for them doubled the decoding and embedded no more traces) ...
+SECOND_PASS_BELOW = 1
+#: ... trying at most this many of them (each may cost most of a GOP's decoding).
+SECOND_PASS_CANDIDATES = 2
 #: Readable faces embedded per trace (SFace, ~28 ms each): as many as the pipeline embeds.
 FACES_PER_TRACE = MAX_EMBEDDINGS
 
@@ -62,26 +75,29 @@ class ReembedResult:
     faces_embedded: int = 0
     frames_decoded: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     model: str = MODEL_NAME
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", "align", "embed"), 0.0))
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["seconds"] = round(self.seconds, 2)
+        data["cpu_seconds"] = round(self.cpu_seconds, 2)
         data["timings"] = {key: round(value, 2) for key, value in self.timings.items()}
         return data
 
 
-def choose_faces(rows: Iterable[tuple[int, int, int, int, int, float]],
-                 limit: int = CANDIDATES_PER_TRACE) -> list[tuple[int, Box]]:
+def choose_faces(rows: Iterable[tuple[int, int, int, int, int, float]], limit: int = CANDIDATES_PER_TRACE,
+                 allowed: Callable[[int], bool] | None = None) -> list[tuple[int, Box]]:
     """The frames (with their boxes) worth embedding in one trace, best first, at most ``limit``.
 
     ``rows`` are the trace's detections as ``(frame, x, y, width, height, confidence)``. Faces the
-    pipeline would not embed (under MIN_EMBED_HEIGHT px or MIN_EMBED_SCORE) are left out; the
-    trace's span is cut into ``limit`` equal stretches and the best face of each (height x
-    confidence) is kept, so the choice covers the trace instead of one close-up moment.
+    pipeline would not embed (under MIN_EMBED_HEIGHT px or MIN_EMBED_SCORE) are left out, and frames
+    ``allowed`` refuses; the trace's span is cut into ``limit`` equal stretches and the best face of
+    each (height x confidence) is kept, so the choice covers the trace instead of one close-up moment.
     """
-    usable = [r for r in rows if r[4] >= MIN_EMBED_HEIGHT and r[5] >= MIN_EMBED_SCORE]
+    usable = [r for r in rows if r[4] >= MIN_EMBED_HEIGHT and r[5] >= MIN_EMBED_SCORE
+              and (allowed is None or allowed(r[0]))]
     if not usable:
         return []
     first = min(r[0] for r in usable)
@@ -97,12 +113,12 @@ def choose_faces(rows: Iterable[tuple[int, int, int, int, int, float]],
 
 
 def stale_traces() -> Any:
-    """Traces whose vector is missing or of another model than the current one."""
+    """Traces without a vector of the current model (another model's, or none at all)."""
     return Trace.objects.exclude(embedding__isnull=False, embedding_model=MODEL_NAME)
 
 
-def _plan(media_file: MediaFile, only_stale: bool) -> tuple[dict[int, int], dict[int, list[tuple[int, Box]]]]:
-    """({trace pk: detections_version}, {trace pk: chosen faces}) for the traces to re-embed."""
+def _traces(media_file: MediaFile, only_stale: bool) -> tuple[dict[int, int], dict[int, list]]:
+    """({trace pk: detections_version}, {trace pk: its detections}) for the traces to re-embed."""
     traces = stale_traces() if only_stale else Trace.objects.all()
     versions = dict(traces.filter(file=media_file).values_list("pk", "detections_version"))
     rows: dict[int, list] = defaultdict(list)
@@ -111,65 +127,75 @@ def _plan(media_file: MediaFile, only_stale: bool) -> tuple[dict[int, int], dict
                   .iterator(chunk_size=10000))
     for trace_pk, *row in detections:
         rows[trace_pk].append(row)
-    return versions, {pk: choose_faces(rows[pk]) for pk in versions}
+    return versions, rows
 
 
 def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
                  on_progress: OnProgress | None = None) -> ReembedResult:
     """Embed the traces of ``media_file`` again with the current model (all, or ``only_stale``) and store them.
 
-    ``on_progress(done, total, message)`` is called as frames are read and once before storing;
-    if it raises (a cancelled job), nothing has been written.
+    Decoding is what costs on long footage, so faces are first chosen on frames at most
+    KEYFRAME_REACH frames after a keyframe (a few pictures decoded per GOP); only traces with fewer
+    than SECOND_PASS_BELOW faces there (none: shorter than a GOP) get a second pass over their best
+    SECOND_PASS_CANDIDATES other frames. ``on_progress(done, total, message)`` is called as frames are
+    read and once before storing; if it raises (a cancelled job), nothing has been written.
     """
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), time.process_time()
     result = ReembedResult(file_uuid=media_file.file_uuid)
-    versions, chosen = _plan(media_file, only_stale)
+    versions, rows = _traces(media_file, only_stale)
     result.traces = len(versions)
-    faces = _read_faces(media_file, chosen, result, on_progress)
-    vectors = _embed(faces, chosen, result)
+    index = frame_index_for(media_file)
+
+    def near_keyframe(frame: int) -> bool:
+        return frame - (index.keyframe_at_or_before(frame) or 0) <= KEYFRAME_REACH
+
+    with FrameReader(media_file.path, index) as reader:
+        cheap = {pk: choose_faces(rows[pk], allowed=near_keyframe) for pk in versions}
+        faces = _read_faces(reader, cheap, result, on_progress, "near keyframes")
+        tried = {pk: {frame for frame, _ in choices} for pk, choices in cheap.items()}
+        unread = {pk: [c for c in choose_faces(rows[pk]) if c[0] not in tried[pk]][:SECOND_PASS_CANDIDATES]
+                  for pk in versions if not faces.get(pk) and len(tried[pk]) < SECOND_PASS_BELOW}
+        for pk, readable in _read_faces(reader, unread, result, on_progress, "elsewhere").items():
+            faces[pk] = readable
+        result.frames_decoded = reader.frames_decoded
+    vectors = _embed(faces, result)
     if on_progress is not None:
         on_progress(1, 1, "storing embeddings")  # the last chance to cancel: storing is one transaction
     result.embedded, result.changed_meanwhile = store_vectors(media_file, vectors, versions)
     result.unreadable = result.traces - len(vectors)
-    result.seconds = time.perf_counter() - clock
+    result.seconds, result.cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
     return result
 
 
-def _read_faces(media_file: MediaFile, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
-                on_progress: OnProgress | None) -> dict[int, list[tuple[int, np.ndarray]]]:
+def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
+                on_progress: OnProgress | None, where: str) -> dict[int, list[tuple[int, np.ndarray]]]:
     """{trace pk: [(rank, aligned face)]}: every chosen face aligned, frames decoded once each in file order."""
     wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
     for trace_pk, choices in chosen.items():
         for rank, (frame, box) in enumerate(choices):
             wanted[frame].append((trace_pk, rank, box))
     faces: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    if not wanted:
-        return faces
     total = len(wanted)
-    with FrameReader(media_file.path, frame_index_for(media_file)) as reader:
-        frames = reader.read_many(wanted)
+    clock = time.perf_counter()
+    for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
+        rgb = frame.to_ndarray(format="rgb24")
+        result.timings["decode"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        for done, (number, frame) in enumerate(frames, start=1):
-            rgb = frame.to_ndarray(format="rgb24")
-            result.timings["decode"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            for trace_pk, rank, box in wanted[number]:
-                if len(faces[trace_pk]) >= FACES_PER_TRACE and rank >= FACES_PER_TRACE:
-                    continue  # enough readable faces of better rank already (frames come in file order)
-                result.faces_tried += 1
-                aligned = align_face(rgb, box)
-                if aligned is not None:
-                    faces[trace_pk].append((rank, aligned))
-            result.timings["align"] += time.perf_counter() - clock
-            if on_progress is not None:
-                on_progress(done, total, f"{done} of {total} frames read")
-            clock = time.perf_counter()
-        result.frames_decoded = reader.frames_decoded
+        for trace_pk, rank, box in wanted[number]:
+            if len(faces[trace_pk]) >= FACES_PER_TRACE and rank >= FACES_PER_TRACE:
+                continue  # enough readable faces of better rank already (frames come in file order)
+            result.faces_tried += 1
+            aligned = align_face(rgb, box)
+            if aligned is not None:
+                faces[trace_pk].append((rank, aligned))
+        result.timings["align"] += time.perf_counter() - clock
+        if on_progress is not None:
+            on_progress(done, total, f"{done} of {total} frames read ({where})")
+        clock = time.perf_counter()
     return faces
 
 
-def _embed(faces: dict[int, list[tuple[int, np.ndarray]]], chosen: dict[int, list], result: ReembedResult
-           ) -> dict[int, np.ndarray]:
+def _embed(faces: dict[int, list[tuple[int, np.ndarray]]], result: ReembedResult) -> dict[int, np.ndarray]:
     """{trace pk: unit mean vector} from the FACES_PER_TRACE best-ranked readable faces of each trace."""
     clock = time.perf_counter()
     vectors = {}
