@@ -140,7 +140,7 @@ def main() -> None:
     from django.db import connection
     from django.test import Client
 
-    from identities import cast_groups
+    from identities.cast import grouping
     from identities.models import CurationChange, Identity
     from identities.suggestions import group_unbound_traces, unbound_traces
     from media_api.models import Trace
@@ -162,7 +162,7 @@ def main() -> None:
     query_counts = {}
     for n in (1_000, args.traces):
         files = populate(n)
-        cast_groups.regroup()
+        grouping.regroup()
         query_counts[n] = (_queries(client, "/admin/cast/"), _queries(client, f"/admin/cast/{files[0].file_uuid}/"),
                            _queries(client, "/admin/cast/?fragment=body"))
     one_file = f"/admin/cast/{files[0].file_uuid}/"
@@ -172,7 +172,7 @@ def main() -> None:
     # Grouping: the colleague's clustering against the page's, on the same rows.
     rows = list(unbound_traces().order_by("file_id", "start_frame", "trace_id")
                 .values_list("pk", "embedding", "file_id", "start_frame", "end_frame"))
-    fast, fast_groups = _timed(lambda: cast_groups.group_rows(rows), 3)
+    fast, fast_groups = _timed(lambda: grouping.group_rows(rows), 3)
     record("grouping, the cast page's leader clustering", fast, f"({len(fast_groups)} groups)")
     if not args.skip_baseline:
         slow, slow_groups = _timed(lambda: group_unbound_traces(rows), 1)
@@ -181,7 +181,7 @@ def main() -> None:
 
     # Pages.
     def cold():
-        cast_groups.regroup()
+        grouping.regroup()
         return client.get("/admin/cast/")
 
     record("page, across files, cold (everything grouped)", _timed(cold, 3)[0])

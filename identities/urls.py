@@ -3,7 +3,8 @@
 from django.urls import path
 
 import momentry.converters  # noqa: F401 - registers the path converters (a bad value is a 404)
-from identities import cast_views, face_views, views
+from identities import face_views, views
+from identities.cast import views as cast_views
 
 urlpatterns = [
     path("identities", views.IdentityListView.as_view(), name="identity-list"),

@@ -21,7 +21,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from identities import cast_graph, cooccurrence, curation, services
+from identities import cooccurrence, curation, services
+from identities.cast import graph as cast_graph
 from identities.models import Identity
 from identities.suggestions import suggest_identities
 from media_api.models import Detection, MediaFile, Trace
@@ -148,7 +149,7 @@ class MediaFileAdmin(admin.ModelAdmin):
 
     @admin.display(description="who appears with whom")
     def cast_picture(self, obj: MediaFile) -> str:
-        """The cast graph and a timeline strip per person, as inline SVG (identities.cast_graph)."""
+        """The cast graph and a timeline strip per person, as inline SVG (identities.cast.graph)."""
         graph = cooccurrence.cast_graph(obj)
         shown = graph.members[:CAST_PEOPLE_SHOWN]  # members are ranked by screen time, and a pair's a < b
         nodes = [cast_graph.Node(m.label, m.screen_seconds) for m in shown]

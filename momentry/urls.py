@@ -27,6 +27,6 @@ urlpatterns = [
     path("api/v1/", include("media_api.urls")),
     path("api/v1/", include("identities.urls")),
     path("api/v1/", include("jobs.urls")),
-    path("admin/cast/", include("identities.cast_urls")),  # the cast page (identities/cast_page.py)
+    path("admin/cast/", include("identities.cast.urls")),  # the cast page (identities/cast/page.py)
     path("admin/", admin.site.urls),
 ]

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from identities import cast_groups
+from identities.cast import grouping
 from identities.models import CurationChange, Identity
 from media_api.models import Trace
 from tests import browser
@@ -41,7 +41,7 @@ def cast(hamilton, facenet, staff_user):
         specs += [(1000 + person * 10 + n, n * 55, n * 55 + 40, near(direction(40 + person), 0.12, person * 10 + n))
                   for n in range(5)]
     traces = add_traces(hamilton, specs)
-    cast_groups.regroup()
+    grouping.regroup()
     return {
         "lin": lin,
         "medium": _trace_at(hamilton, 198, 291, 100),  # the performer in the medium shots: a confident match

@@ -384,7 +384,7 @@ def test_admin_file_page_shows_the_cast_graph(admin_client_api, hamilton):
 
 
 def test_svg_functions_escape_and_bound_their_output():
-    from identities.cast_graph import Edge, Node, Strip, graph_svg, timeline_svg
+    from identities.cast.graph import Edge, Node, Strip, graph_svg, timeline_svg
 
     svg = graph_svg([Node("<b>A</b>", 10.0), Node("B & C", 2.5)], [Edge(0, 1, 1.0, 25)])
     assert "<b>" not in svg and "&lt;b&gt;A&lt;/b&gt;" in svg and "B &amp; C" in svg and svg.count("<circle") == 2

@@ -15,7 +15,8 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from identities import cast_groups, cast_service, curation
+from identities import curation
+from identities.cast import grouping, service
 from identities.models import CurationChange, Identity
 from identities.suggestions import (
     CONFIDENT_DISTANCE,
@@ -81,7 +82,7 @@ def people(hamilton):
              (201, 0, 40, near(B, 0.12, 21)), (202, 50, 90, near(B, 0.13, 22)), (203, 100, 140, near(B, 0.12, 23)),
              (301, 160, 200, direction(3)), (401, 200, 230, None)]
     traces = add_traces(hamilton, specs)
-    cast_groups.regroup()
+    grouping.regroup()
     return {key: [traces[t].pk for t in ids] for key, ids in
             {"A": [101, 102, 103, 104], "B": [201, 202, 203], "C": [301], "D": [401]}.items()}
 
@@ -134,7 +135,7 @@ def test_the_fast_grouping_is_the_same_as_clustering(hamilton, facenet):
     rows = list(Trace.objects.order_by("file_id", "start_frame", "trace_id")
                 .values_list("pk", "embedding", "file_id", "start_frame", "end_frame"))
     assert any(len(g) > 1 for g in group_unbound_traces(rows))
-    assert cast_groups.group_rows(rows) == group_unbound_traces(rows)
+    assert grouping.group_rows(rows) == group_unbound_traces(rows)
     rng = np.random.default_rng(5)
     centres = [direction(100 + n) for n in range(40)]
     for trial in range(3):
@@ -145,7 +146,7 @@ def test_the_fast_grouping_is_the_same_as_clustering(hamilton, facenet):
             blob = None if rng.random() < 0.1 else vector.astype("<f4").tobytes()
             synthetic.append((pk, blob, pk % 3, start, start + int(rng.integers(5, 300))))
         synthetic.sort(key=lambda r: (r[2], r[3], r[0]))
-        assert cast_groups.group_rows(synthetic) == group_unbound_traces(synthetic)
+        assert grouping.group_rows(synthetic) == group_unbound_traces(synthetic)
 
 
 def test_one_file_shows_only_its_traces(staff, people, facenet):
@@ -175,7 +176,7 @@ def test_pages_of_groups(staff, hamilton):
     specs = [(500 + n, (n % 25) * 10, (n % 25) * 10 + 5, direction(500 + n)) for n in range(45)]
     add_traces(hamilton, specs)
     first = page(staff)
-    assert len(groups_on(first)) == cast_service.GROUPS_PER_PAGE and "page 1 of 2" in first
+    assert len(groups_on(first)) == service.GROUPS_PER_PAGE and "page 1 of 2" in first
     second = page(staff, "/admin/cast/?page=2")
     assert len(groups_on(second)) == 5 and not set().union(*groups_on(first)) & set().union(*groups_on(second))
 
@@ -183,7 +184,7 @@ def test_pages_of_groups(staff, hamilton):
 def test_a_big_group_shows_its_best_faces_and_names_all(staff, hamilton):
     person = direction(9)
     specs = [(600 + n, n * 13, n * 13 + 10, near(person, 0.1, 600 + n))
-             for n in range(cast_service.FACES_PER_GROUP + 3)]
+             for n in range(service.FACES_PER_GROUP + 3)]
     traces = add_traces(hamilton, specs)
     html = page(staff)
     assert "+3 more" in html
@@ -262,7 +263,7 @@ def test_a_weak_match_is_shown_as_weak(staff, hamilton, people):
     html = page(staff)
     group = re.search(r'data-pks="{}".*?</section>'.format(",".join(map(str, people["B"]))), html, re.S).group(0)
     assert 'class="cast-chip weak"' in group and "maybe Bob?" in group and "Accept: Bob" not in group
-    summary = cast_service.summaries(cast_service.Scope(), [people["B"]])[0]
+    summary = service.summaries(service.Scope(), [people["B"]])[0]
     assert summary["suggestions"][0]["name"] == "Bob" and summary["suggestions"][0]["confident"] is False
     assert CONFIDENT_DISTANCE < summary["suggestions"][0]["distance"] <= SUGGESTION_MAX_DISTANCE
 
@@ -517,16 +518,16 @@ def test_queries_do_not_grow_with_the_page(staff, hamilton, people, django_asser
     page(staff)
     with django_assert_max_num_queries(16):
         html = page(staff)
-    assert len(groups_on(html)) == cast_service.GROUPS_PER_PAGE
+    assert len(groups_on(html)) == service.GROUPS_PER_PAGE
 
 
 def test_the_grouping_is_kept_and_carried_over(staff, people):
     page(staff)
-    assert cast_groups.current_grouping().how == "kept"
+    assert grouping.current_grouping().how == "kept"
     post(staff, "name", {"trace_pks": people["B"], "name": "Bob"})
-    grouping = cast_groups.current_grouping()
-    assert grouping.how == "carried" and people["B"][0] not in grouping.unnamed.pks.tolist()
-    assert cast_groups.current_grouping().how == "kept"
+    current = grouping.current_grouping()
+    assert current.how == "carried" and people["B"][0] not in current.unnamed.pks.tolist()
+    assert grouping.current_grouping().how == "kept"
     post(staff, "undo", {})
     assert set(people["B"]) in groups_on(page(staff))
     _assert_sums_match_members()
@@ -534,19 +535,19 @@ def test_the_grouping_is_kept_and_carried_over(staff, people):
     page(staff)
     _assert_sums_match_members()
     post(staff, "regroup", {})
-    assert cast_groups.current_grouping().how == "grouped"
+    assert grouping.current_grouping().how == "grouped"
 
 
 def _assert_sums_match_members():
     """The kept per-group sums, carried over by additions and subtractions, equal a fresh sum of the members."""
     from django.core.cache import cache
 
-    kept = cache.get(cast_groups.CACHE_KEY)
-    grouping = cast_groups.current_grouping()
-    blobs = dict(Trace.objects.filter(pk__in=grouping.unnamed.pks.tolist()).values_list("pk", "embedding"))
-    with_vector = grouping.unnamed.has_embedding
-    vectors, _ = cast_groups.vectors_of([blobs[pk] for pk in grouping.unnamed.pks[with_vector].tolist()])
-    fresh = cast_groups.Sums.of(grouping.labels[with_vector], vectors)
+    kept = cache.get(grouping.CACHE_KEY)
+    current = grouping.current_grouping()
+    blobs = dict(Trace.objects.filter(pk__in=current.unnamed.pks.tolist()).values_list("pk", "embedding"))
+    with_vector = current.unnamed.has_embedding
+    vectors, _ = grouping.vectors_of([blobs[pk] for pk in current.unnamed.pks[with_vector].tolist()])
+    fresh = grouping.Sums.of(current.labels[with_vector], vectors)
     sums = kept["sums"]
     assert sums.labels.tolist() == fresh.labels.tolist() and sums.counts.tolist() == fresh.counts.tolist()
     assert np.allclose(sums.totals, fresh.totals, atol=1e-5)

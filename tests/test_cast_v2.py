@@ -13,7 +13,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 
-from identities import cast_groups, constraints, names
+from identities import constraints, names
+from identities.cast import grouping
 from identities.models import CurationChange, Identity, NotSamePerson
 from identities.suggestions import suggest_identities
 from media_api.models import Trace
@@ -29,7 +30,7 @@ def people(hamilton):
     specs = [(101, 0, 30, near(A, 0.12, 11)), (102, 40, 70, near(A, 0.12, 12)), (103, 80, 110, near(A, 0.14, 13)),
              (104, 120, 150, near(A, 0.13, 14)), (105, 160, 190, near(A, 0.2, 15))]
     traces = add_traces(hamilton, specs)
-    cast_groups.regroup()
+    grouping.regroup()
     return {"A": [traces[t].pk for t in (101, 102, 103, 104)], "lookalike": traces[105].pk}
 
 
@@ -51,7 +52,7 @@ def test_not_this_person_is_kept_and_undoable(staff, staff_user, people):
     # A reload (and a regroup from scratch) keeps the face apart.
     shown = groups_on(page(staff))
     assert set(people["A"]) in shown and {people["lookalike"]} in shown
-    cast_groups.regroup()
+    grouping.regroup()
     shown = groups_on(page(staff))
     assert set(people["A"]) in shown and {people["lookalike"]} in shown
     assert "1 unnamed" not in page(staff)
@@ -325,17 +326,17 @@ def test_choose_the_face_on_the_persons_page_and_undo(staff, ada, people):
 def test_a_group_shows_its_purity_risk(staff, hamilton, people):
     from django.template.loader import render_to_string
 
-    from identities import cast_service
+    from identities.cast import service
     from identities.suggestions import SUGGESTION_MAX_DISTANCE
 
     everyone = [*people["A"], people["lookalike"]]
-    [built] = cast_service.build_groups([("g", everyone, None)])
+    [built] = service.build_groups([("g", everyone, None)])
     assert built.spread is not None and 0.2 < built.spread < SUGGESTION_MAX_DISTANCE and not built.doubtful
     assert f"±{built.spread_text}" in page(staff)
     # Two faces each at the offered distance from A, in other directions: farther apart than that.
     far = add_traces(hamilton, [(310, 0, 20, near(A, SUGGESTION_MAX_DISTANCE, 31)),
                                 (311, 30, 50, near(A, SUGGESTION_MAX_DISTANCE, 32))])
-    [wide] = cast_service.build_groups([("g", [far[310].pk, far[311].pk], None)])
+    [wide] = service.build_groups([("g", [far[310].pk, far[311].pk], None)])
     assert wide.spread > SUGGESTION_MAX_DISTANCE and wide.doubtful
     thresholds = {"offered": SUGGESTION_MAX_DISTANCE}
     assert "cast-doubtful" in render_to_string("admin/identities/cast/_group.html",

@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from identities import cast_graph, cast_groups
+from identities.cast import graph, grouping
 from identities.models import CurationChange, Identity, NotSamePerson
 from media_api.models import Trace
 from tests import browser
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, browser.needs_chromium, pytest.mark.django_db
 def twin(cast, hamilton):
     """A trace like Pat's, on screen with Pat's last trace (frames 210-240): never grouped with them."""
     trace = add_traces(hamilton, [(907, 215, 235, near(PAT, 0.12, 907))])[907]
-    cast_groups.regroup()
+    grouping.regroup()
     return trace.pk
 
 
@@ -163,14 +163,14 @@ def test_the_cast_graph_labels_are_inside_and_apart(browser_page, people):
     long_names = ["Lin-Manuel Miranda", "Phillipa Soo as Eliza Hamilton", "Audience (unidentified)", "Ann",
                   "Christopher Jackson", "Renée Elise Goldsberry", "Leslie Odom Jr.", "Daveed Diggs",
                   "Jonathan Groff", "Okieriete Onaodowan", "Anthony Ramos"]
-    nodes = [cast_graph.Node(f"{long_names[n % len(long_names)]} {n}", 100 - n * 3) for n in range(people)]
-    edges = [cast_graph.Edge(a, b, 10.0, 250) for a in range(people) for b in range(a + 1, people) if (a + b) % 3 == 0]
-    svg = cast_graph.graph_svg(nodes, edges)
+    nodes = [graph.Node(f"{long_names[n % len(long_names)]} {n}", 100 - n * 3) for n in range(people)]
+    edges = [graph.Edge(a, b, 10.0, 250) for a in range(people) for b in range(a + 1, people) if (a + b) % 3 == 0]
+    svg = graph.graph_svg(nodes, edges)
     page = browser_page
     page.set_content(f"<!doctype html><body style='margin:0'>{svg}</body>")
     boxes = page.evaluate("""() => Array.from(document.querySelectorAll('.momentry-person text')).map(t => {
         const b = t.getBBox(); return [b.x, b.y, b.width, b.height, t.textContent]; })""")
-    width, height = cast_graph.WIDTH, cast_graph.GRAPH_HEIGHT
+    width, height = graph.WIDTH, graph.GRAPH_HEIGHT
     assert len(boxes) == people
     for x, y, w, h, text in boxes:
         assert x >= 0 and y >= 0 and x + w <= width and y + h <= height, (text, x, y, w, h)

@@ -1,6 +1,6 @@
 """The cast page in the admin: name the unnamed faces of one file or of every file, group by group.
 
-Thin views over :mod:`identities.cast_service`. The page (``/admin/cast/`` and
+Thin views over :mod:`identities.cast.service`. The page (``/admin/cast/`` and
 ``/admin/cast/<file_uuid>/``) is an admin view: staff only, and the ``view`` permission on
 traces to look. Its actions are small JSON endpoints under ``/admin/cast/api/`` that the page's
 script calls with the session and the CSRF token; they need the ``change`` permission on traces
@@ -27,7 +27,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from identities import cast_service as service
+from identities.cast import service
 from identities.suggestions import CONFIDENT_DISTANCE, SUGGESTION_MAX_DISTANCE
 from media_api.models import MediaFile
 from momentry.errors import ApiError, BadRequest, as_api_error, error_response, response_for_api_error

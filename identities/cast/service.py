@@ -1,6 +1,6 @@
 """The cast page's reads and writes: groups of unnamed faces, named people, one-step naming.
 
-Reads build one page of groups from the kept grouping (:mod:`identities.cast_groups`) with a
+Reads build one page of groups from the kept grouping (:mod:`identities.cast.grouping`) with a
 constant number of queries whatever the number of traces: the unnamed set (small columns), the
 pending clusters, the page's traces with their embeddings and presence, the evidence for
 suggestions, the named people and their traces, the hidden count. Screen time comes from the
@@ -23,7 +23,8 @@ from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.urls import reverse
 
-from identities import cast_groups, constraints, curation, names
+from identities import constraints, curation, names
+from identities.cast import grouping
 from identities.cooccurrence import FrameClock, merge_runs
 from identities.models import CurationChange, Identity
 from identities.selectors import search
@@ -362,7 +363,7 @@ class _Evidence:
 
 def _centre(embeddings: dict[int, Any], members: Sequence[int]) -> np.ndarray | None:
     """The group's face: the normalised mean of its (best) members' embeddings, as clustering compares."""
-    vectors, _ = cast_groups.vectors_of([embeddings[pk] for pk in members if pk in embeddings])
+    vectors, _ = grouping.vectors_of([embeddings[pk] for pk in members if pk in embeddings])
     if not len(vectors):
         return None
     mean = vectors.mean(axis=0)
@@ -372,7 +373,7 @@ def _centre(embeddings: dict[int, Any], members: Sequence[int]) -> np.ndarray | 
 
 def _spread(embeddings: dict[int, Any], members: Sequence[int]) -> float | None:
     """The distance between the group's two least alike faces (of its best ``CENTRE_SAMPLE``): its purity risk."""
-    vectors, _ = cast_groups.vectors_of([embeddings[pk] for pk in members if pk in embeddings])
+    vectors, _ = grouping.vectors_of([embeddings[pk] for pk in members if pk in embeddings])
     if len(vectors) < 2:
         return None
     gram = np.clip(vectors @ vectors.T, -1.0, 1.0)
@@ -423,10 +424,10 @@ def _all_groups(scope: Scope) -> tuple[list[tuple[str, np.ndarray, np.ndarray, s
 
     Also how many traces wait for a name, and how the grouping was obtained (kept, carried, grouped).
     """
-    grouping = cast_groups.current_grouping()
-    unnamed = grouping.unnamed
+    current = grouping.current_grouping()
+    unnamed = current.unnamed
     mask = scope.mask(unnamed.file_ids)
-    pks, labels, faces = unnamed.pks[mask], grouping.labels[mask], unnamed.face_counts[mask]
+    pks, labels, faces = unnamed.pks[mask], current.labels[mask], unnamed.face_counts[mask]
     groups: list[tuple[str, np.ndarray, np.ndarray, str | None]] = []
     if len(pks):
         keys, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
@@ -443,7 +444,7 @@ def _all_groups(scope: Scope) -> tuple[list[tuple[str, np.ndarray, np.ndarray, s
     groups = _kept_apart(groups)
     # Most traces first, then most faces; ties keep clustering order.
     groups.sort(key=lambda g: (-len(g[1]), -int(g[2].sum())))
-    return groups, waiting, grouping.how
+    return groups, waiting, current.how
 
 
 def _kept_apart(groups: list[tuple[str, np.ndarray, np.ndarray, str | None]]
@@ -778,5 +779,5 @@ def undo_last(user: Any) -> Outcome:
 
 def regroup() -> Outcome:
     """Group every unnamed trace again from scratch (what ``cluster_traces`` would do, nothing written)."""
-    cast_groups.regroup()
+    grouping.regroup()
     return Outcome("Grouped again")

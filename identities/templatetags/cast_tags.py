@@ -12,7 +12,7 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from identities.cast_service import Tile
+from identities.cast.service import Tile
 
 register = template.Library()
 

@@ -1,4 +1,4 @@
-/* The cast page (identities/cast_page.py): name groups of faces without page reloads.
+/* The cast page (identities/cast/page.py): name groups of faces without page reloads.
  *
  * Plain script, no build step, no dependencies. The server renders every part of the page; this
  * script calls the JSON actions under /admin/cast/api/ (session + CSRF token), then changes the page in
