@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from media_api.ffmpeg import encode, overlays
+from media_api.ffmpeg import crop, encode, overlays
 from media_api.ffmpeg.index import FrameIndexData
 from media_api.ffmpeg.process import FFmpegStream, open_stream, run_ffmpeg
 from media_api.models import Detection, MediaFile, Trace
@@ -383,9 +383,9 @@ def narrow_span(span: encode.Span, asked: encode.Span) -> encode.Span:
     return encode.Span(start, end)
 
 
-def parse_padding(params: Any) -> float:
+def parse_padding(params: Any, default: float = 2.0) -> float:
     if params.get("padding") in (None, ""):
-        return 2.0
+        return default
     value = _float_param(params, "padding")
     if value > MAX_PADDING_SECONDS:
         raise BadRequest(f"padding must be at most {MAX_PADDING_SECONDS:g} seconds.", param="padding")
@@ -427,3 +427,60 @@ def trace_video_file(media_file: MediaFile, trace: Trace, span: encode.Span, opt
         return image_cache.get_or_render_file(key, render)
     finally:
         scratch.remove()
+
+
+# --------------------------------------------------------------------------- face-following crop clips
+
+CROPS = ("face",)
+
+
+def parse_crop(params: Any) -> int | None:
+    """``crop=face`` with ``size`` (one of ``crop.SIZES``, default ``crop.DEFAULT_SIZE``): the clip's side.
+
+    None without ``crop``; an unknown ``crop``, a ``size`` outside the set or given without
+    ``crop``, or ``mode=debug`` with a crop (the debug overlays are drawn on the full frame) is a 400.
+    """
+    raw_size = params.get("size")
+    if params.get("crop") in (None, ""):
+        if raw_size not in (None, ""):
+            raise BadRequest("size needs crop=face.", param="size")
+        return None
+    _choice(params, "crop", CROPS, "face")
+    if params.get("mode") == "debug":
+        raise BadRequest("mode=debug draws on the full frame; it cannot be combined with crop.", param="mode")
+    if raw_size in (None, ""):
+        return crop.DEFAULT_SIZE
+    allowed = [str(size) for size in crop.SIZES]
+    if raw_size not in allowed:
+        raise BadRequest(f"size must be one of: {', '.join(allowed)}.", param="size", allowed=list(crop.SIZES))
+    return int(raw_size)
+
+
+def face_crops(media_file: MediaFile, trace: Trace, span: encode.Span) -> Any:
+    """The smoothed square crop on every frame of ``span`` (one query of the trace's detections)."""
+    import numpy as np
+
+    rows = Detection.objects.filter(trace=trace).values_list("frame_number", "x", "y", "width", "height")
+    data = np.asarray(list(rows), dtype=np.int64).reshape(-1, 5)
+    if not len(data):
+        raise not_found("trace", file_uuid=media_file.file_uuid, trace_id=trace.trace_id)
+    fps = float(media_file.fps_fraction)
+    return crop.follow_boxes(data[:, 0], data[:, 1:], span, fps, (media_file.width, media_file.height))
+
+
+def face_crop_file(media_file: MediaFile, trace: Trace, span: encode.Span, size: int) -> Path:
+    """The trace's face-following clip rendered once into the clip cache; its path (served with ranges).
+
+    Keyed by the trace's ``detections_version`` (bumped whenever its detections change), the span,
+    the size and ``crop.CROP_VERSION``: a hit costs no query and no decoding.
+    """
+    name = (f"trace{trace.trace_id}-p{trace.pk}-face{size}-{span.start_frame}-{span.end_frame}"
+            f"-v{trace.detections_version}-c{crop.CROP_VERSION}")
+    key = image_cache.ImageKey(media_file.file_uuid, name, root="clips", suffix=".mp4")
+
+    def render(output: Path) -> None:
+        crops = face_crops(media_file, trace, span)
+        crop.render_crop_clip(media_file.path, frame_index_for(media_file), span, crops, size,
+                              media_file.fps_fraction, output)
+
+    return image_cache.get_or_render_file(key, render)

@@ -98,6 +98,11 @@ def _q(name: str, kind, description: str, enum: list[str] | None = None, **limit
 
 MODE = _q("mode", OpenApiTypes.STR, "normal (default) or debug: overlays + frame/time panel.", ["normal", "debug"])
 AUDIO = _q("audio", OpenApiTypes.STR, "on (default) or off.", ["on", "off"])
+CROP = _q("crop", OpenApiTypes.STR, "face: a square clip following the trace's face instead of the full frame.",
+          ["face"])
+CROP_SIZE = OpenApiParameter("size", {"type": "integer", "enum": list(streaming.crop.SIZES)}, OpenApiParameter.QUERY,
+                             required=False, description="Side of the crop=face clip in pixels (default 128); "
+                                                         "only with crop.")
 SPAN = [schema.span_parameter(required=False)]  # the pairs go together: one grouped parameter (momentry.schema)
 RENDER_LIMIT_NOTE = " Re-encoded spans are limited to MOMENTRY_MAX_CLIP_SECONDS (400 beyond, naming a span that fits)."
 # The JSON error envelope of the media routes (their successes are video or JPEG bytes); the
@@ -183,11 +188,13 @@ class TraceVideoView(MediaStreamView):
         summary="The trace's span with its box (interpolated) and label, fragmented MP4 (Range, HEAD, ETag)",
         description="The trace's frames plus padding; start/end narrow it (e.g. to a part of a long trace). Rendered "
                     "once into the server's cache (the first request waits for the render), then served with "
-                    "Range, so a player can seek." + RENDER_LIMIT_NOTE,
-        parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60).",
-                       minimum=0, maximum=60),
+                    "Range, so a player can seek. With crop=face: a size x size clip following the trace's face "
+                    "(its box smoothed over 0.5 s, squared with margin, kept inside the frame), H.264 without audio "
+                    "or overlays, one frame per source frame at the file's frame rate." + RENDER_LIMIT_NOTE,
+        parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60; "
+                                                          "0 with crop).", minimum=0, maximum=60),
                     *SPAN,
-                    MODE, AUDIO],
+                    MODE, AUDIO, CROP, CROP_SIZE],
         responses={**_video("Fragmented MP4, H.264 (+AAC), with a global sidx index"),
                    (206, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description="Partial content (Range)"),
                    304: OpenApiResponse(description="Not modified"),
@@ -197,16 +204,21 @@ class TraceVideoView(MediaStreamView):
         media_file = selectors.file_for_request(request, file_uuid)
         options = streaming.parse_stream_options(request.query_params)
         check_number_syntax(request.query_params, ("padding",))
-        padding = streaming.parse_padding(request.query_params)
+        crop_size = streaming.parse_crop(request.query_params)
+        padding = streaming.parse_padding(request.query_params, default=2.0 if crop_size is None else 0.0)
         trace = streaming.trace_for(media_file, trace_id)
         span = streaming.trace_span(media_file, trace, padding)
         asked = streaming.parse_span(request.query_params, media_file, required=False)
         if asked is not None:
             span = streaming.narrow_span(span, asked)
         streaming.check_render_length(media_file, span)
-        path = streaming.trace_video_file(media_file, trace, span, options)
-        response = ranged_file_response(request._request, path, content_type="video/mp4",
-                                        filename=f"{media_file.file_uuid}_trace{trace.trace_id}.mp4")
+        if crop_size is None:
+            path = streaming.trace_video_file(media_file, trace, span, options)
+            filename = f"{media_file.file_uuid}_trace{trace.trace_id}.mp4"
+        else:
+            path = streaming.face_crop_file(media_file, trace, span, crop_size)
+            filename = f"{media_file.file_uuid}_trace{trace.trace_id}_face{crop_size}.mp4"
+        response = ranged_file_response(request._request, path, content_type="video/mp4", filename=filename)
         response["Cache-Control"] = f"private, max-age={settings.MOMENTRY_CACHE_MAX_AGE}"
         response["X-Momentry-Start-Frame"] = str(span.start_frame)
         response["X-Momentry-End-Frame"] = str(span.end_frame)
