@@ -8,7 +8,7 @@ footage, and demo frames shrunk into 1080p/720p mosaics). How they were made: th
     .venv/bin/python bench/eval_faces.py [-v]                       # the pipeline's detector (media_api.faces.detector)
     .venv/bin/python bench/eval_faces.py --set small|both [-v]      # ... on the small-face set / on both sets
     .venv/bin/python bench/eval_faces.py --detector blazeface       # BlazeFace, the Faces v2 detector
-    .venv/bin/python bench/eval_faces.py --detector yunet|yunet+half|yunet+half+verify [--min-score S]
+    .venv/bin/python bench/eval_faces.py --detector yunet|yunet+big|yunet+big+verify [--min-score S]
     .venv/bin/python bench/eval_faces.py --detector hog [--upsample 0|1] [-v]   # dlib HOG, the first detector
     .venv/bin/python bench/eval_faces.py --detections traces.json --clip facenet_pytorch_video [-v]
     .venv/bin/python bench/eval_faces.py --detector pipeline [-v]   # the whole pipeline: what traces store
@@ -199,7 +199,7 @@ def make_detector(name: str, threads: int = 2, upsample: int | None = None,
     if name.startswith("yunet"):
         from media_api.faces.yunet import YuNetDetector
 
-        options = {"native_only": name == "yunet", "verify": name == "yunet+half+verify"}
+        options = {"native_only": name == "yunet", "verify": name == "yunet+big+verify"}
         if min_score is not None:
             options["min_score"] = min_score
         yunet = YuNetDetector(threads=threads, **options)
@@ -324,16 +324,16 @@ def _total(results: list[dict]) -> str:
             f"{small[0] / max(1, small[1]):.1%} | TP {tp}, FP {fp}, precision {tp / max(1, tp + fp):.1%}")
 
 
-DETECTORS = ("detector", "blazeface", "yunet", "yunet+half", "yunet+half+verify", "hog", "pipeline")
+DETECTORS = ("detector", "blazeface", "yunet", "yunet+big", "yunet+big+verify", "hog", "pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--detector", choices=DETECTORS, default="detector",
                         help="detector: media_api.faces.detector as configured (default); blazeface (the Faces v2 "
-                             "detector); yunet (media_api.faces.yunet at native size only); yunet+half (plus the "
-                             "0.5x pass); yunet+half+verify (plus BlazeFace's second opinion on unsure boxes); hog; "
-                             "pipeline (the stored traces, demo clips only)")
+                             "detector); yunet (media_api.faces.yunet at native size only); yunet+big (plus the "
+                             "quarter-size pass for big faces); yunet+big+verify (plus BlazeFace's second opinion "
+                             "on unsure boxes); hog; pipeline (the stored traces, demo clips only)")
     parser.add_argument("--set", choices=("demo", "small", "both"), default="demo",
                         help="demo: the 45 labelled demo frames; small: bench/faces_small; both")
     parser.add_argument("--detections", type=Path, help="detections JSON in the import format (needs --clip)")

@@ -230,13 +230,14 @@ def test_concurrent_requests_compute_once(transactional_db, facenet, monkeypatch
 
 
 def test_a_face_blurdetect_cannot_measure_ranks_last_and_is_answered_as_null(api_client, hamilton):
-    """Hamilton's trace 5 is a dark, flat face: FFmpeg's own blurdetect finds no edge in it and says NaN.
+    """Hamilton's trace 3 (the audience member in the dark behind the performer, out of focus) is a dark,
+    flat face: FFmpeg's own blurdetect finds no edge in it and says NaN.
 
     That must be neither a 500 (NaN is no JSON) nor a winner over a face it can measure (NaN compares
     false with everything, so the first candidate seen used to stay best).
     """
     rows = demo_rows("face_recognition_short_hamilton_clip")
-    dark = [r for r in rows if r["trace_id"] == 5]
+    dark = [r for r in rows if r["trace_id"] == 3]
     planes = cli_luma_frames(HAMILTON, [dark[0]["frame_number"]], hamilton.width, hamilton.height)
     assert np.isnan(cli_blur(planes[dark[0]["frame_number"]], dark[0]))  # the CLI agrees: nothing to measure
     measured = next(r for r in rows if r["trace_id"] == 7 and r["frame_number"] == 100)
@@ -245,12 +246,12 @@ def test_a_face_blurdetect_cannot_measure_ranks_last_and_is_answered_as_null(api
     import_detections(hamilton, dark + mixed)
     base = f"/api/v1/file/{hamilton.file_uuid}/trace"
 
-    response = api_client.get(f"{base}/5/representative-face")
+    response = api_client.get(f"{base}/3/representative-face")
     assert response.status_code == 200, response.content[:300]
     assert response.json()["representative"]["blur_score"] is None
-    detail = api_client.get(f"{base}/5")
+    detail = api_client.get(f"{base}/3")
     assert detail.status_code == 200 and detail.json()["representative"]["blur_score"] is None
-    assert api_client.get(f"{base}/5/thumbnail").status_code == 200
+    assert api_client.get(f"{base}/3/thumbnail").status_code == 200
 
     chosen = api_client.get(f"{base}/50/representative-face").json()["representative"]
     assert chosen["frame_number"] == 100 and chosen["blur_score"] > 0

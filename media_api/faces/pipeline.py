@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from media_api.faces.cuts import SceneCutDetector
 from media_api.faces.detector import detect, load_detector
 from media_api.faces.embeddings import align_face, embed_aligned, load_sface
+from media_api.faces.followers import FollowerBudget
 from media_api.faces.tracker import FaceTracker, Track
 from media_api.faces.workers import Worker
 from media_api.ffmpeg.frames import FrameReader
@@ -120,6 +122,11 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
     stride = stride or default_stride(fps)
     started = time.perf_counter()
     count = 1 if workers else 0
+    # YuNet and SFace run OpenCV in the worker processes, which are forked: a child that inherits
+    # OpenCV's thread pool (started here by an earlier detection or tracking) deadlocks on the pool's
+    # lock (seen in the tests). One OpenCV thread per process stops the pool; each process is one
+    # lane of the two cores anyway.
+    cv2.setNumThreads(1)
     with Worker("detector", load_detector, count) as detector, Worker("embedding", load_sface, count) as embedder, \
             FrameReader(path, index) as reader:
         state = _Run(fps=fps, embedder=embedder)
@@ -132,7 +139,7 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
                 on_progress(number - start, end - start + 1)
             grey = luma(frame)
             if state.tracker is None:
-                state.tracker = FaceTracker(frame.width, frame.height, fps)
+                state.tracker = FaceTracker(frame.width, frame.height, fps, make_follower=FollowerBudget())
             image = state.tracker.track_image(grey)
             cut = cut_detector.is_cut(image) and number > start
             item = _Frame(number, image, cut)

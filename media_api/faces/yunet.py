@@ -2,11 +2,14 @@
 
 YuNet (a 0.12 MB int8 network run by ``cv2.FaceDetectorYN``) runs on the whole frame at its own
 size — a 1080p frame is one input, no tiles — and finds faces from about 12 px up; a second pass
-on the frame at half size catches faces too large for the native pass (a 600 px profile in
-1080p). Boxes YuNet is sure of (score >= :data:`SURE_SCORE`) are kept; the unsure ones
-(:data:`MIN_SCORE` .. :data:`SURE_SCORE`) get a second opinion from BlazeFace (``blazeface.py``,
-the Faces v2 detector), which scores a crop of the box with context: most backs of heads, hands
-and emblems score near 0 there. Why YuNet, and every threshold: measured on the demo's labelled
+on the frame at a quarter size catches faces too large for the native pass (a 600 px profile in
+1080p). Every box then gets a second opinion from BlazeFace (``blazeface.py``, the Faces v2
+detector), which scores a crop of the box with context: boxes YuNet is unsure of (:data:`MIN_SCORE`
+.. :data:`SURE_SCORE`) are dropped when it scores them under :data:`VERIFY_SCORE` (most backs of
+heads, hands and emblems), and every face's score is the lower of the two — the scale of Faces v2's
+scores, on which the tracker's embedding gate was set, so a dark or blurred face both detectors
+doubt is followed but not embedded. The second opinion reads four boxes per 192x192 input.
+Why YuNet, and every threshold: measured on the demo's labelled
 frames and on the small-face set (bench/faces_small), docs/faces.md ("Small faces"). BlazeFace
 alone, on tiles, found no face under ~24 px.
 
@@ -15,6 +18,8 @@ corner — the person's right is on the image's left.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -31,9 +36,11 @@ VERIFY_SCORE = 0.2
 #: Frames are analysed at most this many pixels (a 1920x1080 frame); larger ones are shrunk first,
 #: so the cost per frame stays bounded (a 4K frame then finds faces from about 24 px).
 MAX_PIXELS = 1920 * 1080
-#: The half-size pass keeps only faces at least this tall (frame pixels); smaller ones come from the
-#: native pass, which sees them better.
-HALF_PASS_MIN_PX = 96
+#: The second pass sees the frame shrunk this many times (a 600 px face becomes 150 px, a size YuNet
+#: knows well) and costs 1/16 of the native pass; it keeps only faces at least BIG_PASS_MIN_PX tall
+#: (frame pixels): smaller ones come from the native pass, which sees them better.
+BIG_PASS_SHRINK = 4
+BIG_PASS_MIN_PX = 128
 #: Boxes of the two passes overlapping more than this (IoU) are one face; the better-scored box is kept.
 NMS_IOU = 0.3
 
@@ -61,18 +68,25 @@ class YuNetDetector:
             bgr = cv2.resize(bgr, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
         rows = self._run(bgr, 1.0 / shrink)
         if not self.native_only:
-            half = cv2.resize(bgr, (max(1, bgr.shape[1] // 2), max(1, bgr.shape[0] // 2)),
-                              interpolation=cv2.INTER_AREA)
-            scale = bgr.shape[1] / half.shape[1] / shrink
-            rows += [r for r in self._run(half, scale) if r[3] >= HALF_PASS_MIN_PX]
+            small = cv2.resize(bgr, (max(1, bgr.shape[1] // BIG_PASS_SHRINK), max(1, bgr.shape[0] // BIG_PASS_SHRINK)),
+                               interpolation=cv2.INTER_AREA)
+            scale = bgr.shape[1] / small.shape[1] / shrink
+            rows += [r for r in self._run(small, scale) if r[3] >= BIG_PASS_MIN_PX]
         faces = [face for face in (_face(r, width, height) for r in _suppress(rows)) if face is not None]
         if self._verifier is None:
             return faces
-        unsure = [i for i, f in enumerate(faces) if f.score < SURE_SCORE]
-        boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in unsure]
-        second = self._verifier.second_opinion(rgb, boxes)
-        dropped = {i for i, score in zip(unsure, second, strict=True) if score < VERIFY_SCORE}
-        return [f for i, f in enumerate(faces) if i not in dropped]
+        # Unsure boxes BlazeFace does not confirm are dropped. Every face keeps the lower of its two
+        # scores: the confidence stays on the scale of Faces v2's (BlazeFace's verification score), on
+        # which the tracker's embedding gate was set, and a face both detectors doubt (dark, blurred)
+        # is kept as a face but not embedded. Unsure and sure boxes are read in separate batches (four
+        # cells share one BlazeFace input, so a batch's company shifts a score by a few hundredths).
+        second: dict[int, float] = {}
+        for group in ([i for i, f in enumerate(faces) if f.score < SURE_SCORE],
+                      [i for i, f in enumerate(faces) if f.score >= SURE_SCORE]):
+            boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in group]
+            second.update(zip(group, self._verifier.second_opinion(rgb, boxes), strict=True))
+        return [replace(f, score=round(min(f.score, second[i]), 4)) for i, f in enumerate(faces)
+                if f.score >= SURE_SCORE or second[i] >= VERIFY_SCORE]
 
     def _run(self, bgr: np.ndarray, scale: float) -> list[np.ndarray]:
         """YuNet rows of one image, in frame pixels (``scale``: frame pixels per image pixel)."""

@@ -1,0 +1,72 @@
+"""What follows a face between two detector samples, with the cost bounded in crowds.
+
+The tracker (``tracker.py``) asks for one follower per face it anchors. Median Flow costs about
+0.5–1 ms per face and frame, so a crowd shot with 100 detected faces would cost 50–100 ms per
+frame in the main process — more than decoding a 1080p frame. :class:`FollowerBudget` hands out
+Median Flow followers to at most :data:`MAX_FOLLOWED` faces at a time (the first anchored; a
+follower is given back when its track re-anchors or ends); any other face keeps its detected box
+until the next sample (:class:`HoldFollower`, 0.2 s later at the default stride), which is how far
+a distant face in a crowd moves anyway. The detector still finds every face on every sample.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+#: Faces followed by Median Flow at the same time; the others hold their box between samples.
+MAX_FOLLOWED = 24
+
+Rect = tuple[float, float, float, float]
+
+
+class HoldFollower:
+    """A follower that keeps the box it was given (and never loses it): ``init``/``update`` like OpenCV's."""
+
+    def __init__(self) -> None:
+        self._box: Rect = (0.0, 0.0, 0.0, 0.0)
+
+    def init(self, image: np.ndarray, box: Rect) -> None:
+        self._box = tuple(float(v) for v in box)
+
+    def update(self, image: np.ndarray) -> tuple[bool, Rect]:
+        return True, self._box
+
+
+class _Counted:
+    """An OpenCV follower counted against the budget while something holds it."""
+
+    def __init__(self, follower) -> None:
+        self._follower = follower
+
+    def init(self, image: np.ndarray, box: Rect) -> None:
+        self._follower.init(image, box)
+
+    def update(self, image: np.ndarray) -> tuple[bool, Rect]:
+        return self._follower.update(image)
+
+
+class FollowerBudget:
+    """A follower factory for :class:`~media_api.faces.tracker.FaceTracker`: Median Flow while fewer than
+    ``limit`` are alive, else :class:`HoldFollower`. One per tracker (not thread-safe)."""
+
+    def __init__(self, limit: int = MAX_FOLLOWED,
+                 make: Callable[[], object] = cv2.legacy.TrackerMedianFlow_create) -> None:
+        self.limit = limit
+        self._make = make
+        self._alive: weakref.WeakSet[_Counted] = weakref.WeakSet()
+
+    @property
+    def alive(self) -> int:
+        """Median Flow followers some track still holds."""
+        return len(self._alive)
+
+    def __call__(self) -> object:
+        if len(self._alive) >= self.limit:
+            return HoldFollower()
+        follower = _Counted(self._make())
+        self._alive.add(follower)
+        return follower
