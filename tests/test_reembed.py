@@ -234,3 +234,18 @@ def test_admin_action_queues_a_reembed_job(hamilton, admin_client):
     assert response.status_code == 200 and b"Re-embedding" in response.content
     job = Job.objects.get(kind="reembed")
     assert job.file == hamilton and job.state == Job.State.QUEUED
+
+
+def test_replacing_current_vectors_drops_the_kept_cast_grouping(hamilton_traces):
+    """The kept grouping sees traces gaining a vector, not one replaced in place: re-embedding drops it."""
+    from django.core.cache import cache
+
+    from identities.cast.grouping import CACHE_KEY, current_grouping
+
+    hamilton, _ = hamilton_traces
+    current_grouping()
+    assert cache.get(CACHE_KEY) is not None
+    reembed_file(hamilton, only_stale=True)  # the current vectors are kept: nothing replaced
+    assert cache.get(CACHE_KEY) is not None
+    reembed_file(hamilton)
+    assert cache.get(CACHE_KEY) is None

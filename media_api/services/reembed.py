@@ -22,7 +22,9 @@ only rewrites ``Trace.embedding`` and ``Trace.embedding_model``:
 
 A trace with no readable face keeps what it had (an old model's vector is never compared anyway,
 and a current one is not thrown away for an unlucky choice of frames). Nothing else is written:
-bindings, hidden traces, curation history, detections and cached faces stay as they are.
+bindings, hidden traces, curation history, detections and cached faces stay as they are. When vectors
+of the current model were replaced, the cast page's kept grouping is dropped (it is regrouped on the
+next visit): it carries over traces that gain or lose a vector, but cannot see one replaced in place.
 """
 
 from __future__ import annotations
@@ -161,7 +163,13 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
     vectors = _embed(faces, result)
     if on_progress is not None:
         on_progress(1, 1, "storing embeddings")  # the last chance to cancel: storing is one transaction
+    had_current = set(Trace.objects.filter(pk__in=list(vectors), embedding__isnull=False, embedding_model=MODEL_NAME)
+                      .values_list("pk", flat=True))
     result.embedded, result.changed_meanwhile = store_vectors(media_file, vectors, versions)
+    if had_current and result.embedded:
+        from identities.cast.grouping import regroup
+
+        regroup()  # the cast page's kept grouping notices traces gaining a vector, not one replaced in place
     result.unreadable = result.traces - len(vectors)
     result.seconds, result.cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
     return result
