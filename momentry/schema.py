@@ -238,6 +238,22 @@ SPAN_PROPERTIES = {
 }
 
 
+def face_crop_parameter(sizes: tuple[int, ...], default: int) -> OpenApiParameter:
+    """``crop=face`` and its ``size`` (a size needs the crop): the trace video's face-following clip."""
+    properties = {
+        "crop": {"type": "string", "enum": ["face"],
+                 "description": "face: a square clip following the trace's face instead of the full frame"},
+        "size": {"type": "integer", "enum": list(sizes),
+                 "description": f"side of the crop clip in pixels (default {default}); only with crop"},
+    }
+    return grouped_parameter(
+        "face_crop", properties, [{"anyOf": [_absent(("size",)), _given(("crop",), properties)]}],
+        "Optional: crop=face, with size, sent as separate query parameters (?crop=face&size=192). A size-by-size "
+        "H.264 clip of the trace's frames following its face, without audio or overlays (mode and audio do not "
+        "apply). Another crop, a size outside the list, or a size without crop: 400 naming the parameter.",
+    )
+
+
 def span_parameter(required: bool) -> OpenApiParameter:
     """``start_frame``+``end_frame`` and/or ``start_time``+``end_time``, each pair whole; frames win."""
     rules = [all_or_none(FRAMES, SPAN_PROPERTIES), all_or_none(TIMES, SPAN_PROPERTIES)]

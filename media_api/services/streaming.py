@@ -437,8 +437,8 @@ CROPS = ("face",)
 def parse_crop(params: Any) -> int | None:
     """``crop=face`` with ``size`` (one of ``crop.SIZES``, default ``crop.DEFAULT_SIZE``): the clip's side.
 
-    None without ``crop``; an unknown ``crop``, a ``size`` outside the set or given without
-    ``crop``, or ``mode=debug`` with a crop (the debug overlays are drawn on the full frame) is a 400.
+    None without ``crop``; an unknown ``crop``, or a ``size`` outside the set or given without
+    ``crop`` is a 400. ``mode`` and ``audio`` do not apply to a crop clip (no overlays, no audio).
     """
     raw_size = params.get("size")
     if params.get("crop") in (None, ""):
@@ -446,8 +446,6 @@ def parse_crop(params: Any) -> int | None:
             raise BadRequest("size needs crop=face.", param="size")
         return None
     _choice(params, "crop", CROPS, "face")
-    if params.get("mode") == "debug":
-        raise BadRequest("mode=debug draws on the full frame; it cannot be combined with crop.", param="mode")
     if raw_size in (None, ""):
         return crop.DEFAULT_SIZE
     allowed = [str(size) for size in crop.SIZES]

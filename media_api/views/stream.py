@@ -98,11 +98,7 @@ def _q(name: str, kind, description: str, enum: list[str] | None = None, **limit
 
 MODE = _q("mode", OpenApiTypes.STR, "normal (default) or debug: overlays + frame/time panel.", ["normal", "debug"])
 AUDIO = _q("audio", OpenApiTypes.STR, "on (default) or off.", ["on", "off"])
-CROP = _q("crop", OpenApiTypes.STR, "face: a square clip following the trace's face instead of the full frame.",
-          ["face"])
-CROP_SIZE = OpenApiParameter("size", {"type": "integer", "enum": list(streaming.crop.SIZES)}, OpenApiParameter.QUERY,
-                             required=False, description="Side of the crop=face clip in pixels (default 128); "
-                                                         "only with crop.")
+FACE_CROP = schema.face_crop_parameter(streaming.crop.SIZES, streaming.crop.DEFAULT_SIZE)
 SPAN = [schema.span_parameter(required=False)]  # the pairs go together: one grouped parameter (momentry.schema)
 RENDER_LIMIT_NOTE = " Re-encoded spans are limited to MOMENTRY_MAX_CLIP_SECONDS (400 beyond, naming a span that fits)."
 # The JSON error envelope of the media routes (their successes are video or JPEG bytes); the
@@ -194,7 +190,7 @@ class TraceVideoView(MediaStreamView):
         parameters=[_q("padding", OpenApiTypes.NUMBER, "Seconds before/after the trace (default 2.0, max 60; "
                                                           "0 with crop).", minimum=0, maximum=60),
                     *SPAN,
-                    MODE, AUDIO, CROP, CROP_SIZE],
+                    MODE, AUDIO, FACE_CROP],
         responses={**_video("Fragmented MP4, H.264 (+AAC), with a global sidx index"),
                    (206, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description="Partial content (Range)"),
                    304: OpenApiResponse(description="Not modified"),
