@@ -249,3 +249,30 @@ def test_replacing_current_vectors_drops_the_kept_cast_grouping(hamilton_traces)
     assert cache.get(CACHE_KEY) is not None
     reembed_file(hamilton)
     assert cache.get(CACHE_KEY) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reembed_cancelled_while_running_changes_nothing(staff_user, tmp_path):
+    """A real worker, a file long enough to be caught mid-way: the cancelled job writes no vector."""
+    from django.conf import settings
+
+    from bench.bench_reembed import clip, populate
+    from media_api.services.files import register_file
+    from tests.helpers_rest import key_client
+    from tests.servers import celery_worker, wait_for
+    from tests.test_jobs import job_state, wait_job
+
+    loops = 6
+    media_file = register_file(clip(settings.FFMPEG_BINARY, 360, loops)).file
+    populate(media_file, loops, 1.0)
+    before = dict(Trace.objects.filter(file=media_file).values_list("pk", "embedding"))
+    writer = key_client(staff_user, write=True)[0]
+    job = writer.post(f"/api/v1/file/{media_file.file_uuid}/reembed", {}, format="json").json()["job"]
+    with celery_worker(log_path=tmp_path / "worker.log"):
+        wait_for(lambda: "frames read" in job_state(writer, job["id"])["message"], timeout=120, interval=0.1)
+        assert writer.delete(f"/api/v1/jobs/{job['id']}").json()["job"]["cancel_requested"] is True
+        ended = wait_job(writer, job["id"])
+    assert ended["state"] == "cancelled" and ended["result"] is None
+    after = dict(Trace.objects.filter(file=media_file).values_list("pk", "embedding"))
+    assert {pk: bytes(v) for pk, v in after.items()} == {pk: bytes(v) for pk, v in before.items()}
+    assert set(Trace.objects.filter(file=media_file).values_list("embedding_model", flat=True)) == {DLIB_MODEL_NAME}
