@@ -225,16 +225,56 @@ def test_the_grid_the_clip_and_the_player(live_server, browser_page, cast):
         return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; }).length""")
     assert visible >= 40, visible
 
-    # Hovering a face plays its highlight clip in the tile, the face as poster.
+    # Hovering a face plays its face-following crop clip; until it plays the tile shows the face and a
+    # spinner. The clips are held back here (routed) to see the page while they load.
     pk = cast["pat"][0]
+    held, release = [], {"now": False}
+
+    def hold(route):
+        if release["now"]:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/trace/\d+/video\?crop=face&size="), hold)
     page.hover(f".cast-tile[data-pk='{pk}'] img")
     video = page.wait_for_selector(f".cast-tile[data-pk='{pk}'] video")
     assert video.get_attribute("poster").endswith("/thumbnail")
-    assert re.search(r"/api/v1/file/[0-9a-f]{32}/trace/900/video$", video.get_attribute("src"))
+    assert re.search(r"/api/v1/file/[0-9a-f]{32}/trace/900/video\?crop=face&size=(96|192)$", video.get_attribute("src"))
+    page.wait_for_timeout(600)
+    loading = page.evaluate(f"""() => {{ const tile = document.querySelector(".cast-tile[data-pk='{pk}']");
+        const img = tile.querySelector("img"), video = tile.querySelector("video");
+        return {{ spinner: getComputedStyle(tile, "::before").animationName, img: img.complete && img.naturalWidth > 0,
+                 imgVisible: getComputedStyle(img).visibility === "visible" && getComputedStyle(img).opacity === "1",
+                 videoOpacity: getComputedStyle(video).opacity, readyState: video.readyState }}; }}""")
+    assert loading == {"spinner": "cast-spin", "img": True, "imgVisible": True, "videoOpacity": "0",
+                       "readyState": 0}, loading
+    # Rendering ahead for the tiles in view: 1-byte requests, never more than two at once.
+    def warm() -> list[str]:
+        return [route.request.url for route in held if route.request.headers.get("range") == "bytes=0-0"]
+
+    for _ in range(300):  # the first warm-ups may have started before the route was set: wait for two held
+        if len(warm()) >= 2:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
+    assert len(warm()) == 2, warm()
+    release["now"] = True
+    for route in held:
+        route.continue_()
     page.wait_for_function(f"""() => {{ const v = document.querySelector(".cast-tile[data-pk='{pk}'] video");
-        return v && (v.readyState >= 2 || v.currentTime > 0); }}""", timeout=60_000)
+        return v && v.readyState >= 2 && v.currentTime > 0 && getComputedStyle(v).opacity === "1"; }}""",
+                           timeout=60_000)
+    assert page.evaluate(f"""() => !document.querySelector(".cast-tile[data-pk='{pk}']")
+        .classList.contains("cast-loading")""")
+    size = page.evaluate(f"""() => {{ const v = document.querySelector(".cast-tile[data-pk='{pk}'] video");
+        return [v.videoWidth, v.videoHeight]; }}""")
+    assert size in ([96, 96], [192, 192]), size
     page.mouse.move(2, 2)
     page.wait_for_selector(f".cast-tile[data-pk='{pk}'] video", state="detached")
+    # More tiles got their clip rendered ahead meanwhile, two at a time.
+    page.wait_for_function("() => performance.getEntriesByType('resource').filter(e => "
+                           "e.name.includes('crop=face') && e.initiatorType === 'fetch').length >= 4", timeout=60_000)
 
     # Each face links to the file's player at the trace's first frame.
     link = page.get_attribute(f".cast-tile[data-pk='{pk}'] .cast-play", "href")

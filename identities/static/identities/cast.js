@@ -394,8 +394,14 @@
   }
 
   // ------------------------------------------------------------------ the clip on hover
+  // The face-following crop clip (…/trace/N/video?crop=face&size=…, docs/streaming.md) at the tile's
+  // size in device pixels. Until it plays, the tile keeps showing the face with a spinner over it
+  // (never a black box); the clips of the tiles in view are rendered ahead (below).
 
   const timers = new WeakMap();
+  const playing = new Set();
+  const CLIP_SIZE = (window.devicePixelRatio || 1) >= 1.5 ? 192 : 96;
+  const clipUrl = (tile) => `${tile.dataset.clip}${tile.dataset.clip.includes("?") ? "&" : "?"}crop=face&size=${CLIP_SIZE}`;
 
   function play(tile) {
     if (tile.querySelector("video")) return;
@@ -404,15 +410,26 @@
     video.muted = true;
     video.loop = true;
     video.playsInline = true;
-    video.preload = "none";
+    video.preload = "auto";
     video.poster = tile.dataset.thumb;
-    video.src = tile.dataset.clip;
+    tile.classList.add("cast-loading");
+    const shown = () => {
+      tile.classList.remove("cast-loading");
+      video.classList.add("cast-playing");
+    };
+    video.addEventListener("playing", shown, { once: true });
+    video.addEventListener("error", () => tile.classList.remove("cast-loading"), { once: true });
+    video.src = clipUrl(tile);
+    warmed.add(video.src);
+    playing.add(tile);
     tile.insertBefore(video, tile.querySelector("img").nextSibling);
     video.play().catch(() => {});
   }
 
   function stop(tile) {
     clearTimeout(timers.get(tile));
+    playing.delete(tile);
+    tile.classList.remove("cast-loading");
     const video = tile.querySelector("video");
     if (!video) return;
     video.pause();
@@ -420,6 +437,53 @@
     video.load();
     video.remove();
   }
+
+  // Render ahead: one low-priority 1-byte request per tile in view (the server renders the whole clip
+  // into its cache), at most WARM_AT_ONCE at a time from this page, as renders are CPU-bound.
+  const WARM_AT_ONCE = 2;
+  const warmed = new Set();
+  const waiting = new Set();
+  let warming = 0;
+
+  function warmNext() {
+    while (warming < WARM_AT_ONCE && waiting.size) {
+      const tile = waiting.values().next().value;
+      waiting.delete(tile);
+      const url = new URL(clipUrl(tile), location.href).href;
+      if (!tile.isConnected || warmed.has(url)) continue;
+      warmed.add(url);
+      warming += 1;
+      fetch(url, { credentials: "same-origin", headers: { Range: "bytes=0-0" }, priority: "low" })
+        .then((response) => {
+          if (response.status === 503) warmed.delete(url); // busy: a later view or the hover asks again
+          return response.arrayBuffer();
+        })
+        .catch(() => warmed.delete(url))
+        .finally(() => {
+          warming -= 1;
+          warmNext();
+        });
+    }
+  }
+
+  const inView = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) waiting.add(entry.target);
+      else waiting.delete(entry.target);
+    }
+    warmNext();
+  }) : null;
+
+  function watchTiles(container) {
+    if (!inView) return;
+    if (container.matches && container.matches(".cast-tile")) inView.observe(container);
+    for (const tile of container.querySelectorAll ? container.querySelectorAll(".cast-tile") : []) inView.observe(tile);
+  }
+  watchTiles(root);
+  // Tiles added later (more faces, an undo re-rendering the groups) are watched too.
+  new MutationObserver((records) => {
+    for (const record of records) record.addedNodes.forEach((node) => node.nodeType === 1 && watchTiles(node));
+  }).observe(root, { childList: true, subtree: true });
 
   function soon(tile) {
     clearTimeout(timers.get(tile));
@@ -433,6 +497,13 @@
   root.addEventListener("mouseout", (event) => {
     const tile = tileOf(event.target);
     if (tile && !tile.contains(event.relatedTarget) && tile !== document.activeElement) stop(tile);
+  });
+  // The pointer over anything else stops a clip even if its tile missed its mouseout (its content
+  // changed under a still pointer).
+  document.addEventListener("mouseover", (event) => {
+    for (const tile of playing) {
+      if (!tile.contains(event.target) && tile !== document.activeElement) stop(tile);
+    }
   });
   root.addEventListener("focusin", (event) => {
     if (event.target.classList && event.target.classList.contains("cast-tile")) soon(event.target);
