@@ -198,3 +198,23 @@ def test_padding_holds_the_first_and_last_crop(api_client, demo):
     first, last = int(response["X-Momentry-Start-Frame"]), int(response["X-Momentry-End-Frame"])
     assert (first, last) == (48, 82)  # trace 5 is frames 54-77, ± 0.2 s
     assert len(luma_frames(data)) == last - first + 1
+
+
+def test_a_render_over_its_time_is_killed_and_leaves_nothing(api_client, demo, settings, caplog):
+    settings.MOMENTRY_FFMPEG_TIMEOUT = 0.05
+    response = api_client.get(URL.format(uuid=demo.file_uuid, trace=7, size=256))
+    assert response.status_code == 500 and response.json()["error"]["code"] == "MEDIA_ERROR"
+    assert any("timed out" in record.getMessage() for record in caplog.records)
+    assert not list((settings.CACHE_DIR / "clips").rglob("*.mp4"))  # neither a clip nor a temporary file
+
+
+def test_a_full_job_pool_is_503_before_any_decoding(api_client, demo, settings, caplog):
+    from media_api.ffmpeg.process import media_job_slot
+
+    caplog.set_level(logging.DEBUG, logger="media_api.ffmpeg")
+    settings.MOMENTRY_MAX_FFMPEG_JOBS, settings.MOMENTRY_FFMPEG_WAIT_SECONDS = 1, 0.1
+    with media_job_slot():
+        response = api_client.get(URL.format(uuid=demo.file_uuid, trace=7, size=96))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "BUSY" and response["Retry-After"]
+    assert ffmpeg_starts(caplog) == 0
+    assert api_client.get(URL.format(uuid=demo.file_uuid, trace=7, size=96)).status_code == 200
