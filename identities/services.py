@@ -9,7 +9,7 @@ exceptions for bad input, which the API turns into 400/404 and the admin can sho
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +105,28 @@ class BindResult:
     change: CurationChange | None
 
 
+FileTraces = Sequence[tuple[MediaFile, Iterable[int]]]  # (file, trace_ids of it), for a bind across files
+
+
+def _traces_of_files(traces: FileTraces) -> list[tuple[int, int, int | None]]:
+    """:func:`_traces_of` for every file; the first unknown trace is the 404."""
+    return [row for media_file, trace_ids in traces for row in _traces_of(media_file, trace_ids)]
+
+
 @transaction.atomic
 def bind_traces(identity: Identity, media_file: MediaFile, trace_ids: Iterable[int], user=None) -> BindResult:
     """Bind traces of ``media_file`` to ``identity`` (taking them from any other identity)."""
+    return bind_traces_of_files(identity, [(media_file, trace_ids)], user)
+
+
+@transaction.atomic
+def bind_traces_of_files(identity: Identity, traces: FileTraces, user=None) -> BindResult:
+    """Bind traces of several files at once: all or nothing, one recorded change (so one undo).
+
+    The same write as the cast page's "select many, name once" (:func:`curation.bind_traces`).
+    """
     curation.refuse_merged(identity)
-    rows = _traces_of(media_file, trace_ids)
+    rows = _traces_of_files(traces)
     changed = sum(1 for _, _, identity_id in rows if identity_id != identity.pk)
     change = curation.bind_traces(identity, [pk for pk, _, _ in rows], user) if changed else None
     return BindResult(rows_affected=len(rows), changed=changed, change=change)
@@ -118,7 +135,13 @@ def bind_traces(identity: Identity, media_file: MediaFile, trace_ids: Iterable[i
 @transaction.atomic
 def unbind_traces(identity: Identity, media_file: MediaFile, trace_ids: Iterable[int], user=None) -> BindResult:
     """Unbind the given traces if they are bound to ``identity`` (others are left alone)."""
-    rows = _traces_of(media_file, trace_ids)
+    return unbind_traces_of_files(identity, [(media_file, trace_ids)], user)
+
+
+@transaction.atomic
+def unbind_traces_of_files(identity: Identity, traces: FileTraces, user=None) -> BindResult:
+    """Unbind traces of several files if they are bound to ``identity``: one recorded change."""
+    rows = _traces_of_files(traces)
     pks = [pk for pk, _, identity_id in rows if identity_id == identity.pk]
     changes = curation.unbind_traces(pks, user) if pks else []
     return BindResult(rows_affected=len(pks), changed=len(pks), change=changes[0] if changes else None)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,6 +56,7 @@ class IdentityWriteSerializer(serializers.Serializer):
 
 
 TRACE_ID = {"min_value": 0, "max_value": MAX_TRACE_ID}
+MAX_TRACES_AT_ONCE = 1000
 
 
 class TraceRefSerializer(serializers.Serializer):
@@ -58,7 +65,8 @@ class TraceRefSerializer(serializers.Serializer):
     file_uuid = schema.UuidField()
     trace_id = schema.StrictIntegerField(required=False, **TRACE_ID)
     trace_ids = serializers.ListField(child=schema.StrictIntegerField(**TRACE_ID), required=False,
-                                      min_length=1, max_length=1000, help_text="several traces of the same file")
+                                      min_length=1, max_length=MAX_TRACES_AT_ONCE,
+                                      help_text="several traces of the same file")
 
 
 # What the schema shows: the two accepted forms (exactly one of trace_id or trace_ids).
@@ -73,9 +81,37 @@ class SeveralTracesSerializer(serializers.Serializer):
                                       help_text="several traces of the same file")
 
 
+class FileTraceSerializer(OneTraceSerializer):
+    """One item of ``traces``: a trace of any file in scope (other keys are a 400, as at the top level)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["Unknown field."]})
+        return super().to_internal_value(data)
+
+
+class TracesOfFilesSerializer(serializers.Serializer):
+    traces = serializers.ListField(child=FileTraceSerializer(), min_length=1, max_length=MAX_TRACES_AT_ONCE,
+                                   help_text="traces of several files, bound all or nothing as one undoable change")
+
+
 TRACE_REF = PolymorphicProxySerializer(component_name="TraceRef", serializers=[OneTraceSerializer,
-                                                                              SeveralTracesSerializer],
+                                                                              SeveralTracesSerializer,
+                                                                              TracesOfFilesSerializer],
                                        resource_type_field_name=None)
+BIND_FILES_RESULT = schema.success("BindFilesResult", {
+    "identity_uuid": serializers.CharField(),
+    "files": serializers.ListField(child=inline_serializer("BoundFile", {
+        "file_uuid": serializers.CharField(), "trace_ids": serializers.ListField(child=serializers.IntegerField())})),
+    "rows_affected": serializers.IntegerField(help_text="traces matched, all files"),
+    "changed": serializers.IntegerField(required=False, help_text="(bind) traces whose identity changed, all files"),
+})
+
+
+def _bind_result(name: str) -> PolymorphicProxySerializer:
+    return PolymorphicProxySerializer(component_name=name, serializers=[schema.BIND_RESULT, BIND_FILES_RESULT],
+                                      resource_type_field_name=None)
 
 
 class MergeSerializer(serializers.Serializer):
@@ -196,39 +232,62 @@ class IdentityDetailView(IdentityBase):
                          "traces_unbound": unbound})
 
 
-def _trace_ref(request: Request) -> tuple[Any, list[int]]:
+FileTraces = list[tuple[Any, list[int]]]
+
+
+def _traces_of_files(request: Request) -> FileTraces:
+    """``{"traces": [{file_uuid, trace_id}, ...]}``: every file must be in scope (else its 404)."""
+    by_file: dict[str, list[int]] = {}
+    for item in validated(TracesOfFilesSerializer, request)["traces"]:
+        by_file.setdefault(normalize_uuid(item["file_uuid"], "traces"), []).append(item["trace_id"])
+    visible = {f.file_uuid: f for f in file_selectors.files_visible_to(request).filter(file_uuid__in=list(by_file))}
+    unknown = [file_uuid for file_uuid in by_file if file_uuid not in visible]
+    if unknown:
+        raise not_found("file", file_uuid=unknown[0])
+    return [(visible[file_uuid], trace_ids) for file_uuid, trace_ids in by_file.items()]
+
+
+def _trace_ref(request: Request) -> tuple[FileTraces, bool]:
+    """The traces named by the body (any of the three forms) and whether it was the several-files form."""
+    if isinstance(request.data, dict) and "traces" in request.data:
+        return _traces_of_files(request), True
     data = validated(TraceRefSerializer, request)
     if ("trace_id" in data) == ("trace_ids" in data):
         raise BadRequest("give exactly one of trace_id or trace_ids", param="trace_id")
     media_file = file_selectors.file_for_request(request, normalize_uuid(data["file_uuid"], "file_uuid"))
-    return media_file, data["trace_ids"] if "trace_ids" in data else [data["trace_id"]]
+    return [(media_file, data["trace_ids"] if "trace_ids" in data else [data["trace_id"]])], False
+
+
+def _bind_body(identity: Identity, traces: FileTraces, several_files: bool, result: Any) -> dict[str, Any]:
+    files = [{"file_uuid": media_file.file_uuid, "trace_ids": sorted(set(trace_ids))}
+             for media_file, trace_ids in traces]
+    where = {"files": files} if several_files else files[0]
+    return {"success": True, "identity_uuid": identity.identity_uuid, **where, "rows_affected": result.rows_affected}
 
 
 class IdentityBindView(IdentityBase):
-    @extend_schema(operation_id="identity_bind_trace", summary="Bind a trace (or several of one file) to this identity",
+    @extend_schema(operation_id="identity_bind_trace",
+                   summary="Bind a trace, several of one file, or several of several files to this identity",
                    request=TRACE_REF,
-                   responses={200: schema.BIND_RESULT, 409: MERGED_PERSON},
+                   responses={200: _bind_result("BindTraceResult"), 409: MERGED_PERSON},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = _visible(request, identity_uuid)
-        media_file, trace_ids = _trace_ref(request)
-        result = services.bind_traces(identity, media_file, trace_ids, request.user)
-        return Response({"success": True, "identity_uuid": identity.identity_uuid, "file_uuid": media_file.file_uuid,
-                         "trace_ids": sorted(set(trace_ids)), "rows_affected": result.rows_affected,
-                         "changed": result.changed})
+        traces, several_files = _trace_ref(request)
+        result = services.bind_traces_of_files(identity, traces, request.user)
+        return Response({**_bind_body(identity, traces, several_files, result), "changed": result.changed})
 
 
 class IdentityUnbindView(IdentityBase):
-    @extend_schema(operation_id="identity_unbind_trace", summary="Unbind a trace from this identity",
+    @extend_schema(operation_id="identity_unbind_trace", summary="Unbind traces (of one or several files)",
                    request=TRACE_REF,
-                   responses={200: schema.BIND_RESULT},
+                   responses={200: _bind_result("UnbindTraceResult")},
                    tags=["identities"])
     def post(self, request: Request, identity_uuid: str) -> Response:
         identity = _visible(request, identity_uuid)
-        media_file, trace_ids = _trace_ref(request)
-        result = services.unbind_traces(identity, media_file, trace_ids, request.user)
-        return Response({"success": True, "identity_uuid": identity.identity_uuid, "file_uuid": media_file.file_uuid,
-                         "trace_ids": sorted(set(trace_ids)), "rows_affected": result.rows_affected})
+        traces, several_files = _trace_ref(request)
+        result = services.unbind_traces_of_files(identity, traces, request.user)
+        return Response(_bind_body(identity, traces, several_files, result))
 
 
 class IdentityMergeView(IdentityBase):

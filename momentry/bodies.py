@@ -19,9 +19,8 @@ def validated(serializer_class: type[serializers.Serializer], request: Request, 
         raise BadRequest(f"Unknown field: {unknown[0]}", param=unknown[0], allowed=sorted(serializer.fields))
     if not serializer.is_valid():
         field, errors = next(iter(serializer.errors.items()))
-        first = errors[0] if isinstance(errors, list) and errors else errors
-        if isinstance(first, dict):  # errors of list items: {index: [messages]}
-            first = next(iter(first.values()))
-            first = first[0] if isinstance(first, list) else first
+        first = errors  # the first message, however deep: list items are {index: [messages] or {field: ...}}
+        while isinstance(first, (list, dict)) and first:
+            first = first[0] if isinstance(first, list) else next(iter(first.values()))
         raise BadRequest(f"{field}: {first}", param=field, fields=serializer.errors)
     return dict(serializer.validated_data)

@@ -145,12 +145,13 @@ def _request_components(operation: dict[str, Any]) -> set[str]:
 
 
 def _close(schemas: dict[str, Any], name: str, seen: set[str]) -> None:
-    """``additionalProperties: false`` on a request object, and on each variant of a ``oneOf``."""
+    """``additionalProperties: false`` on a request object, each variant of a ``oneOf`` and each list's items."""
     if name in seen or name not in schemas:
         return
     seen.add(name)
     schema = schemas[name]
-    for variant in schema.get("oneOf", []):
+    items = [prop.get("items", {}) for prop in schema.get("properties", {}).values()]  # lists of objects
+    for variant in [*schema.get("oneOf", []), *items]:
         ref = variant.get("$ref", "")
         if ref.startswith("#/components/schemas/"):
             _close(schemas, ref.rsplit("/", 1)[1], seen)

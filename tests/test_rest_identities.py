@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from identities import curation
 from identities.models import CurationChange, Identity
 from identities.services import merge_identities
 from media_api.models import Trace
@@ -239,6 +240,58 @@ def test_bind_to_unknown_identity_and_non_json_body(writer, people):
     assert error(response, 400)["code"] == "BAD_REQUEST"
     response = writer.post(url(people["Peggy"], "/bind/trace"), [1, 2], format="json")
     assert error(response, 400)["details"]["parameter"] == "body"
+
+
+@pytest.mark.django_db
+def test_bind_traces_of_several_files_is_one_undoable_change(writer, people, hamilton, facenet, plain_user):
+    peggy, before = people["Peggy"], CurationChange.objects.count()
+    traces = [{"file_uuid": HAMILTON_UUID, "trace_id": 1}, {"file_uuid": FACENET_UUID, "trace_id": 1},
+              {"file_uuid": HAMILTON_UUID.upper(), "trace_id": 3}]
+    body = writer.post(url(peggy, "/bind/trace"), {"traces": traces}, format="json").json()
+    assert body == {"success": True, "identity_uuid": peggy.identity_uuid, "rows_affected": 3, "changed": 3,
+                    "files": [{"file_uuid": HAMILTON_UUID, "trace_ids": [1, 3]},
+                              {"file_uuid": FACENET_UUID, "trace_ids": [1]}]}
+    assert bound_ids(hamilton, peggy) == [1, 3] and bound_ids(facenet, peggy) == [1, 2]
+    assert CurationChange.objects.count() == before + 1
+    curation.undo(CurationChange.objects.latest("pk"), plain_user)
+    assert bound_ids(hamilton, peggy) == [] and bound_ids(facenet, peggy) == [2]
+    assert bound_ids(hamilton, people["Eliza"]) == [1, 2] and bound_ids(hamilton, people["Angelica"]) == [3]
+    assert bound_ids(facenet, people["Angelica"]) == [1]
+    body = writer.post(url(peggy, "/unbind/trace"), {"traces": [{"file_uuid": FACENET_UUID, "trace_id": 2},
+                                                                {"file_uuid": HAMILTON_UUID, "trace_id": 2}]},
+                       format="json").json()
+    assert body["rows_affected"] == 1 and bound_ids(facenet, peggy) == []
+
+
+@pytest.mark.django_db
+def test_bind_traces_of_several_files_is_all_or_nothing(people, plain_user, hamilton, facenet):
+    only_hamilton = key_client(plain_user, write=True, file_uuids=[HAMILTON_UUID])[0]
+    eliza, before = people["Eliza"], CurationChange.objects.count()  # Eliza: traces in the Hamilton clip only
+    body = {"traces": [{"file_uuid": HAMILTON_UUID, "trace_id": 3}, {"file_uuid": FACENET_UUID, "trace_id": 1}]}
+    err = error(only_hamilton.post(url(eliza, "/bind/trace"), body, format="json"), 404)
+    assert err["details"] == {"file_uuid": FACENET_UUID}
+    body = {"traces": [{"file_uuid": HAMILTON_UUID, "trace_id": 3}, {"file_uuid": FACENET_UUID, "trace_id": 99}]}
+    everything = key_client(plain_user, write=True)[0]
+    err = error(everything.post(url(eliza, "/bind/trace"), body, format="json"), 404)
+    assert err["details"] == {"file_uuid": FACENET_UUID, "trace_ids": [99]}
+    assert bound_ids(hamilton, eliza) == [1, 2] and bound_ids(facenet, eliza) == []
+    assert CurationChange.objects.count() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("traces,param", [
+    ([{"file_uuid": HAMILTON_UUID, "trace_id": n % 4 + 1} for n in range(1001)], "traces"),
+    ([], "traces"),
+    ([{"file_uuid": HAMILTON_UUID}], "traces"),
+    ([{"file_uuid": HAMILTON_UUID, "trace_id": 1, "extra": 1}], "traces"),
+    ([{"file_uuid": "nope", "trace_id": 1}], "traces"),
+])
+def test_bind_traces_of_several_files_400(writer, people, hamilton, traces, param):
+    response = writer.post(url(people["Peggy"], "/bind/trace"), {"traces": traces}, format="json")
+    assert error(response, 400)["details"]["parameter"] == param
+    response = writer.post(url(people["Peggy"], "/bind/trace"), {"traces": traces[:1], "trace_id": 1}, format="json")
+    assert error(response, 400)["details"]["parameter"] == "trace_id"
+    assert bound_ids(hamilton, people["Peggy"]) == []
 
 
 # --- merge -----------------------------------------------------------------------------------
