@@ -57,8 +57,9 @@ class IdentityFaceView(IdentityBase):
     def put(self, request: Request, identity_uuid: str) -> Response:
         identity = selectors.identity_by_uuid(normalize_uuid(identity_uuid, "identity_uuid"), request.user,
                                               request.auth)
-        media_file, trace_ids = _trace_ref(request)
-        if len(trace_ids) != 1:
+        traces, several_files = _trace_ref(request)
+        media_file, trace_ids = traces[0]
+        if several_files or len(traces) != 1 or len(trace_ids) != 1:
             raise BadRequest("give one trace_id: a person has one face", param="trace_ids")
         trace = media_file.traces.filter(trace_id=trace_ids[0]).select_related("file").first()
         if trace is None:
