@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -105,47 +105,46 @@ class EmptySerializer(serializers.Serializer):
     pass
 
 
-class DetectFacesView(_Submit):
-    @extend_schema(operation_id="file_detect_faces", request=DetectFacesSerializer,
-                   summary="Queue face analysis of the file (traces are replaced; people stay named)",
-                   responses={202: job_schema.SUBMITTED,
-                              409: OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other "
-                                                   "parameters is queued or running (details.job_id)")},
-                   tags=["jobs"])
+OTHER_PARAMS = OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other parameters is queued "
+                                                    "or running (details.job_id)")
+
+
+# A job of ``kind`` on one file; the same job with other parameters active is a 409. (A comment, not a
+# docstring: drf-spectacular would publish a docstring as every operation's description.)
+class _FileJob(_Submit):
+    kind: str
+    serializer: type[serializers.Serializer]
+
     def post(self, request: Request, file_uuid: str) -> Response:
         media_file = selectors.file_for_request(request, file_uuid)
-        params = validated(DetectFacesSerializer, request)
-        return accepted(*services.submit(Job.Kind.DETECT, file=media_file, params=params, user=request.user,
+        params = validated(self.serializer, request)
+        return accepted(*services.submit(self.kind, file=media_file, params=params, user=request.user,
                                          same_params=True))
 
 
-class PrewarmView(_Submit):
-    @extend_schema(operation_id="file_prewarm", request=PrewarmSerializer,
-                   summary="Queue the representative faces and thumbnails of every trace of the file",
-                   responses={202: job_schema.SUBMITTED,
-                              409: OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other "
-                                                   "parameters is queued or running (details.job_id)")},
-                   tags=["jobs"])
-    def post(self, request: Request, file_uuid: str) -> Response:
-        media_file = selectors.file_for_request(request, file_uuid)
-        params = validated(PrewarmSerializer, request)
-        return accepted(*services.submit(Job.Kind.PREWARM, file=media_file, params=params, user=request.user,
-                                         same_params=True))
+@extend_schema_view(post=extend_schema(
+    operation_id="file_detect_faces", request=DetectFacesSerializer,
+    summary="Queue face analysis of the file (traces are replaced; people stay named)",
+    responses={202: job_schema.SUBMITTED, 409: OTHER_PARAMS}, tags=["jobs"]))
+class DetectFacesView(_FileJob):
+    kind, serializer = Job.Kind.DETECT, DetectFacesSerializer
 
 
-class ReembedView(_Submit):
-    @extend_schema(operation_id="file_reembed", request=ReembedSerializer,
-                   summary="Queue new face embeddings (current model) for the file's traces, without detecting "
-                           "again: people, hidden traces and curation history are kept",
-                   responses={202: job_schema.SUBMITTED,
-                              409: OpenApiResponse(ERROR, description="CONFLICT: a job on this file with other "
-                                                   "parameters is queued or running (details.job_id)")},
-                   tags=["jobs"])
-    def post(self, request: Request, file_uuid: str) -> Response:
-        media_file = selectors.file_for_request(request, file_uuid)
-        params = validated(ReembedSerializer, request)
-        return accepted(*services.submit("reembed", file=media_file, params=params, user=request.user,
-                                         same_params=True))
+@extend_schema_view(post=extend_schema(
+    operation_id="file_prewarm", request=PrewarmSerializer,
+    summary="Queue the representative faces and thumbnails of every trace of the file",
+    responses={202: job_schema.SUBMITTED, 409: OTHER_PARAMS}, tags=["jobs"]))
+class PrewarmView(_FileJob):
+    kind, serializer = Job.Kind.PREWARM, PrewarmSerializer
+
+
+@extend_schema_view(post=extend_schema(
+    operation_id="file_reembed", request=ReembedSerializer,
+    summary="Queue new face embeddings (current model) for the file's traces, without detecting again: "
+            "people, hidden traces and curation history are kept",
+    responses={202: job_schema.SUBMITTED, 409: OTHER_PARAMS}, tags=["jobs"]))
+class ReembedView(_FileJob):
+    kind, serializer = "reembed", ReembedSerializer
 
 
 class ClusterView(_Submit):
