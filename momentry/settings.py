@@ -231,6 +231,9 @@ MOMENTRY_SIGNED_URL_PUBLIC = _env_bool("MOMENTRY_SIGNED_URL_PUBLIC", True)
 # directories (comma-separated; default $MOMENTRY_DATA_DIR/media).
 MOMENTRY_MEDIA_ROOTS = [Path(p.strip()).resolve() for p in os.environ.get("MOMENTRY_MEDIA_ROOTS", "").split(",")
                         if p.strip()] or [DATA_DIR / "media"]
+# Media the service stores itself (uploads): local under DATA_DIR/stored, or s3://bucket/prefix with the
+# standard AWS_* variables (media_api/storage/config.py).
+MOMENTRY_STORAGE_URL = os.environ.get("MOMENTRY_STORAGE_URL", "")
 MOMENTRY_JOB_HEARTBEAT_SECONDS = float(os.environ.get("MOMENTRY_JOB_HEARTBEAT_SECONDS", "5"))  # a running job beats
 MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 20)  # no heartbeat for this long: worker gone
 MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)

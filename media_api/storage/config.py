@@ -1,0 +1,66 @@
+"""The storage setting: ``MOMENTRY_STORAGE_URL``, and the S3 client it implies.
+
+``MOMENTRY_STORAGE_URL`` unset (or ``file://``) keeps media the service stores itself (uploads)
+under ``$MOMENTRY_DATA_DIR/stored``; ``s3://bucket/prefix`` keeps them in that bucket, under that
+prefix. Credentials, region and endpoint come from the standard variables boto3 reads itself
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for
+MinIO, Ceph RGW, R2, B2 ...), so every AWS tool configured for the same store agrees with us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where stored media go: ``kind`` "local" (under ``local_root``) or "s3" (``bucket``/``prefix``)."""
+
+    kind: str
+    local_root: Path
+    bucket: str = ""
+    prefix: str = ""
+
+    def key(self, *parts: str) -> str:
+        """An object key under the configured prefix (no leading slash)."""
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+
+def parse_storage_url(url: str, data_dir: Path) -> StorageConfig:
+    """``""``/``file://`` → local under ``data_dir/stored``; ``s3://bucket[/prefix]`` → that bucket."""
+    local_root = Path(data_dir) / "stored"
+    if not url or url in ("file://", "local"):
+        return StorageConfig("local", local_root)
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return StorageConfig("local", Path(parts.path or local_root))
+    if parts.scheme == "s3" and parts.netloc:
+        return StorageConfig("s3", local_root, bucket=parts.netloc, prefix=parts.path.strip("/"))
+    raise ImproperlyConfigured(f"MOMENTRY_STORAGE_URL must be s3://bucket[/prefix] or file:///dir, not {url!r}")
+
+
+def storage_config() -> StorageConfig:
+    """The storage this process uses (settings.MOMENTRY_STORAGE_URL)."""
+    return parse_storage_url(getattr(settings, "MOMENTRY_STORAGE_URL", ""), settings.DATA_DIR)
+
+
+@lru_cache(maxsize=4)
+def _client(endpoint_hint: str):  # noqa: ANN202 - a botocore client class is generated at run time
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}))
+
+
+def s3_client():  # noqa: ANN201
+    """A boto3 S3 client configured from the standard AWS_* environment (cached per endpoint)."""
+    import os
+
+    return _client(os.environ.get("AWS_ENDPOINT_URL", ""))
