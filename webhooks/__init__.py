@@ -1,0 +1,1 @@
+"""Webhooks: signed JSON POSTs to subscribers when a job ends, an upload completes or people merge."""
