@@ -157,3 +157,26 @@ class Detection(models.Model):
 
     def __str__(self) -> str:
         return f"detection {self.id} @ {self.frame_number}"
+
+
+class Shot(models.Model):
+    """One shot of a file: frames ``start_frame..end_frame`` (inclusive) between two hard cuts.
+
+    Found by :class:`media_api.faces.cuts.SceneCutDetector`, either during face analysis (which
+    needs the cuts anyway: nobody is followed across one) or by the ``detect_shots`` job for a file
+    without faces (:mod:`media_api.services.shots`). A file's shots cover all its frames, in order,
+    ``index`` 0, 1, …; a file with no rows has not been analysed (one shot = no cut found).
+    """
+
+    file = models.ForeignKey(MediaFile, on_delete=models.CASCADE, related_name="shots")
+    index = models.PositiveIntegerField()
+    start_frame = models.PositiveIntegerField()
+    end_frame = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["file_id", "index"]
+        # The unique constraint is the (file, index) index the shots route reads in order.
+        constraints = [models.UniqueConstraint(fields=["file", "index"], name="shot_unique_per_file")]
+
+    def __str__(self) -> str:
+        return f"shot {self.index} ({self.start_frame}-{self.end_frame})"
