@@ -98,6 +98,10 @@ class Trace(models.Model):
     #: Which network made ``embedding`` (``media_api.faces.embeddings.MODEL_NAME`` for new ones; "" when there
     #: is none). Vectors of two models are never compared.
     embedding_model = models.CharField(max_length=64, blank=True, default="")
+    #: The trace's evidence: up to ``embeddings.MAX_EXEMPLARS`` unit vectors of its best, most different faces
+    #: (packed little-endian float32, 128 each, best first; same model as ``embedding``, which is their
+    #: quality-weighted mean). Suggestions compare these sets (media_api.faces.exemplars); null: only the mean.
+    exemplars = models.BinaryField(null=True, blank=True, editable=False)
     # The frames holding a detection of this trace, as a compressed run list (format and why:
     # media_api.services.presence); null when it has none. Derived like the summary fields.
     presence = models.BinaryField(null=True, blank=True, editable=False)

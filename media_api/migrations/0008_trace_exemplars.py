@@ -1,9 +1,15 @@
-"""Reserved for trace exemplar sets (issue 19); filled in by that change. Empty until then."""
+"""Trace exemplar sets (issue 19): up to a few face vectors per trace, packed in one column."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("media_api", "0007_shot")]
 
-    operations = []
+    operations = [
+        migrations.AddField(
+            model_name="trace",
+            name="exemplars",
+            field=models.BinaryField(blank=True, editable=False, null=True),
+        ),
+    ]
