@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "media_api",
     "identities",
     "jobs",
+    "uploads",
 ]
 
 MIDDLEWARE = [
@@ -234,6 +235,11 @@ MOMENTRY_MEDIA_ROOTS = [Path(p.strip()).resolve() for p in os.environ.get("MOMEN
 # Media the service stores itself (uploads): local under DATA_DIR/stored, or s3://bucket/prefix with the
 # standard AWS_* variables (media_api/storage/config.py).
 MOMENTRY_STORAGE_URL = os.environ.get("MOMENTRY_STORAGE_URL", "")
+# tus uploads (uploads/, docs/uploads.md): largest Upload-Length (413 beyond), how long an unfinished upload
+# lives after its last chunk (beat removes it then), and how many unfinished uploads one key (or user) may hold.
+MOMENTRY_MAX_UPLOAD_BYTES = _env_int("MOMENTRY_MAX_UPLOAD_BYTES", 20 * 1024**3)
+MOMENTRY_UPLOAD_EXPIRE_SECONDS = _env_int("MOMENTRY_UPLOAD_EXPIRE_SECONDS", 24 * 3600)
+MOMENTRY_UPLOAD_MAX_INCOMPLETE = _env_int("MOMENTRY_UPLOAD_MAX_INCOMPLETE", 10)
 MOMENTRY_JOB_HEARTBEAT_SECONDS = float(os.environ.get("MOMENTRY_JOB_HEARTBEAT_SECONDS", "5"))  # a running job beats
 MOMENTRY_JOB_STALE_SECONDS = _env_int("MOMENTRY_JOB_STALE_SECONDS", 20)  # no heartbeat for this long: worker gone
 MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)
@@ -269,6 +275,7 @@ CELERY_BEAT_SCHEDULE = {
     # A spare round (every worker reaps by itself, jobs.tasks); a message still queued after a minute is dropped.
     "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": MOMENTRY_REAP_SECONDS, "options": {"expires": 60}},
     "evict-image-cache": {"task": "jobs.tasks.evict_image_cache", "schedule": 600.0},
+    "expire-uploads": {"task": "uploads.tasks.expire_uploads", "schedule": 600.0},  # uploads/tasks.py
 }
 
 LOGGING = {
