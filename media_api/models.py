@@ -30,6 +30,12 @@ class MediaFile(models.Model):
     # its frames up to the cut are served, and ``warnings`` says how much is missing.
     truncated = models.BooleanField(default=False)
     warnings = models.JSONField(default=list, blank=True)
+    # Where the bytes are (issue 21): "local" (``path`` is a file on this host) or "s3" (``path`` is
+    # ``s3://bucket/key``, read with ranged requests). ``owned``: the service stored the bytes itself
+    # (an upload), so deleting the file deletes them; a file registered from someone else's path or
+    # bucket is never deleted there.
+    storage = models.CharField(max_length=8, choices=[("local", "local"), ("s3", "S3")], default="local")
+    owned = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -37,6 +43,11 @@ class MediaFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.file_uuid[:8]})"
+
+    @property
+    def object_url(self) -> str:
+        """``s3://bucket/key`` of a stored object ("" for a local file)."""
+        return self.path if self.storage == "s3" else ""
 
     @property
     def fps_rational(self) -> str:
