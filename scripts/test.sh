@@ -4,6 +4,8 @@
 # uses a fresh database that is dropped afterwards. Extra arguments go to pytest.
 #   scripts/test.sh                  # both databases when PostgreSQL is up
 #   TEST_DATABASES=sqlite scripts/test.sh -k thumbnail
+# The two passes run side by side (TEST_PARALLEL=0: one after the other), each with its own
+# data directory and private redis-server.
 source "$(dirname "$0")/_bootstrap.sh" requirements-dev.txt
 
 # The admin's end-to-end tests drive Debian's Chromium (a test tool's own browser download
@@ -26,51 +28,62 @@ fi
 
 # Everything this run creates lives in one temporary directory, removed on exit.
 run_dir="$(mktemp -d)"
-redis_pid=
+service_pids=()
+pass_pids=()
 cleanup() {
-  if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
+  for pid in "${pass_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${service_pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$run_dir"
 }
 trap cleanup EXIT
-export MOMENTRY_DATA_DIR="$run_dir/data"
-mkdir -p "$MOMENTRY_DATA_DIR" "$run_dir/redis" "$run_dir/bin"
+mkdir -p "$run_dir/bin"
 
-# Redis: our own redis-server on a free loopback port, no persistence, in run_dir, stopped on exit —
-# never the machine's Redis. TEST_REDIS_URL names database 11 of it (tests use databases 11-15 and flush
-# them). Set TEST_REDIS_URL yourself to use another Redis instead.
+free_port() {
+  python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 redis_answers() {
   python - "$1" <<'PY' 2>/dev/null
 import sys, redis
 redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
 PY
 }
-if [ -n "${TEST_REDIS_URL:-}" ]; then
-  redis_answers "$TEST_REDIS_URL" || { echo "==> no Redis at $TEST_REDIS_URL: Redis tests skipped"; unset TEST_REDIS_URL; }
+
+# Redis: our own redis-server on a free loopback port, no persistence, in the pass's directory,
+# stopped on exit — never the machine's Redis. TEST_REDIS_URL names database 11 of it (tests use
+# databases 11-15 and flush them, so each pass has its own server). Set TEST_REDIS_URL yourself to
+# use another Redis instead (the passes then run one after the other).
+user_redis="${TEST_REDIS_URL:-}"
+if [ -n "$user_redis" ]; then
+  redis_answers "$user_redis" || { echo "==> no Redis at $user_redis: Redis tests skipped"; user_redis=; }
 elif [ -n "$redis_bin" ]; then
   # The binary answers to its name: redis-check-rdb runs the server when called redis-server.
   ln -s "$redis_bin" "$run_dir/bin/redis-server"
   export PATH="$run_dir/bin:$PATH"   # tests that start and restart their own Redis use it too
-  for _attempt in 1 2 3; do
-    port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    "$run_dir/bin/redis-server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$run_dir/redis" --logfile "$run_dir/redis/redis.log" --daemonize no &
-    redis_pid=$!
-    for _ in $(seq 100); do
-      redis_answers "redis://127.0.0.1:$port/11" && break
-      kill -0 "$redis_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if redis_answers "redis://127.0.0.1:$port/11"; then
-      export TEST_REDIS_URL="redis://127.0.0.1:$port/11"
-      echo "==> private redis-server on 127.0.0.1:$port (pid $redis_pid)"
-      break
-    fi
-    kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; redis_pid=
-  done
-  [ -n "${TEST_REDIS_URL:-}" ] || echo "==> could not start redis-server: Redis tests skipped"
 else
   echo "==> no redis-server (Debian: apt-get install redis-tools): Redis tests skipped"
 fi
+
+# start_redis DIR: a private redis-server in DIR; prints its URL (database 11), or nothing.
+start_redis() {
+  local dir="$1" port pid _attempt
+  mkdir -p "$dir"
+  for _attempt in 1 2 3; do
+    port="$(free_port)"
+    "$run_dir/bin/redis-server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$dir" --logfile "$dir/redis.log" --daemonize no >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+      redis_answers "redis://127.0.0.1:$port/11" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if redis_answers "redis://127.0.0.1:$port/11"; then
+      echo "$pid redis://127.0.0.1:$port/11"
+      return
+    fi
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  done
+}
 
 pg_url="${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/}"
 pg_url="${pg_url%/}"
@@ -83,28 +96,81 @@ PY
   then databases="postgres sqlite"; else databases="sqlite"; fi
 fi
 
-# tests/test_install.py builds a production venv (about 90 s): once per run, in the first pass.
-install_pass="${TEST_INSTALL:-1}"
-status=0
-for db in $databases; do
-  echo "==> pytest on $db"
-  export TEST_INSTALL="$install_pass"
-  install_pass=0
+# run_pass DB ARGS...: pytest on one database, with its own data directory and services.
+run_pass() {
+  local db="$1"; shift
+  local pass_dir="$run_dir/$db" args=() started
+  mkdir -p "$pass_dir/data"
+  export MOMENTRY_DATA_DIR="$pass_dir/data"
+  if [ -n "$user_redis" ]; then
+    export TEST_REDIS_URL="$user_redis"
+  elif [ -n "$redis_bin" ]; then
+    started="$(start_redis "$pass_dir/redis")"
+    if [ -n "$started" ]; then
+      pass_redis_pid="${started%% *}"
+      service_pids+=("$pass_redis_pid")
+      export TEST_REDIS_URL="${started#* }"
+      echo "==> $db: private redis-server at ${TEST_REDIS_URL%/11} (pid ${started%% *})"
+    else
+      unset TEST_REDIS_URL
+      echo "==> $db: could not start redis-server: Redis tests skipped"
+    fi
+  fi
   if [ "$db" = postgres ]; then
     export DATABASE_URL="$pg_url/momentry_test_$(date +%s)_$$"
     args=(--create-db)
   else
     unset DATABASE_URL
-    args=()
   fi
+  echo "==> pytest on $db"
   set +e
   python -m pytest "${args[@]}" "$@"
-  rc=$?
+  local rc=$?
   set -e
   if [ "$rc" = 5 ]; then
     echo "error: pytest collected no tests on $db" >&2
     rc=1
   fi
-  [ "$rc" = 0 ] || status=$rc
-done
+  stop_pass_services
+  return "$rc"
+}
+pass_redis_pid=
+stop_pass_services() {
+  if [ -n "$pass_redis_pid" ]; then kill "$pass_redis_pid" 2>/dev/null || true; pass_redis_pid=; fi
+}
+
+# tests/test_install.py builds a production venv (about 90 s): once per run, in the first pass.
+install_pass="${TEST_INSTALL:-1}"
+status=0
+read -r -a db_list <<<"$databases"
+if [ ${#db_list[@]} -gt 1 ] && [ "${TEST_PARALLEL:-1}" = 1 ] && [ -z "$user_redis" ]; then
+  # The passes share nothing (database, data directory, Redis are each their own), so they run
+  # side by side: each on its own core most of the time, which keeps CI well under its budget.
+  # Each pass's output goes to a log that is printed whole when the pass ends.
+  for db in "${db_list[@]}"; do
+    (trap stop_pass_services EXIT; trap 'exit 143' TERM INT
+     TEST_INSTALL="$install_pass" run_pass "$db" "$@" >"$run_dir/$db.log" 2>&1) &
+    pass_pids+=("$!")
+    install_pass=0
+  done
+  for i in "${!db_list[@]}"; do
+    set +e
+    wait "${pass_pids[$i]}"
+    rc=$?
+    set -e
+    echo "==================== ${db_list[$i]} (exit $rc) ===================="
+    cat "$run_dir/${db_list[$i]}.log"
+    [ "$rc" = 0 ] || status=$rc
+  done
+  pass_pids=()
+else
+  for db in "${db_list[@]}"; do
+    set +e
+    TEST_INSTALL="$install_pass" run_pass "$db" "$@"
+    rc=$?
+    set -e
+    install_pass=0
+    [ "$rc" = 0 ] || status=$rc
+  done
+fi
 exit $status
