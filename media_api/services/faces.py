@@ -28,6 +28,7 @@ from media_api.faces.tracker import iou
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.detections_import import import_detections
 from media_api.services.files import frame_index_for
+from media_api.services.shots import replace_shots
 
 logger = logging.getLogger("media_api.faces")
 
@@ -95,6 +96,7 @@ def store_analysis(media_file: MediaFile, analysis: FaceAnalysis, replace: bool 
             store_trace_embeddings(media_file, analysis.trace_embeddings())
         for identity_id, trace_ids in _group(inherited).items():
             Trace.objects.filter(file=media_file, trace_id__in=trace_ids).update(identity_id=identity_id)
+        replace_shots(media_file, analysis.cuts)  # the cuts it found are the file's shots (issue 22)
     tracked = sum(1 for r in rows if r["origin"] == "tracked")
     return DetectResult(file_uuid=media_file.file_uuid, detections=len(rows), traces=len(analysis.tracks),
                         frames_decoded=analysis.frames_decoded, frames_sampled=analysis.frames_sampled,
