@@ -29,6 +29,7 @@ RUNNERS: dict[str, str] = {
     "prewarm": "jobs.runners.run_prewarm",
     "cluster": "jobs.runners.run_cluster",
     "reembed": "jobs.runners.run_reembed",
+    "detect_shots": "jobs.runners.run_detect_shots",
 }
 
 KINDS: list[str] = list(RUNNERS)

@@ -136,3 +136,10 @@ def run_reembed(job: Job) -> dict[str, Any]:
     result = reembed_file(job.file, only_stale=bool(job.params.get("only_stale")),
                           on_progress=Progress(job, 0.0, 0.97))
     return result.as_dict()
+
+
+def run_detect_shots(job: Job) -> dict[str, Any]:
+    """Shots of a file without face analysis: one decode through the FFmpeg layer, the face pipeline's cut detector."""
+    from media_api.services.shots import detect_shots
+
+    return detect_shots(job.file, on_progress=Progress(job, 0.0, 0.97)).as_dict()
