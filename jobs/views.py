@@ -147,6 +147,15 @@ class ReembedView(_FileJob):
     kind, serializer = "reembed", ReembedSerializer
 
 
+@extend_schema_view(post=extend_schema(
+    operation_id="file_detect_shots", request=EmptySerializer,
+    summary="Queue shot detection of the file (hard cuts; its shots are replaced, traces untouched). Face "
+            "analysis stores shots too: this is for files without it",
+    responses={202: job_schema.SUBMITTED}, tags=["jobs"]))
+class DetectShotsView(_FileJob):
+    kind, serializer = "detect_shots", EmptySerializer
+
+
 class ClusterView(_Submit):
     @extend_schema(operation_id="identities_cluster", request=EmptySerializer,
                    summary="Queue clustering of unbound traces into pending identities",
