@@ -59,7 +59,7 @@ class MediaFileAdmin(admin.ModelAdmin):
                        "traces_link", "player", "cast_picture"]
     fields = readonly_fields
     list_per_page = 50
-    actions = ["detect_faces", "prewarm_faces", "reembed_faces"]
+    actions = ["detect_faces", "prewarm_faces", "reembed_faces", "detect_shots"]
 
     def has_change_permission(self, request, obj=None):
         # Nothing on a file's page is editable (no Save buttons); the list's job actions need the permission.
@@ -92,6 +92,10 @@ class MediaFileAdmin(admin.ModelAdmin):
                   permissions=["change"])
     def reembed_faces(self, request, queryset):
         self._queue(request, queryset, "reembed", "Re-embedding")
+
+    @admin.action(description="Detect shots (hard cuts; face analysis finds them too)", permissions=["change"])
+    def detect_shots(self, request, queryset):
+        self._queue(request, queryset, "detect_shots", "Shot detection")
 
     @admin.display(description="completeness")
     def completeness(self, obj: MediaFile) -> str:
