@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from media_api.faces.cuts import SceneCutDetector
 from media_api.faces.pipeline import luma
@@ -124,11 +125,13 @@ def detect_shots(media_file: MediaFile, on_progress: Callable[[int, int], object
     return DetectShotsResult(media_file.file_uuid, count, cuts, decoded, time.perf_counter() - started)
 
 
-def files_for_shots(file_uuids: Sequence[str]) -> list[MediaFile]:
-    """The files named (all registered files when none is), oldest first."""
+def files_for_shots(file_uuids: Sequence[str], missing: bool = False) -> list[MediaFile]:
+    """The files named (all registered files when none is), oldest first; ``missing``: only those without shots."""
     files = MediaFile.objects.order_by("created_at", "pk")
     if file_uuids:
         files = files.filter(file_uuid__in=[u.lower() for u in file_uuids])
+    if missing:
+        files = files.exclude(Exists(Shot.objects.filter(file_id=OuterRef("pk"))))
     return list(files)
 
 
