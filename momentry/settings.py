@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "media_api",
     "identities",
     "jobs",
+    "webhooks",
     "uploads",
 ]
 
@@ -248,6 +249,16 @@ MOMENTRY_REAP_SECONDS = float(os.environ.get("MOMENTRY_REAP_SECONDS", "5"))  # e
 MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "60"))
 MOMENTRY_CACHE_MAX_BYTES = _env_int("MOMENTRY_CACHE_MAX_BYTES", 2 * 1024**3)
 
+# Webhooks (webhooks/, docs/webhooks.md): receivers on loopback/private/link-local addresses are refused
+# unless allowed; each attempt times out after MOMENTRY_WEBHOOK_TIMEOUT seconds; a failed one is retried
+# after RETRY_BASE x 2^(n-1) seconds (at most 6 h) up to MAX_ATTEMPTS (defaults: about a day).
+MOMENTRY_WEBHOOK_ALLOW_PRIVATE = _env_bool("MOMENTRY_WEBHOOK_ALLOW_PRIVATE", False)
+MOMENTRY_WEBHOOK_TIMEOUT = float(os.environ.get("MOMENTRY_WEBHOOK_TIMEOUT", "10"))
+MOMENTRY_WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("MOMENTRY_WEBHOOK_RETRY_BASE_SECONDS", "60"))
+MOMENTRY_WEBHOOK_MAX_ATTEMPTS = _env_int("MOMENTRY_WEBHOOK_MAX_ATTEMPTS", 13)
+MOMENTRY_WEBHOOK_RESEND_SECONDS = _env_int("MOMENTRY_WEBHOOK_RESEND_SECONDS", 300)  # overdue this long: sent again
+MOMENTRY_WEBHOOK_KEEP_DAYS = _env_int("MOMENTRY_WEBHOOK_KEEP_DAYS", 30)  # delivery records kept this long
+
 MOMENTRY_BROKER_URL = os.environ.get("MOMENTRY_BROKER_URL", "").strip()
 if MOMENTRY_BROKER_URL:
     CELERY_BROKER_URL = MOMENTRY_BROKER_URL
@@ -275,6 +286,7 @@ CELERY_BEAT_SCHEDULE = {
     # A spare round (every worker reaps by itself, jobs.tasks); a message still queued after a minute is dropped.
     "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": MOMENTRY_REAP_SECONDS, "options": {"expires": 60}},
     "evict-image-cache": {"task": "jobs.tasks.evict_image_cache", "schedule": 600.0},
+    "sweep-webhook-deliveries": {"task": "webhooks.tasks.sweep", "schedule": 60.0, "options": {"expires": 60}},
     "expire-uploads": {"task": "uploads.tasks.expire_uploads", "schedule": 600.0},  # uploads/tasks.py
 }
 
