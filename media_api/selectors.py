@@ -90,3 +90,48 @@ def _identity_count() -> Subquery:
 def files_with_counts(queryset: QuerySet[MediaFile]) -> QuerySet[MediaFile]:
     """Trace and identity counts as correlated sub-queries (one per file row, indexed)."""
     return queryset.annotate(trace_count=_trace_count(), identity_count=_identity_count())
+
+
+# --- Detections of a file in bulk (GET /file/{uuid}/detections) ---------------------------------
+
+#: The columns a bulk detection row is made of, in this order (media_api.services.bulk_detections).
+DETECTION_ROW = ("pk", "frame_number", "trace_id", "x", "y", "width", "height", "confidence", "label", "origin")
+
+
+def file_detections(file_pk: int, start_frame: int | None = None, end_frame: int | None = None,
+                    trace_pk: int | None = None) -> QuerySet:
+    """A file's detection rows (:data:`DETECTION_ROW`, ``trace_id`` being the trace's pk) in (frame, id) order.
+
+    (frame_number, id) is the order both indexes give: ``det_file_frame`` (file, frame_number)
+    for a file or a frame range, ``det_trace_frame`` (trace, frame_number) for one trace. SQLite
+    keeps the rowid (= id) as the last key of every index; PostgreSQL adds an incremental sort of
+    the few boxes of one frame. So pages and the NDJSON stream read the index in order, without
+    sorting the file.
+    """
+    from media_api.models import Detection
+
+    queryset = Detection.objects.filter(file_id=file_pk)
+    if trace_pk is not None:
+        queryset = queryset.filter(trace_id=trace_pk)
+    if start_frame is not None:
+        queryset = queryset.filter(frame_number__gte=start_frame)
+    if end_frame is not None:
+        queryset = queryset.filter(frame_number__lte=end_frame)
+    return queryset.order_by("frame_number", "pk").values_list(*DETECTION_ROW)
+
+
+def detections_after(queryset: QuerySet, frame_number: int, pk: int) -> QuerySet:
+    """The rows after (frame_number, pk) in :func:`file_detections`'s order: a keyset page's start.
+
+    Written as ``frame >= f AND (frame > f OR id > pk)`` rather than a row comparison so that
+    both databases bound the index range on the frame (a bare OR would scan from the file's start).
+    """
+    return queryset.filter(Q(frame_number__gte=frame_number) & (Q(frame_number__gt=frame_number) | Q(pk__gt=pk)))
+
+
+def trace_ids_by_pk(file_pk: int, trace_pks: set[int] | None = None) -> dict[int, int]:
+    """``{trace pk: trace_id}`` of the file's traces (or only of ``trace_pks``): rows name traces by trace_id."""
+    queryset = Trace.objects.filter(file_id=file_pk)
+    if trace_pks is not None:
+        queryset = queryset.filter(pk__in=trace_pks)
+    return dict(queryset.order_by().values_list("pk", "trace_id").iterator(chunk_size=20000))

@@ -7,6 +7,7 @@ registers them): a value that names nothing is the 404 of an unknown file or tra
 from django.urls import path
 
 import momentry.converters  # noqa: F401 - registers <file_uuid:…> and <trace_id:…>
+from media_api.views import detections as detection_views
 from media_api.views import files, images, signing, stream, suggestions, traces
 
 FILE = "file/<file_uuid:file_uuid>"
@@ -27,4 +28,5 @@ urlpatterns = [
     path(FILE + "/video/bbox", stream.BboxVideoView.as_view(), name="file-video-bbox"),
     path(FILE + "/clip", stream.ClipView.as_view(), name="file-clip"),
     path(TRACE + "/video", stream.TraceVideoView.as_view(), name="trace-video"),
+    path(FILE + "/detections", detection_views.FileDetectionsView.as_view(), name="file-detections"),
 ]
