@@ -20,6 +20,8 @@ from identities.models import CurationChange, Identity, NotSamePerson
 from media_api.models import Trace
 from momentry.errors import Conflict
 from momentry.text import count
+from webhooks import events as webhook_events
+from webhooks import payloads as webhook_payloads
 
 
 class UndoError(Exception):
@@ -175,6 +177,7 @@ def merge_identities(survivor: Identity, others: Iterable[Identity], user=None) 
         updated_at=timezone.now(),
     )
     names = ", ".join(o.name for o in others)
+    webhook_events.emit("identity.merged", webhook_payloads.merge(survivor, others, len(moved), user))
     return CurationChange.objects.create(
         kind=CurationChange.Kind.MERGE,
         identity_uuid=survivor.identity_uuid,

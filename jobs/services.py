@@ -48,6 +48,8 @@ from jobs import dispatch, liveness
 from jobs.models import Job, JobChunk
 from media_api.models import MediaFile
 from momentry.errors import BadRequest, Conflict
+from webhooks import events as webhook_events
+from webhooks import payloads as webhook_payloads
 
 logger = logging.getLogger("jobs")
 
@@ -324,6 +326,7 @@ def _end(job: Job, state: str, *, result: Any = None, error: str = "", detail: s
         job.message = message[:300]
     job.save(update_fields=["state", "finished_at", "active_key", "result", "error", "error_detail", "progress",
                             "message"])
+    webhook_events.emit(f"job.{state}", webhook_payloads.job(job))  # sent once the end is committed
 
 
 def _locked_if_mine(job: Job) -> Job | None:
