@@ -4,6 +4,7 @@ from django.urls import path
 
 import momentry.converters  # noqa: F401 - registers the path converters (a bad value is a 404)
 from identities import face_views, views
+from identities.appearance_views import IdentityAppearancesView
 from identities.cast import views as cast_views
 
 urlpatterns = [
@@ -24,4 +25,6 @@ urlpatterns = [
     path("file/<file_uuid:file_uuid>/cooccurrence", cast_views.FileCastGraphView.as_view(), name="file-cooccurrence"),
     path("identity/<identity_uuid:identity_uuid_a>/co-occur-with/<identity_uuid:identity_uuid_b>",
          cast_views.IdentityPairFilesView.as_view(), name="identity-cooccurrence-files"),
+    path("identity/<identity_uuid:identity_uuid>/appearances", IdentityAppearancesView.as_view(),
+         name="identity-appearances"),
 ]

@@ -39,6 +39,7 @@ class Command(BaseCommand):
                 result = detect_shots(media_file)
             except (FrameCountMismatch, FrameReadError) as exc:
                 raise CommandError(f"{media_file.file_uuid}: {exc}") from None
-            self.stdout.write(f"{media_file.file_uuid} {media_file.name}: {result.shots} shots "
+            plural = "" if result.shots == 1 else "s"
+            self.stdout.write(f"{media_file.file_uuid} {media_file.name}: {result.shots} shot{plural} "
                               f"(cuts at frames {', '.join(map(str, result.cuts)) or 'none'}), "
                               f"{result.frames_decoded} frames decoded, {result.seconds:.1f} s")

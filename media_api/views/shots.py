@@ -1,0 +1,66 @@
+"""``GET /file/{uuid}/shots``: the file's shots (between hard cuts), in order, with their seconds.
+
+Paginated with the list envelope, but with larger pages than other lists (default
+:data:`DEFAULT_PAGE_SIZE`, at most :data:`MAX_PAGE_SIZE`): a shot is five numbers, and a player
+or editor wants a whole film's ~2 000 shots in one request. A file nobody analysed has no
+shots (``total`` 0): face analysis or a ``detect_shots`` job stores them.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers as S
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from identities.cooccurrence import FrameClock
+from media_api import selectors
+from media_api.models import Shot
+from momentry import schema
+from momentry.pagination import Page, int_param
+
+DEFAULT_PAGE_SIZE = 2000
+MAX_PAGE_SIZE = 10000
+SECONDS_DECIMALS = 6
+
+SHOT_PAGE = schema.page_of("ShotPage", "shots", inline_serializer("Shot", {
+    "index": S.IntegerField(help_text="0, 1, … in frame order"),
+    "start_frame": S.IntegerField(), "end_frame": S.IntegerField(help_text="inclusive"),
+    "start_secs": S.FloatField(help_text="start of the first frame, from the file's first frame"),
+    "end_secs": S.FloatField(help_text="end of the last frame (the next shot's start)"),
+}), file_uuid=S.CharField())
+
+SHOT_PAGE_PARAMETERS = [
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY,
+                     description="1-based page number (default 1); a page past the end is an empty list"),
+    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, OpenApiParameter.QUERY,
+                     description=f"shots per page, 1..{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})"),
+]
+
+
+def shot_page(params) -> Page:
+    """Page parameters of the shots list (its own sizes; the same 400s as every list)."""
+    return Page(page=int_param(params, "page", 1, 1),
+                page_size=int_param(params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE))
+
+
+class FileShotsView(APIView):
+    @extend_schema(
+        operation_id="file_shots",
+        summary="The file's shots between hard cuts (found by face analysis or a detect_shots job), in order",
+        parameters=SHOT_PAGE_PARAMETERS,
+        responses={200: SHOT_PAGE},
+        tags=["files"],
+    )
+    def get(self, request: Request, file_uuid: str) -> Response:
+        page = shot_page(request.query_params)
+        media_file = selectors.file_for_request(request, file_uuid)
+        shots = Shot.objects.filter(file=media_file).order_by("index")
+        total = shots.count()
+        rows = page.slice(shots.values_list("index", "start_frame", "end_frame"), total)
+        clock = FrameClock.for_file(media_file)
+        items = [{"index": index, "start_frame": start, "end_frame": end,
+                  "start_secs": round(clock.at(start), SECONDS_DECIMALS),
+                  "end_secs": round(clock.at(end + 1), SECONDS_DECIMALS)} for index, start, end in rows]
+        return Response({**page.envelope("shots", items, total), "file_uuid": media_file.file_uuid})
