@@ -332,8 +332,13 @@ def twin(field: Any) -> Any:
 
 # Built once: a component must be one class wherever it is used.
 BBOX = inline_serializer("BBox", {k: S.IntegerField() for k in ("x", "y", "width", "height")})
+#: How any answer names a person (``source`` and ``status`` say a curator's name from an automatic cluster).
+IDENTITY_SOURCE = S.ChoiceField(["auto", "user_defined", "import", "merged"],
+                                help_text="auto: an automatic cluster; user_defined: named by a curator")
+IDENTITY_STATUS = S.ChoiceField(["confirmed", "pending", "inactive"],
+                                help_text="pending: an automatic cluster nobody confirmed; inactive: merged away")
 IDENTITY_SUMMARY = inline_serializer("IdentitySummary", {
-    "identity_uuid": S.CharField(), "name": S.CharField(), "status": S.CharField(),
+    "identity_uuid": S.CharField(), "name": S.CharField(), "source": IDENTITY_SOURCE, "status": IDENTITY_STATUS,
 }, allow_null=True)
 
 
@@ -359,6 +364,8 @@ def trace_fields() -> dict[str, Any]:
         "start_frame": S.IntegerField(allow_null=True), "end_frame": S.IntegerField(allow_null=True),
         "start_time": S.FloatField(allow_null=True), "end_time": S.FloatField(allow_null=True),
         "avg_confidence": S.FloatField(allow_null=True),
+        "has_embedding": S.BooleanField(help_text="the trace has a face embedding of the current model (usable by "
+                                                  "suggestions, clustering and search); false for imported boxes"),
         "identity": IDENTITY_SUMMARY,
         "thumbnail_url": S.CharField(), "video_url": S.CharField(),
         "representative_face_url": S.CharField(), "faces_url": S.CharField(),

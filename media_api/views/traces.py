@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from identities.suggestions import has_comparable_embedding
 from media_api import selectors
 from media_api.ffmpeg.index import FrameIndexData
 from media_api.models import Detection, MediaFile, Trace
@@ -64,9 +65,11 @@ def serialize_trace(trace: Trace, media_file: MediaFile, index: FrameIndexData |
         "start_time": _seconds(index, trace.start_frame),
         "end_time": _seconds(index, trace.end_frame),
         "avg_confidence": trace.avg_confidence,
+        "has_embedding": has_comparable_embedding(trace),
         "identity": None if identity is None else {
             "identity_uuid": identity.identity_uuid,
             "name": identity.name,
+            "source": identity.source,
             "status": identity.status,
         },
         **trace_urls(media_file.file_uuid, trace.trace_id),
