@@ -29,6 +29,10 @@ DEFERRED = object()
 
 
 def run_register(job: Job) -> dict[str, Any]:
+    if "upload" in job.params:  # a tus upload's stored bytes (uploads/services.py: kept only if a video)
+        from uploads.services import register_upload
+
+        return register_upload(job)
     registered = register_file(job.params["path"])
     Job.objects.filter(pk=job.pk).update(file=registered.file)
     return {"file_uuid": registered.file.file_uuid, "already_exists": registered.already_exists,
