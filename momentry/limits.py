@@ -37,6 +37,12 @@ def too_large(size: int | None = None) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than {body_limit()} bytes.", details)
 
 
+def streamed_upload(request: HttpRequest) -> bool:
+    """A tus PATCH (uploads/): the view streams its body to storage piece by piece, so no body limit applies
+    (``MOMENTRY_MAX_UPLOAD_BYTES`` bounds the upload when it is created)."""
+    return request.method == "PATCH" and request.path_info.startswith("/api/v1/uploads/")
+
+
 class RequestLimitsMiddleware:
     """First in the chain: refuses oversized requests before sessions, CSRF or DRF read them."""
 
@@ -71,6 +77,8 @@ class RequestLimitsMiddleware:
     def read_chunked_body(request: HttpRequest) -> HttpResponse | None:
         """Read a chunked body (at most the limit) so that it is neither ignored nor unbounded."""
         meta = request.META
+        if streamed_upload(request):
+            return None
         if meta.get("CONTENT_LENGTH") or "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
             return None
         if "wsgi.input" not in meta:  # ASGI: the server has read the body and gives its length
@@ -102,7 +110,7 @@ class RequestLimitsMiddleware:
         except ValueError:
             return error_response(400, "BAD_REQUEST", "Content-Length is not a number.",
                                   {"parameter": "Content-Length"})
-        if length > body_limit():
+        if length > body_limit() and not streamed_upload(request):
             exc = too_large(length)
             return error_response(exc.status, exc.code, exc.message, exc.details)
         return None
