@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("media_api.urls")),
     path("api/v1/", include("identities.urls")),
     path("api/v1/", include("jobs.urls")),
+    path("api/v1/", include("webhooks.urls")),  # webhooks (admin)
     path("api/v1/", include("uploads.urls")),  # tus uploads
     path("admin/cast/", include("identities.cast.urls")),  # the cast page (identities/cast/page.py)
     path("admin/", admin.site.urls),

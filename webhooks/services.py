@@ -38,13 +38,14 @@ class TooMany(Exception):
     pass
 
 
-def create_webhook(url: str, events: list[str], description: str = "", user: Any = None) -> Webhook:
+def create_webhook(url: str, events: list[str], description: str = "", active: bool = True,
+                   user: Any = None) -> Webhook:
     """A new webhook with a fresh secret; :class:`addresses.Refused` when the URL may not receive webhooks."""
     addresses.check(url)
     if Webhook.objects.count() >= MAX_WEBHOOKS:
         raise TooMany(f"at most {MAX_WEBHOOKS} webhooks; delete one first.")
     return Webhook.objects.create(url=url.strip(), events=list(dict.fromkeys(events)), description=description,
-                                  secret=signing.new_secret(),
+                                  active=active, secret=signing.new_secret(),
                                   created_by=user if getattr(user, "pk", None) is not None else None)
 
 
