@@ -24,7 +24,7 @@ from momentry.pagination import PAGE_PARAMETERS, Page, number_param
 
 SECONDS_DECIMALS = 6
 
-APPEARANCES = schema.page_of("AppearancePage", "files", inline_serializer("AppearanceFile", {
+_APPEARANCE_FILE = inline_serializer("AppearanceFile", {
     "file_uuid": S.CharField(), "name": S.CharField(),
     "screen_frames": S.IntegerField(help_text="frames with at least one of the person's detections"),
     "screen_secs": S.FloatField(help_text="seconds of those frames (a frame lasts until the next one starts); "
@@ -35,7 +35,15 @@ APPEARANCES = schema.page_of("AppearancePage", "files", inline_serializer("Appea
         "end_secs": S.FloatField(help_text="end of the last frame"),
         "trace_ids": S.ListField(child=S.IntegerField(), help_text="the person's traces in the interval, ascending"),
     }), help_text="in frame order; gaps shorter than min_gap_seconds are joined"),
-}), identity_uuid=S.CharField(), name=S.CharField(), min_gap_seconds=S.FloatField())
+})
+# The list envelope (schema.page_of) plus the identity; written out because page_of's own first
+# argument is called ``name``.
+APPEARANCES = schema.success("AppearancePage", {
+    "identity_uuid": S.CharField(), "name": S.CharField(), "min_gap_seconds": S.FloatField(),
+    "count": S.IntegerField(help_text="files on this page"), "total": S.IntegerField(help_text="files matching"),
+    "page": S.IntegerField(), "page_size": S.IntegerField(), "num_pages": S.IntegerField(),
+    "files": S.ListField(child=_APPEARANCE_FILE, help_text="files in scope where the person appears, by name"),
+})
 
 
 def _secs(value: float) -> float:
