@@ -21,11 +21,13 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
+from django.db import connection, transaction
 
 from media_api import selectors
 from media_api.ffmpeg.index import FrameIndexData
@@ -151,6 +153,17 @@ def read_page(file_pk: int, trace_pk: int | None, where: DetectionFilter, index:
     return DetectionPage([writer.line(row) for row in rows], next_cursor)
 
 
+def _lazy_reads() -> AbstractContextManager:
+    """On PostgreSQL, a transaction around the stream, so that its server-side cursor is read lazily.
+
+    Outside a transaction Django declares the cursor ``WITH HOLD``, and PostgreSQL then runs the
+    whole query and stores every row before the first one is sent. Not on SQLite: its transactions
+    begin IMMEDIATE here (settings), which would hold the write lock for the whole stream; SQLite
+    steps through the rows lazily anyway (WAL lets writers go on).
+    """
+    return transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
+
+
 def stream_lines(file_pk: int, trace_pk: int | None, where: DetectionFilter, index: FrameIndexData | None,
                  after: tuple[int, int] | None = None) -> Iterator[bytes]:
     """Every row of the query (after ``after``) as NDJSON, ``STREAM_CHUNK_ROWS`` lines per chunk, with flat memory.
@@ -165,12 +178,13 @@ def stream_lines(file_pk: int, trace_pk: int | None, where: DetectionFilter, ind
     line = writer.line
     batch: list[str] = []
     try:
-        for row in rows.iterator(chunk_size=STREAM_CHUNK_ROWS):
-            batch.append(line(row))
-            if len(batch) >= STREAM_CHUNK_ROWS:
-                batch.append("")
-                yield "\n".join(batch).encode()
-                batch = []
+        with _lazy_reads():
+            for row in rows.iterator(chunk_size=STREAM_CHUNK_ROWS):
+                batch.append(line(row))
+                if len(batch) >= STREAM_CHUNK_ROWS:
+                    batch.append("")
+                    yield "\n".join(batch).encode()
+                    batch = []
     except Exception:  # noqa: BLE001 - the answer has begun: say so in the stream, never a 500 page
         logger.exception("detection stream of %s failed", where.file_uuid)
         error: dict[str, Any] = {"success": False, "error": {"code": "INTERNAL_ERROR", "message": "The stream "
