@@ -236,6 +236,15 @@ MOMENTRY_MEDIA_ROOTS = [Path(p.strip()).resolve() for p in os.environ.get("MOMEN
 # Media the service stores itself (uploads): local under DATA_DIR/stored, or s3://bucket/prefix with the
 # standard AWS_* variables (media_api/storage/config.py).
 MOMENTRY_STORAGE_URL = os.environ.get("MOMENTRY_STORAGE_URL", "")
+# Object storage (media_api/storage/, docs/storage.md): buckets besides MOMENTRY_STORAGE_URL's that
+# POST /files {"url": "s3://bucket/key"} may register from (comma-separated); the life of the presigned URLs
+# FFmpeg reads objects through (never sent to clients); /video of a stored object as a 302 to a presigned URL
+# (for a CDN in front of the store) instead of proxying its ranges, and that URL's life.
+MOMENTRY_S3_REGISTER_BUCKETS = [b.strip() for b in os.environ.get("MOMENTRY_S3_REGISTER_BUCKETS", "").split(",")
+                                if b.strip()]
+MOMENTRY_S3_URL_SECONDS = _env_int("MOMENTRY_S3_URL_SECONDS", 6 * 3600)
+MOMENTRY_S3_VIDEO_REDIRECT = _env_bool("MOMENTRY_S3_VIDEO_REDIRECT", False)
+MOMENTRY_S3_REDIRECT_SECONDS = _env_int("MOMENTRY_S3_REDIRECT_SECONDS", 3600)
 # tus uploads (uploads/, docs/uploads.md): largest Upload-Length (413 beyond), how long an unfinished upload
 # lives after its last chunk (beat removes it then), and how many unfinished uploads one key (or user) may hold.
 MOMENTRY_MAX_UPLOAD_BYTES = _env_int("MOMENTRY_MAX_UPLOAD_BYTES", 20 * 1024**3)
