@@ -9,6 +9,7 @@ from django.urls import path
 import momentry.converters  # noqa: F401 - registers <file_uuid:…> and <trace_id:…>
 from media_api.views import detections as detection_views
 from media_api.views import files, images, signing, stream, suggestions, traces
+from media_api.views import search as search_views
 from media_api.views import shots as shot_views
 
 FILE = "file/<file_uuid:file_uuid>"
@@ -31,4 +32,5 @@ urlpatterns = [
     path(TRACE + "/video", stream.TraceVideoView.as_view(), name="trace-video"),
     path(FILE + "/shots", shot_views.FileShotsView.as_view(), name="file-shots"),
     path(FILE + "/detections", detection_views.FileDetectionsView.as_view(), name="file-detections"),
+    path("faces/search", search_views.FaceSearchView.as_view(), name="faces-search"),
 ]
