@@ -129,7 +129,8 @@ class DetectionPage:
         """The page as JSON text: the envelope, and the rows as the stream writes them."""
         next_link = None
         if self.next_cursor is not None:
-            next_link = f"{path}?{urlencode({**where.query(), 'page_size': page_size, 'cursor': self.next_cursor})}"
+            query = {**where.query(), "page_size": page_size, "cursor": self.next_cursor}
+            next_link = f"{path}?{urlencode(query, safe=':')}"
         head = json.dumps({"success": True, "file_uuid": where.file_uuid, "count": len(self.lines),
                            "page_size": page_size, "next_cursor": self.next_cursor, "next": next_link})
         return f'{head[:-1]},"detections":[{",".join(self.lines)}]}}'.encode()
