@@ -6,5 +6,5 @@ from uploads import views
 
 urlpatterns = [
     path("uploads", views.UploadCollectionView.as_view(), name="uploads"),
-    path("uploads/<uuid:upload_id>", views.UploadView.as_view(), name="upload"),
+    path("uploads/<str:upload_id>", views.UploadView.as_view(), name="upload"),
 ]

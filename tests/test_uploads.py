@@ -1,0 +1,345 @@
+"""tus uploads (uploads/): real tuspy client, real gunicorn, real Celery worker, real FFmpeg, S3 on moto's server.
+
+The live test sends a demo clip with tuspy in chunks, cuts a chunk off mid-way over a raw socket (the
+bytes that arrived are kept), resumes with a fresh tuspy uploader, and checks that the register job
+run by a worker makes it a file whose served thumbnail is the original's. The rest talk to the
+app through Django's test client: every tus refusal in the JSON envelope, quotas, expiry, and the S3
+sink (multipart parts + tail objects) against a moto server on loopback (skipped without moto).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from django.utils import timezone
+
+from jobs.models import Job
+from media_api.models import MediaFile
+from media_api.storage.config import storage_config
+from tests.conftest import HAMILTON
+from tests.helpers_rest import key_client
+from tests.servers import celery_worker, free_port, gunicorn, wait_for
+from uploads import services
+from uploads.models import Upload
+
+pytestmark = pytest.mark.django_db(transaction=True)  # jobs run in this process (jobs.tasks.run_job)
+
+TUS = {"HTTP_TUS_RESUMABLE": "1.0.0"}
+OCTET = "application/offset+octet-stream"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def create(client, length: int, filename: str = "clip.mp4", **headers):
+    return client.post("/api/v1/uploads", HTTP_UPLOAD_LENGTH=str(length),
+                       HTTP_UPLOAD_METADATA=f"filename {b64(filename)},filetype {b64('video/mp4')}",
+                       **{**TUS, **headers})
+
+
+def patch(client, url: str, data: bytes, offset: int, content_type: str = OCTET, **headers):
+    return client.generic("PATCH", url, data, content_type=content_type, HTTP_UPLOAD_OFFSET=str(offset),
+                          **{**TUS, **headers})
+
+
+def error_code(response) -> str:
+    body = response.json()
+    assert body["success"] is False and response["Content-Type"].startswith("application/json")
+    return body["error"]["code"]
+
+
+def run_job_inline(job_id) -> Job:
+    from jobs.tasks import run_job
+
+    run_job(str(job_id))
+    return Job.objects.get(pk=job_id)
+
+
+@pytest.fixture
+def writer(staff_user):
+    return key_client(staff_user, write=True)
+
+
+# --------------------------------------------------------------------------- live: tuspy, a dropped chunk, a worker
+
+
+def _half_a_chunk(base_url: str, path: str, key: str, offset: int, chunk: bytes) -> None:
+    """Send a PATCH announcing the whole chunk, send half of it, and close the connection."""
+    host, port = base_url.removeprefix("http://").split(":")
+    head = (f"PATCH {path} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Upload-Offset: {offset}\r\nContent-Type: {OCTET}\r\nContent-Length: {len(chunk)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + chunk[:len(chunk) // 2])
+
+
+def test_tuspy_upload_survives_a_dropped_chunk_and_becomes_a_file(staff_user, tmp_path):
+    from tusclient import client as tus_client
+
+    from media_api.services.thumbnails import frame_thumbnail
+
+    _, key = key_client(staff_user, write=True)
+    data = HAMILTON.read_bytes()
+    chunk = 200_000
+    with gunicorn(workers=2, log_path=tmp_path / "gunicorn.log") as url, \
+            celery_worker(log_path=tmp_path / "worker.log"):
+        tus = tus_client.TusClient(f"{url}/api/v1/uploads", headers={"X-API-Key": key})
+        uploader = tus.uploader(str(HAMILTON), chunk_size=chunk, metadata={"filename": "hamilton clip.mp4"})
+        uploader.upload_chunk()  # the first chunk, as a client would
+        assert uploader.offset == chunk
+        upload_path = uploader.url.removeprefix(url)
+        _half_a_chunk(url, upload_path, key, chunk, data[chunk:2 * chunk])
+        head = {"X-API-Key": key, "Tus-Resumable": "1.0.0"}
+        offset = wait_for(lambda: int(requests.head(uploader.url, headers=head).headers["Upload-Offset"]) > chunk
+                          and int(requests.head(uploader.url, headers=head).headers["Upload-Offset"]), timeout=20)
+        assert offset == chunk + chunk // 2  # what arrived before the cut is kept
+
+        resumed = tus.uploader(str(HAMILTON), url=uploader.url, chunk_size=chunk)
+        assert resumed.get_offset() == offset
+        resumed.upload()
+        status = requests.get(uploader.url, headers={"X-API-Key": key}).json()["upload"]
+        assert status["offset"] == status["length"] == len(data) and status["state"] in ("registering", "done")
+        job_url = f"{url}{status['job']['url']}"
+        wait_for(lambda: requests.get(job_url, headers={"X-API-Key": key}).json()["job"]["state"]
+                 not in ("queued", "running"), timeout=60, interval=0.2)
+        status = requests.get(uploader.url, headers={"X-API-Key": key}).json()["upload"]
+        assert status["state"] == "done" and status["job"]["state"] == "succeeded", status
+        thumb = requests.get(f"{url}/api/v1/file/{status['file_uuid']}/thumbnail", params={"frame": 57},
+                             headers={"X-API-Key": key})
+        assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+
+    media_file = MediaFile.objects.get(file_uuid=status["file_uuid"])
+    stored = Path(media_file.path)
+    assert stored == storage_config().local_root / "media" / status["id"] / "hamilton_clip.mp4"
+    assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert not (storage_config().local_root / "uploads" / f"{status['id']}.part").exists()
+    original = MediaFile(**{f.attname: getattr(media_file, f.attname) for f in MediaFile._meta.concrete_fields})
+    original.path = str(HAMILTON)
+    assert thumb.content == frame_thumbnail(original, 57, None)  # pixel-identical to the original's decode
+
+
+# --------------------------------------------------------------------------- the protocol, through the test client
+
+
+def test_discovery_and_the_whole_protocol_on_local_storage(writer):
+    client, _ = writer
+    options = client.options("/api/v1/uploads")
+    assert options.status_code == 204 and options["Tus-Version"] == "1.0.0"
+    assert set(options["Tus-Extension"].split(",")) == {"creation", "termination", "expiration", "checksum"}
+    assert int(options["Tus-Max-Size"]) > 0 and "sha1" in options["Tus-Checksum-Algorithm"]
+
+    data = os.urandom(300_000)
+    created = create(client, len(data), filename="../../etc/passwd")
+    assert created.status_code == 201 and created["Tus-Resumable"] == "1.0.0" and created["Upload-Expires"]
+    url = created["Location"]
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    assert upload.filename == "passwd" and upload.storage == "local"
+
+    assert error_code(client.delete(url)) == "PRECONDITION_FAILED"  # no Tus-Resumable
+    assert client.head(url).status_code == 412 and client.head(url)["Tus-Version"] == "1.0.0"
+    assert error_code(patch(client, url, data[:10], 0, content_type="application/octet-stream")) == \
+        "UNSUPPORTED_MEDIA_TYPE"
+    wrong = patch(client, url, data[:10], 5)
+    assert wrong.status_code == 409 and wrong.json()["error"]["details"]["offset"] == 0
+
+    first = patch(client, url, data[:100_000], 0, HTTP_UPLOAD_CHECKSUM=f"sha1 {b64('x')}")
+    assert first.status_code == 460 and error_code(first) == "CHECKSUM_MISMATCH"
+    assert client.head(url, **TUS)["Upload-Offset"] == "0"  # the bad chunk was not kept
+    digest = base64.b64encode(hashlib.sha1(data[:100_000]).digest()).decode()
+    first = patch(client, url, data[:100_000], 0, HTTP_UPLOAD_CHECKSUM=f"sha1 {digest}")
+    assert first.status_code == 204 and first["Upload-Offset"] == "100000"
+    head = client.head(url, **TUS)
+    assert head.status_code == 200 and head["Upload-Offset"] == "100000" and head["Upload-Length"] == "300000"
+    assert head["Cache-Control"] == "no-store" and head["Upload-Expires"]
+    assert patch(client, url, data[100_000:] + b"extra", 100_000).status_code == 400  # past Upload-Length
+    done = patch(client, url, data[100_000:], 100_000)
+    assert done.status_code == 204 and done["Upload-Offset"] == "300000"
+
+    status = client.get(url).json()["upload"]
+    assert status["state"] == "registering" and status["offset"] == 300_000 and status["job"]["state"] == "queued"
+    stored = storage_config().local_root / "media" / upload.pk.hex / "passwd"
+    assert stored.read_bytes() == data
+    assert patch(client, url, b"x", 300_000).status_code == 409  # complete
+
+    job = run_job_inline(status["job"]["id"])  # random bytes: no video
+    assert job.state == "failed" and "not a video" in job.error
+    status = client.get(url).json()["upload"]
+    assert status["state"] == "failed" and "not a video" in status["error"] and status["file_uuid"] is None
+    assert not stored.exists() and not MediaFile.objects.exists()
+
+
+def test_refusals_scope_quota_and_termination(writer, staff_user, plain_user, settings):
+    client, _ = writer
+    settings.MOMENTRY_MAX_UPLOAD_BYTES = 1000
+    settings.MOMENTRY_UPLOAD_MAX_INCOMPLETE = 2
+    too_big = create(client, 1001)
+    assert too_big.status_code == 413 and error_code(too_big) == "PAYLOAD_TOO_LARGE"
+    assert create(client, 10, HTTP_TUS_RESUMABLE="0.2.2").status_code == 412
+    assert error_code(client.post("/api/v1/uploads", **TUS)) == "BAD_REQUEST"  # no Upload-Length
+    assert client.post("/api/v1/uploads", HTTP_UPLOAD_LENGTH="5", HTTP_UPLOAD_METADATA="filename %%%",
+                       **TUS).status_code == 400
+
+    reader, _ = key_client(plain_user)
+    refused = create(reader, 10)
+    assert refused.status_code == 403 and error_code(refused) == "FORBIDDEN"
+    assert APIClient_anonymous().post("/api/v1/uploads", HTTP_UPLOAD_LENGTH="10", **TUS).status_code == 401
+
+    url = create(client, 10)["Location"]
+    other_key, _ = key_client(staff_user, write=True)  # same user, another key: not its upload
+    assert other_key.head(url, **TUS).status_code == 404
+    for response in (patch(other_key, url, b"x", 0), other_key.get(url), other_key.delete(url, **TUS)):
+        assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
+
+    assert create(client, 10).status_code == 201
+    quota = create(client, 10)
+    assert quota.status_code == 429 and error_code(quota) == "TOO_MANY_UPLOADS" and int(quota["Retry-After"]) > 0
+    assert create(other_key, 10).status_code == 201  # the quota is per key
+
+    part = storage_config().local_root / "uploads" / f"{url.rsplit('/', 1)[1]}.part"
+    assert patch(client, url, b"12345", 0).status_code == 204 and part.stat().st_size == 5
+    assert client.delete(url, **TUS).status_code == 204
+    assert not part.exists() and client.head(url, **TUS).status_code == 404
+    assert create(client, 10).status_code == 201  # a slot is free again
+
+
+def APIClient_anonymous():  # noqa: N802 - reads like the class it returns
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def test_expired_upload_is_gone_then_removed_by_beat(writer):
+    client, _ = writer
+    url = create(client, 10)["Location"]
+    assert patch(client, url, b"12345", 0).status_code == 204
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    part = storage_config().local_root / "uploads" / f"{upload.pk.hex}.part"
+    Upload.objects.filter(pk=upload.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.head(url, **TUS).status_code == 410
+    gone = patch(client, url, b"67890", 5)
+    assert gone.status_code == 410 and error_code(gone) == "GONE"
+
+    from uploads.tasks import expire_uploads
+
+    assert expire_uploads() == 1  # the beat task
+    assert not part.exists() and not Upload.objects.exists()
+    assert client.head(url, **TUS).status_code == 404
+
+
+# --------------------------------------------------------------------------- S3 (moto's server on loopback)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    """TEST_S3_ENDPOINT when the test command started one, else a moto server of our own on a free port."""
+    if os.environ.get("TEST_S3_ENDPOINT"):
+        yield os.environ["TEST_S3_ENDPOINT"]
+        return
+    pytest.importorskip("moto.server")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for(lambda: proc.poll() is not None or _answers(port), timeout=30)
+        except TimeoutError:
+            pytest.skip("moto server did not start")
+        if proc.poll() is not None:
+            pytest.skip(f"moto server exited: {log.read_text()[-500:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@pytest.fixture
+def s3(s3_endpoint, settings, monkeypatch):
+    from media_api.storage import config
+
+    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    config._client.cache_clear()
+    bucket = f"uploads-{os.urandom(4).hex()}"
+    settings.MOMENTRY_STORAGE_URL = f"s3://{bucket}/media-prefix"
+    client = config.s3_client()
+    client.create_bucket(Bucket=bucket)
+    yield client, bucket
+    config._client.cache_clear()
+
+
+def _keys(client, bucket: str) -> list[str]:
+    return sorted(item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_s3_sink_multipart_parts_and_tail_objects(writer, s3):
+    s3_client, bucket = s3
+    client, _ = writer
+    data = os.urandom(11 * 1024 * 1024 + 12345)
+    url = create(client, len(data), filename="noise.bin")["Location"]
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    assert upload.storage == "s3" and upload.s3_upload_id and upload.s3_part_size == 5 * 1024 * 1024
+    step = 3 * 1024 * 1024  # tus chunks smaller than an S3 part, and one very short one
+    bounds = [0, step, step + 1000, *range(2 * step + 1000, len(data), step), len(data)]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        response = patch(client, url, data[start:end], start)
+        assert response.status_code == 204 and response["Upload-Offset"] == str(end), response.content
+        upload.refresh_from_db()
+        tails = [k for k in _keys(s3_client, bucket) if "/uploads/" in k]
+        if end < len(data):  # the bytes short of a part wait in one tail object
+            assert tails == [upload.s3_tail_key] and upload.s3_tail_size == end % upload.s3_part_size
+    assert [p[2] for p in upload.s3_parts] == [5 * 1024 * 1024, 5 * 1024 * 1024, len(data) - 10 * 1024 * 1024]
+    key = f"media-prefix/media/{upload.pk.hex}/noise.bin"
+    assert _keys(s3_client, bucket) == [key]  # no tail left
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+    job = run_job_inline(client.get(url).json()["upload"]["job"]["id"])
+    assert job.state == "failed" and "not a video" in job.error
+    assert _keys(s3_client, bucket) == []  # nothing left stored
+
+
+def test_s3_abandoned_and_expired_uploads_leave_nothing(writer, s3):
+    s3_client, bucket = s3
+    client, _ = writer
+    urls = [create(client, 6 * 1024 * 1024)["Location"] for _ in range(2)]
+    for url in urls:
+        assert patch(client, url, os.urandom(5 * 1024 * 1024 + 10), 0).status_code == 204
+    assert len([k for k in _keys(s3_client, bucket) if "/uploads/" in k]) == 2
+    assert client.delete(urls[0], **TUS).status_code == 204
+    Upload.objects.filter(pk=urls[1].rsplit("/", 1)[1]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.expire_uploads() == 1
+    assert _keys(s3_client, bucket) == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_s3_upload_of_a_video_registers_the_object(writer, s3):
+    s3_client, bucket = s3
+    client, _ = writer
+    data = HAMILTON.read_bytes()
+    url = create(client, len(data), filename="hamilton.mp4")["Location"]
+    assert patch(client, url, data, 0).status_code == 204
+    job = run_job_inline(client.get(url).json()["upload"]["job"]["id"])
+    assert job.state == "succeeded", job.error
+    status = client.get(url).json()["upload"]
+    media_file = MediaFile.objects.get(file_uuid=status["file_uuid"])
+    key = f"media-prefix/media/{status['id']}/hamilton.mp4"
+    assert (media_file.storage, media_file.path, media_file.owned) == ("s3", f"s3://{bucket}/{key}", True)
+    assert _keys(s3_client, bucket) == [key]

@@ -1,0 +1,401 @@
+"""tus uploads: create, receive a chunk, finish (register job), abandon, expire.
+
+Views stay thin over these. The rules that matter:
+
+* **Who sees an upload.** The credential that created it: an API key sees the uploads it created,
+  a session or JWT the uploads its user created without a key. Anyone else gets the 404 of an
+  unknown upload (no existence leak).
+* **One writer at a time.** A PATCH claims the upload with a conditional UPDATE on
+  (offset, ``busy_since``) — no row lock is held while the body streams in (SQLite would block
+  every other writer). A claim older than :data:`BUSY_STALE_SECONDS` without progress is taken
+  over (its worker died). HEAD and PATCH wait briefly for a running PATCH to end, so a client that
+  lost its connection and asks at once gets the offset of everything that arrived.
+* **A cut-off body keeps what arrived.** The body is read from the socket in small pieces; when it
+  ends early, the bytes received are stored and counted, and the client resumes from there.
+* **On completion** a ``register_file`` job is submitted with ``{"path" or "url", "upload", "owned"}``;
+  the register runner hands such jobs to :func:`register_upload`, which deletes the stored bytes when
+  they are not a video FFmpeg can read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import inspect
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from momentry.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge
+from momentry.models import APIKey
+from uploads import store
+from uploads.models import Upload
+
+logger = logging.getLogger("momentry.uploads")
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = "creation,termination,expiration,checksum"
+CHECKSUMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
+READ_SIZE = 256 * 1024
+CHECKPOINT_BYTES = 32 * 1024 * 1024
+BUSY_STALE_SECONDS = 60
+WAIT_FOR_WRITER_SECONDS = 10.0
+
+
+class Gone(ApiError):
+    status, code, default_message = 410, "GONE", "The upload expired."
+
+
+class TooManyUploads(ApiError):
+    status, code, default_message = 429, "TOO_MANY_UPLOADS", "Too many unfinished uploads."
+
+
+class ChecksumMismatch(ApiError):
+    status, code, default_message = 460, "CHECKSUM_MISMATCH", "The chunk does not match Upload-Checksum."
+
+
+def not_found(upload_id: Any) -> NotFound:
+    return NotFound("Upload not found.", {"upload_id": str(upload_id)})
+
+
+# --------------------------------------------------------------------------- who sees what
+
+
+def _mine(user: Any, auth: Any) -> Q:
+    key = auth if isinstance(auth, APIKey) else None
+    return Q(owner_id=user.pk, api_key=key)
+
+
+def uploads_of(user: Any, auth: Any) -> QuerySet[Upload]:
+    return Upload.objects.filter(_mine(user, auth))
+
+
+def upload_for(user: Any, auth: Any, upload_id: Any) -> Upload:
+    """The caller's upload, or the 404 of an unknown one; 410 once it expired (until beat removes it)."""
+    try:
+        pk = uuid.UUID(str(upload_id))
+    except ValueError:
+        raise not_found(upload_id) from None
+    upload = uploads_of(user, auth).select_related("job", "job__file").filter(pk=pk).first()
+    if upload is None:
+        raise not_found(upload_id)
+    return upload
+
+
+def check_not_expired(upload: Upload) -> None:
+    if upload.state == Upload.State.UPLOADING and upload.expires_at <= timezone.now():
+        raise Gone(details={"upload_id": upload.pk.hex, "expired_at": upload.expires_at.isoformat()})
+
+
+# --------------------------------------------------------------------------- creation
+
+
+def parse_metadata(raw: str | None) -> dict[str, str]:
+    """``Upload-Metadata``: comma-separated ``key base64value`` pairs (a key alone has an empty value)."""
+    found: dict[str, str] = {}
+    for pair in (raw or "").split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, value = pair.partition(" ")
+        if not key or " " in value.strip():
+            raise BadRequest("Upload-Metadata must be comma-separated 'key base64value' pairs.",
+                             param="Upload-Metadata")
+        try:
+            found[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value.strip() else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
+                             param="Upload-Metadata") from None
+        if "\x00" in found[key] or len(found[key]) > 1024:
+            raise BadRequest(f"Upload-Metadata value of {key!r} is too long or holds NUL.", param="Upload-Metadata")
+    return found
+
+
+def parse_length(raw: str | None, name: str) -> int:
+    if raw is None or not raw.isdigit() or len(raw) > 19:
+        raise BadRequest(f"{name} must be a non-negative integer.", param=name)
+    return int(raw)
+
+
+def expiry() -> Any:
+    return timezone.now() + timedelta(seconds=settings.MOMENTRY_UPLOAD_EXPIRE_SECONDS)
+
+
+def create(user: Any, auth: Any, length: int, metadata: dict[str, str]) -> Upload:
+    """A new upload of ``length`` bytes (413 over the limit, 429 over the unfinished-upload quota)."""
+    limit = int(settings.MOMENTRY_MAX_UPLOAD_BYTES)
+    if length > limit:
+        raise PayloadTooLarge(f"Upload-Length is over the limit of {limit} bytes (MOMENTRY_MAX_UPLOAD_BYTES).",
+                              {"max_bytes": limit, "upload_length": length})
+    if length == 0:
+        raise BadRequest("Upload-Length is 0: an empty file is not a video.", param="Upload-Length")
+    quota = int(settings.MOMENTRY_UPLOAD_MAX_INCOMPLETE)
+    unfinished = uploads_of(user, auth).filter(state=Upload.State.UPLOADING).count()
+    if unfinished >= quota:
+        oldest = uploads_of(user, auth).filter(state=Upload.State.UPLOADING).order_by("expires_at").first()
+        wait = max(1, int((oldest.expires_at - timezone.now()).total_seconds()) + 1) if oldest else 60
+        raise TooManyUploads(
+            f"This credential already has {unfinished} unfinished uploads (MOMENTRY_UPLOAD_MAX_INCOMPLETE="
+            f"{quota}); finish or DELETE one, or wait until one expires.",
+            {"unfinished": unfinished, "max_unfinished": quota, "retry_after": wait}, {"Retry-After": str(wait)})
+    filename = store.sanitise_filename(metadata.get("filename") or metadata.get("name") or "upload")
+    upload = Upload(owner=user, api_key=auth if isinstance(auth, APIKey) else None, filename=filename,
+                    metadata=metadata, length=length, expires_at=expiry())
+    store.prepare(upload)
+    upload.save(force_insert=True)
+    logger.info("upload %s created: %s, %d bytes, %s", upload.pk, filename, length, upload.storage)
+    return upload
+
+
+# --------------------------------------------------------------------------- one writer at a time
+
+
+def _free_or_stale() -> Q:
+    return Q(busy_since__isnull=True) | Q(busy_since__lt=timezone.now() - timedelta(seconds=BUSY_STALE_SECONDS))
+
+
+def wait_until_idle(upload: Upload, timeout: float = WAIT_FOR_WRITER_SECONDS) -> Upload:
+    """The upload once no PATCH is writing it (or after ``timeout``): what HEAD reports."""
+    deadline = time.monotonic() + timeout
+    while upload.busy_since is not None and time.monotonic() < deadline:
+        if upload.busy_since < timezone.now() - timedelta(seconds=BUSY_STALE_SECONDS):
+            break
+        time.sleep(0.05)
+        upload.refresh_from_db()
+    return upload
+
+
+def claim(upload: Upload, offset: int) -> Upload:
+    """Take the upload for one PATCH at ``offset``; 409 when the offset is not the upload's."""
+    deadline = time.monotonic() + WAIT_FOR_WRITER_SECONDS
+    while True:
+        taken = Upload.objects.filter(_free_or_stale(), pk=upload.pk, offset=offset,
+                                      state=Upload.State.UPLOADING).update(busy_since=timezone.now())
+        if taken:
+            upload.refresh_from_db()
+            return upload
+        upload.refresh_from_db()
+        if upload.state != Upload.State.UPLOADING:
+            raise Conflict("The upload is already complete.", {"upload_id": upload.pk.hex, "state": upload.state,
+                                                               "offset": upload.offset})
+        if upload.busy_since is None or time.monotonic() > deadline or upload.offset != offset:
+            if upload.busy_since is not None and upload.offset == offset:
+                raise Conflict("Another request is writing this upload; retry after HEAD.",
+                               {"upload_id": upload.pk.hex, "offset": upload.offset})
+            raise Conflict(f"Upload-Offset {offset} is not the upload's offset {upload.offset}; "
+                           f"ask with HEAD and resume from there.",
+                           {"upload_id": upload.pk.hex, "offset": upload.offset, "upload_offset": offset})
+        time.sleep(0.05)
+
+
+def _save(upload: Upload, fields: dict[str, Any], release: bool = False) -> None:
+    values = {**fields, "busy_since": None if release else timezone.now(), "updated_at": timezone.now()}
+    if release or "offset" in fields:
+        values["expires_at"] = expiry()
+    Upload.objects.filter(pk=upload.pk).update(**values)
+    for name, value in values.items():
+        setattr(upload, name, value)
+
+
+# --------------------------------------------------------------------------- receiving a chunk
+
+
+def parse_checksum(raw: str | None) -> tuple[str, bytes] | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``; 400 for an unknown algorithm or bad digest."""
+    if raw is None:
+        return None
+    algorithm, _, digest = raw.strip().partition(" ")
+    if algorithm not in CHECKSUMS:
+        raise BadRequest(f"Upload-Checksum algorithm must be one of {', '.join(CHECKSUMS)}.", param="Upload-Checksum")
+    try:
+        return algorithm, base64.b64decode(digest.strip(), validate=True)
+    except binascii.Error:
+        raise BadRequest("Upload-Checksum digest is not base64.", param="Upload-Checksum") from None
+
+
+def receive(upload: Upload, offset: int, body: BinaryIO, declared: int | None,
+            checksum: tuple[str, bytes] | None = None) -> Upload:
+    """Store one PATCH body at ``offset``: as much of it as arrives (all of it or nothing with a checksum)."""
+    if upload.state != Upload.State.UPLOADING:
+        raise Conflict("The upload is already complete.", {"upload_id": upload.pk.hex, "state": upload.state,
+                                                           "offset": upload.offset})
+    if declared is not None and offset + declared > upload.length:
+        raise BadRequest("The chunk goes past Upload-Length.", param="Content-Length", offset=offset,
+                         length=upload.length)
+    claim(upload, offset)
+    try:
+        writer = store.writer_for(upload)
+        hasher = CHECKSUMS[checksum[0]]() if checksum else None
+        room = upload.length - offset if declared is None else declared
+        since_checkpoint = 0
+        while room > 0:
+            try:
+                data = body.read(min(READ_SIZE, room))
+            except OSError:  # (some servers raise when the client goes away; gunicorn reads short)
+                data = b""
+            if not data:
+                break  # the client went away (or a chunked body ended): keep what arrived
+            if hasher:
+                hasher.update(data)
+            writer.write(data)
+            room -= len(data)
+            since_checkpoint += len(data)
+            if not hasher and since_checkpoint >= CHECKPOINT_BYTES:
+                fields = writer.checkpoint()
+                since_checkpoint = 0
+                if fields:
+                    _save(upload, fields)
+                    writer.after_save()
+        if declared is None and body.read(1):
+            writer.rollback()
+            raise BadRequest("The chunk goes past Upload-Length.", param="Content-Length")
+        if hasher and (room > 0 or hasher.digest() != checksum[1]):
+            writer.rollback()
+            raise ChecksumMismatch(details={"upload_id": upload.pk.hex, "offset": offset,
+                                            "received": (declared or 0) - room})
+        fields = writer.commit()
+    except BaseException:
+        _save(upload, {}, release=True)
+        raise
+    _save(upload, fields, release=True)
+    writer.after_save()
+    if upload.offset >= upload.length:
+        finish(upload)
+    return upload
+
+
+# --------------------------------------------------------------------------- completion
+
+
+def finish(upload: Upload) -> None:
+    """All bytes are stored: hand them to a register job."""
+    from jobs import services as jobs
+
+    params = {"path": store.registration_target(upload), "upload": upload.pk.hex, "owned": True}
+    job, _ = jobs.submit("register_file", params=params, user=upload.owner)
+    Upload.objects.filter(pk=upload.pk).update(state=Upload.State.REGISTERING, job=job, updated_at=timezone.now())
+    upload.state, upload.job = Upload.State.REGISTERING, job
+    logger.info("upload %s complete (%d bytes); register job %s", upload.pk, upload.length, job.pk)
+
+
+def finish_if_stored(upload: Upload) -> Upload:
+    """An upload whose last chunk was saved but whose job was never submitted (its web worker died then)."""
+    if upload.state == Upload.State.UPLOADING and upload.offset >= upload.length and upload.busy_since is None:
+        finish(upload)
+    return upload
+
+
+def _register(target: str, owned: bool) -> Any:
+    """media_api's registration of a stored path or ``s3://`` object, as the service's own bytes."""
+    from media_api.services import files
+
+    if target.startswith("s3://"):
+        return files.register_object(target, owned=owned)
+    if "owned" in inspect.signature(files.register_file).parameters:
+        return files.register_file(target, owned=owned)
+    return files.register_file(target)  # pragma: no cover - before files could be owned
+
+
+def register_upload(job: Any) -> dict[str, Any]:
+    """The register job of an upload: register the stored bytes, or delete them when they are no video."""
+    from jobs.models import Job
+
+    upload = Upload.objects.filter(pk=job.params["upload"]).first()
+    try:
+        registered = _register(job.params["path"], bool(job.params.get("owned", True)))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = f"the upload is not a video FFmpeg can read ({first})"[:1000]
+        if upload is not None:
+            try:
+                store.discard(upload)  # (registration removes owned bytes too; this makes sure)
+            except Exception:  # noqa: BLE001 - the failure is the job's; leftover bytes are logged
+                logger.exception("upload %s: could not delete its stored bytes", upload.pk)
+            Upload.objects.filter(pk=upload.pk).update(state=Upload.State.FAILED, error=reason,
+                                                       updated_at=timezone.now())
+        raise UploadNotVideo(reason) from exc
+    Job.objects.filter(pk=job.pk).update(file=registered.file)
+    file_uuid = registered.file.file_uuid
+    if upload is not None:
+        Upload.objects.filter(pk=upload.pk).update(state=Upload.State.DONE, file_uuid=file_uuid,
+                                                   updated_at=timezone.now())
+        _announce(upload, file_uuid, job)
+    return {"file_uuid": file_uuid, "already_exists": registered.already_exists,
+            "total_frames": registered.file.total_frames, "upload_id": job.params["upload"]}
+
+
+class UploadNotVideo(Exception):
+    """The uploaded bytes are not a video FFmpeg can read (the job fails with this reason)."""
+
+
+def _announce(upload: Upload, file_uuid: str, job: Any) -> None:
+    try:
+        from webhooks.events import UPLOAD_COMPLETED, emit
+    except ImportError:  # pragma: no cover - webhooks not installed
+        return
+    emit(UPLOAD_COMPLETED, {"upload_id": upload.pk.hex, "file_uuid": file_uuid, "filename": upload.filename,
+                            "length": upload.length, "job_id": job.pk.hex})
+
+
+# --------------------------------------------------------------------------- abandoning
+
+
+def terminate(upload: Upload) -> None:
+    """DELETE: remove the bytes and the row. A completed upload's file stays (delete the file for that)."""
+    if upload.state == Upload.State.UPLOADING:
+        claim_for_delete(upload)
+        store.discard(upload)
+    upload.delete()
+
+
+def claim_for_delete(upload: Upload) -> None:
+    wait_until_idle(upload)
+
+
+def expire_uploads(now: Any = None) -> int:
+    """Remove unfinished uploads past ``expires_at`` (beat, every 10 minutes): bytes, then rows."""
+    now = now or timezone.now()
+    removed = 0
+    stale = now - timedelta(seconds=BUSY_STALE_SECONDS)
+    expired = Upload.objects.filter(Q(busy_since__isnull=True) | Q(busy_since__lt=stale),
+                                    state=Upload.State.UPLOADING, expires_at__lte=now)
+    for upload in expired.iterator():
+        try:
+            store.discard(upload)
+        except Exception:  # noqa: BLE001 - try again at the next round
+            logger.exception("expired upload %s: could not delete its bytes", upload.pk)
+            continue
+        upload.delete()
+        removed += 1
+    if removed:
+        logger.info("removed %d expired uploads", removed)
+    return removed
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def serialize(upload: Upload) -> dict[str, Any]:
+    job = upload.job
+    return {
+        "id": upload.pk.hex,
+        "url": f"/api/v1/uploads/{upload.pk}",
+        "filename": upload.filename,
+        "length": upload.length,
+        "offset": upload.offset,
+        "state": upload.state,
+        "storage": upload.storage,
+        "file_uuid": upload.file_uuid or None,
+        "job": None if job is None else {"id": job.pk.hex, "state": job.state, "url": f"/api/v1/jobs/{job.pk.hex}",
+                                         "error": job.error or None},
+        "error": upload.error or None,
+        "expires_at": upload.expires_at.isoformat() if upload.state == Upload.State.UPLOADING else None,
+        "created_at": upload.created_at.isoformat(),
+    }
