@@ -21,7 +21,7 @@ from jobs.services import Progress, beat, release_claim
 from media_api.faces.chunks import ChunkResult, analyse_chunk, plan_chunks, stitch
 from media_api.faces.pipeline import analyse_video, default_stride
 from media_api.services.faces import FrameCountMismatch, store_analysis
-from media_api.services.files import frame_index_for, register_file
+from media_api.services.files import frame_index_for, register_file, register_object
 
 logger = logging.getLogger("jobs")
 
@@ -33,7 +33,10 @@ def run_register(job: Job) -> dict[str, Any]:
         from uploads.services import register_upload
 
         return register_upload(job)
-    registered = register_file(job.params["path"])
+    if "url" in job.params:  # an object already in a configured bucket (POST /files {"url"})
+        registered = register_object(job.params["url"], owned=bool(job.params.get("owned", False)))
+    else:
+        registered = register_file(job.params["path"], owned=bool(job.params.get("owned", False)))
     Job.objects.filter(pk=job.pk).update(file=registered.file)
     return {"file_uuid": registered.file.file_uuid, "already_exists": registered.already_exists,
             "total_frames": registered.file.total_frames}

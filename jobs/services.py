@@ -60,7 +60,7 @@ class JobCancelled(Exception):
 
 def active_key(kind: str, file: MediaFile | None, params: dict[str, Any]) -> str:
     if kind == Job.Kind.REGISTER:
-        return f"{kind}:{params['path']}"
+        return f"{kind}:{params.get('path') or params.get('url')}"
     if file is not None:
         return f"{kind}:{file.pk}"
     return kind

@@ -52,10 +52,10 @@ class MediaFileAdmin(admin.ModelAdmin):
     list_display = ["name", "file_uuid", "duration_display", "resolution", "fps_display", "total_frames",
                     "trace_count_link", "identity_count"]
     search_fields = ["name", "=file_uuid"]
-    list_filter = ["truncated"]
-    readonly_fields = ["file_uuid", "name", "path", "size_display", "container", "video_codec", "resolution",
-                       "fps_display", "total_frames", "completeness", "duration_display", "has_audio", "audio_codec",
-                       "created_at",
+    list_filter = ["truncated", "storage", "owned"]
+    readonly_fields = ["file_uuid", "name", "path", "storage", "owned", "size_display", "container", "video_codec",
+                       "resolution", "fps_display", "total_frames", "completeness", "duration_display", "has_audio",
+                       "audio_codec", "created_at",
                        "traces_link", "player", "cast_picture"]
     fields = readonly_fields
     list_per_page = 50
@@ -123,6 +123,27 @@ class MediaFileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # files are registered with `manage.py register_file` (probe + frame index)
+
+    # Deleting (the per-file page and the "Delete selected" action) goes through the storage lifecycle, as
+    # DELETE /api/v1/file/{uuid} does: rows, this host's cached renders, and the bytes only if owned.
+    def delete_model(self, request, obj: MediaFile) -> None:
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request, queryset) -> None:
+        self._delete(request, list(queryset))
+
+    def _delete(self, request, media_files: list[MediaFile]) -> None:
+        from media_api.storage import lifecycle
+        from momentry.errors import ApiError
+
+        for media_file in media_files:
+            try:
+                done = lifecycle.delete_file(media_file)
+            except ApiError as exc:  # a job on it is active (409) or the store is down (503)
+                self.message_user(request, f"{media_file.name} was not deleted: {exc.message}", messages.ERROR)
+                continue
+            kept = "its stored video deleted" if done.source == "deleted" else "its video left where it was"
+            self.message_user(request, f"{media_file.name} deleted ({kept}).", messages.INFO)
 
     @admin.display(description="duration", ordering="duration")
     def duration_display(self, obj: MediaFile) -> str:

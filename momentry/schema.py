@@ -354,6 +354,10 @@ def file_fields() -> dict[str, Any]:
         "warnings": S.ListField(child=S.CharField(), help_text="what is wrong with the file, e.g. how much of it "
                                                                "is missing; empty for a whole file"),
         "created_at": S.DateTimeField(),
+        "storage": S.ChoiceField(["local", "s3"], help_text="where the bytes are: a local path, or an object in an "
+                                                            "S3-compatible store (read with ranged requests)"),
+        "owned": S.BooleanField(help_text="the service stored the bytes itself (an upload): deleting the file "
+                                          "deletes them"),
         "trace_count": S.IntegerField(), "identity_count": S.IntegerField(),
     }
 

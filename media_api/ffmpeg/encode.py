@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from media_api.ffmpeg.index import FrameIndexData
+from media_api.ffmpeg.source import input_args
 
 # Fragmented MP4 that can be written to a pipe and played while it arrives.
 FMP4_ARGS = ["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000", "-f", "mp4"]
@@ -89,8 +90,8 @@ def exact_seek_args(path: str | Path, index: FrameIndexData, start_frame: int, f
     previous = start_frame - 1 if start_frame > 0 else start_frame
     seek = frame_time(index, start_frame) - frame_duration(index, previous, fps) / 2
     if seek <= 0:
-        return ["-i", str(path)]
-    return ["-seek_timestamp", "1", "-ss", _seconds(seek), "-i", str(path)]
+        return input_args(path)
+    return ["-seek_timestamp", "1", "-ss", _seconds(seek), *input_args(path)]
 
 
 def _audio_args(audio: bool, has_audio: bool) -> list[str]:
@@ -115,7 +116,7 @@ def segment_args(
     seek = math.ceil(frame_time(index, keyframe) * 1_000_000) / 1_000_000
     if seek > 0:
         args += ["-seek_timestamp", "1", "-ss", f"{seek:.6f}"]
-    args += ["-i", str(path), "-map", "0:v:0", "-c:v", "copy"]
+    args += [*input_args(path), "-map", "0:v:0", "-c:v", "copy"]
     args += ["-map", "0:a:0?", "-c:a", "copy"] if audio else ["-an"]
     args += ["-t", _seconds(duration), "-avoid_negative_ts", "make_zero", *FMP4_ARGS, "pipe:1"]
     return args, keyframe

@@ -29,6 +29,7 @@ from pathlib import Path
 import av
 
 from .index import FrameIndexData
+from .source import display_name, open_input
 
 
 class FrameReadError(Exception):
@@ -39,11 +40,12 @@ class FrameReader:
     """Reads exact frames of one video file; use as a context manager (it owns the container)."""
 
     def __init__(self, path: str | Path, index: FrameIndexData, stream_index: int | None = None) -> None:
+        """``path``: a local path, ``s3://bucket/key`` or a URL (opened by ``source.open_input``)."""
         self.index = index
         try:
-            self._container = av.open(str(path))
+            self._container = open_input(path)
         except (av.FFmpegError, OSError) as exc:
-            raise FrameReadError(f"cannot open {path}: {exc}") from exc
+            raise FrameReadError(f"cannot open {display_name(path)}: {display_name(str(exc))}") from exc
         streams = self._container.streams
         self._stream = streams[stream_index] if stream_index is not None else streams.video[0]
         # Frame threads: the same pictures, about 1.5x faster on 2 cores (measured in the research).

@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from .index import FrameIndexData
+from .source import display_name, is_object, is_url, open_input
 
 
 class ProbeError(Exception):
@@ -149,32 +150,38 @@ def _frame_rate(stream: av.video.stream.VideoStream, index: FrameIndexData) -> F
     return Fraction(25)
 
 
-def probe_video(path: str | Path) -> ProbeResult:
-    """Codec, size, rate, audio and the frame index of the first video stream."""
-    path = Path(path)
-    if not path.exists():
-        raise ProbeError(f"no such file: {path}")
-    if not path.is_file():
-        raise ProbeError(f"not a regular file: {path}")
+def probe_video(path: str | Path, name: str | None = None) -> ProbeResult:
+    """Codec, size, rate, audio and the frame index of the first video stream.
+
+    ``path`` is a local path or ``s3://bucket/key`` (the packet scan then reads the object once through
+    a presigned URL); ``name`` (the object's file name) names the container for an object.
+    """
+    if not (is_url(path) or is_object(path)):
+        path = Path(path)
+        if not path.exists():
+            raise ProbeError(f"no such file: {path}")
+        if not path.is_file():
+            raise ProbeError(f"not a regular file: {path}")
+    label = display_name(path)
     try:
-        container = av.open(str(path))
-    except av.FFmpegError as exc:
-        raise ProbeError(f"not a video file FFmpeg can read: {path} ({exc})") from exc
+        container = open_input(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise ProbeError(f"not a video file FFmpeg can read: {name or label} ({display_name(str(exc))})") from exc
     with container:
         if not container.streams.video:
-            raise ProbeError(f"no video stream in {path}")
+            raise ProbeError(f"no video stream in {name or label}")
         stream = container.streams.video[0]
         codec = stream.codec_context
         if not codec.width or not codec.height:
-            raise ProbeError(f"video stream has no picture size: {path}")
+            raise ProbeError(f"video stream has no picture size: {name or label}")
         audio = container.streams.audio[0] if container.streams.audio else None
         try:
             index, extent = _scan_packets(container, stream)
         except av.FFmpegError as exc:
-            raise ProbeError(f"cannot read video packets of {path}: {exc}") from exc
+            raise ProbeError(f"cannot read video packets of {name or label}: {display_name(str(exc))}") from exc
         fps = _frame_rate(stream, index)
         return ProbeResult(
-            container=_container_name(container, path),
+            container=_container_name(container, Path(name) if name else Path(str(path))),
             video_codec=codec.name,
             width=codec.width,
             height=codec.height,

@@ -199,7 +199,10 @@ def _read_tail(handle) -> str:
 
 
 def _log_failure(cmd: list[str], returncode: int | None, stderr: str, reason: str) -> None:
-    logger.error("ffmpeg %s (exit %s): %s\n%s", reason, returncode, shlex.join(cmd), stderr or "(no stderr)")
+    from .source import redact  # a presigned URL's signature never reaches a log
+
+    logger.error("ffmpeg %s (exit %s): %s\n%s", reason, returncode, redact(shlex.join(cmd)),
+                 redact(stderr or "(no stderr)"))
 
 
 def run_ffmpeg(

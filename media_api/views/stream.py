@@ -24,6 +24,7 @@ from media_api.ffmpeg.encode import Span
 from media_api.ffmpeg.process import FFmpegStream, watching_client
 from media_api.ranged import content_type_for, etag_matches, ranged_file_response, streaming_body
 from media_api.services import signed_urls, streaming
+from media_api.storage.serve import object_response
 from momentry import schema
 from momentry.auth import SignedURLAuthentication
 from momentry.pagination import int_param, number_param
@@ -153,6 +154,8 @@ class FileVideoView(MediaStreamView):
                    **{(status, media_type): OpenApiResponse(OpenApiTypes.BINARY, description=description)
                       for status, description in ((200, "The original bytes"), (206, "Partial content (Range)"))
                       for media_type in ORIGINAL_TYPES if (status, media_type) != (200, "video/mp4")},
+                   302: OpenApiResponse(description="A file in object storage with MOMENTRY_S3_VIDEO_REDIRECT on: "
+                                                    "Location is a presigned URL of the object (it answers Range)"),
                    304: OpenApiResponse(description="Not modified"),
                    416: OpenApiResponse(schema.ERROR, description="RANGE_NOT_SATISFIABLE, Content-Range: "
                                                                   "bytes */size")},
@@ -163,6 +166,8 @@ class FileVideoView(MediaStreamView):
         check_number_syntax(request.query_params)
         span = streaming.parse_span(request.query_params, media_file, required=False)
         if span is None and not options.debug and options.audio:
+            if media_file.storage == "s3":  # proxied ranged GetObject, or 302 with MOMENTRY_S3_VIDEO_REDIRECT
+                return object_response(request._request, media_file, content_type=content_type_for(media_file.name))
             return ranged_file_response(request._request, media_file.path,
                                         content_type=content_type_for(media_file.name))
         span = span or streaming.whole_file(media_file)

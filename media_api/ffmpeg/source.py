@@ -1,0 +1,105 @@
+"""The one place a registered file becomes something FFmpeg or PyAV opens: a local path or a presigned URL.
+
+A ``MediaFile.path`` is either a local path (absolute, resolved at registration, so never mistaken for
+a protocol) or, for a file in an S3-compatible store (``storage == "s3"``), ``s3://bucket/key``. Every
+opener of the layer (:class:`~media_api.ffmpeg.frames.FrameReader`, :func:`~media_api.ffmpeg.probe.probe_video`,
+the ``-i`` of every ffmpeg command in :mod:`~media_api.ffmpeg.encode`) takes that value as it is and
+calls :func:`open_input` / :func:`input_args`, which turn ``s3://`` into a presigned HTTP(S) URL at the
+moment the input is opened (so a long prewarm or analysis never holds an expired one). FFmpeg's own
+``http`` protocol then reads the object with ``Range`` requests of :data:`REQUEST_SIZE`: a seek is a
+new ranged request, a thumbnail of frame 14 000 reads about one GOP, a face-analysis chunk reads its
+span — no host downloads a whole film, and no host needs the file on a disk.
+
+Rules (process.py's hold too): a URL is one argv element after ``-i``, never in a shell or a filter
+graph; only the http(s) protocols may be used for it (``protocol_whitelist``); every network read
+has a timeout; the signature in a URL never reaches a log (:func:`redact`, and callers log the
+``s3://`` form).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+
+if TYPE_CHECKING:
+    from media_api.models import MediaFile
+
+#: Size of one ranged HTTP request. A seek inside the current window reuses it; a 1 MiB window keeps a
+#: cold thumbnail at about one GOP of reading while a sequential decode still streams efficiently.
+REQUEST_SIZE = 1 << 20
+#: Network read/write timeout (microseconds, FFmpeg's unit): a stalled store fails the job, never hangs it.
+RW_TIMEOUT_US = 30_000_000
+
+_HTTP_OPTIONS = {
+    "protocol_whitelist": "http,https,tcp,tls",
+    "rw_timeout": str(RW_TIMEOUT_US),
+    "multiple_requests": "1",  # keep-alive between ranged requests
+    "request_size": str(REQUEST_SIZE),
+    "reconnect": "1",
+    "reconnect_on_network_error": "1",
+    "reconnect_delay_max": "5",
+}
+
+
+def is_url(source: str | Path) -> bool:
+    """An http(s) URL (a presigned one, or an ``s3://`` source once resolved)."""
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def is_object(source: str | Path) -> bool:
+    """``s3://bucket/key``: a stored object, resolved to a presigned URL when opened."""
+    return isinstance(source, str) and source.startswith("s3://")
+
+
+def media_input(media_file: MediaFile) -> str:
+    """What the layer is given for ``media_file``: its local path or ``s3://bucket/key`` (resolved on open)."""
+    return media_file.path
+
+
+def resolve(source: str | Path) -> str:
+    """The string FFmpeg/PyAV open: a path as it is, ``s3://`` as a fresh presigned URL (no request made)."""
+    if is_object(source):
+        from media_api.storage.objects import parse_object_url, presigned_get
+
+        return presigned_get(parse_object_url(str(source)))
+    return str(source)
+
+
+def av_options(source: str | Path) -> dict[str, str]:
+    """PyAV/FFmpeg open options for a resolved ``source`` (the http protocol's for a URL, none for a path)."""
+    return dict(_HTTP_OPTIONS) if is_url(source) else {}
+
+
+def input_args(source: str | Path) -> list[str]:
+    """``ffmpeg`` arguments that open ``source`` as the next input (options, then ``-i`` and one argv element)."""
+    target = resolve(source)
+    args: list[str] = []
+    for name, value in av_options(target).items():
+        args += [f"-{name}", value]
+    return [*args, "-i", target]
+
+
+def open_input(source: str | Path) -> av.container.InputContainer:
+    """``av.open`` for a path, an ``s3://`` object or a URL (raises av.FFmpegError / OSError like av.open)."""
+    target = resolve(source)
+    return av.open(target, options=av_options(target))
+
+
+def display_name(source: str | Path) -> str:
+    """A loggable name: a URL without its query (the signature), a path as it is."""
+    return redact(str(source))
+
+
+_SIGNED_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+def redact(text: str) -> str:
+    """``text`` with the query of every http(s) URL (the presigned signature) replaced by ``?…``."""
+    return _SIGNED_QUERY.sub(r"\1?…", text)
+
+
+__all__ = ["av_options", "display_name", "input_args", "is_object", "is_url", "media_input", "open_input", "redact",
+           "resolve"]
