@@ -18,6 +18,7 @@ _COLOURS = {"pending": "#777", "sending": "#2a6fb0", "succeeded": "#2e7d32", "fa
 
 
 class WebhookForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(choices=[(e, e) for e in EVENTS], widget=forms.CheckboxSelectMultiple)
 
     class Meta:
