@@ -85,6 +85,38 @@ start_redis() {
   done
 }
 
+# S3: moto's standalone server (moto[server], a test requirement) on a free loopback port, in memory,
+# its log in run_dir, stopped on exit; both passes share it (every test makes its own bucket). No
+# S3-compatible server is packaged here (MinIO is not); production uses a real store. TEST_S3_ENDPOINT
+# names it (set it yourself to use another S3 endpoint); tests/conftest.py's s3_storage uses it.
+s3_answers() {
+  python - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1).close()
+PY
+}
+if [ -z "${TEST_S3_ENDPOINT:-}" ] && command -v moto_server >/dev/null; then
+  mkdir -p "$run_dir/moto"
+  for _attempt in 1 2 3; do
+    port="$(free_port)"
+    (cd "$run_dir/moto" && exec moto_server -H 127.0.0.1 -p "$port" >"$run_dir/moto/moto.log" 2>&1) &
+    moto_pid=$!
+    for _ in $(seq 100); do
+      s3_answers "http://127.0.0.1:$port" && break
+      kill -0 "$moto_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if s3_answers "http://127.0.0.1:$port"; then
+      service_pids+=("$moto_pid")
+      export TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+      echo "==> moto S3 server at $TEST_S3_ENDPOINT (pid $moto_pid)"
+      break
+    fi
+    kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true
+  done
+  [ -n "${TEST_S3_ENDPOINT:-}" ] || echo "==> could not start moto_server: the S3 fixture starts its own"
+fi
+
 pg_url="${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/}"
 pg_url="${pg_url%/}"
 databases="${TEST_DATABASES:-}"
