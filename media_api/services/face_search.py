@@ -27,6 +27,7 @@ models are not comparable. Where trace vectors come from is one selector,
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -47,6 +48,8 @@ from media_api.faces import calibration
 from media_api.faces.embeddings import EMBEDDING_DIM, MODEL_NAME, align_face, embed_aligned
 from media_api.models import Trace
 from momentry.errors import BadRequest, PayloadTooLarge
+
+logger = logging.getLogger("media_api.face_search")
 
 #: Largest upload accepted (the image part of the multipart body).
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
@@ -225,13 +228,28 @@ def vectors_stamp() -> tuple[Any, ...]:
     when vectors of existing traces are replaced (re-embedding). Rows that went away need no reload: the
     candidates are read back. Counting the vectors instead would scan the table (17-26 ms at 100 000 traces
     on PostgreSQL, docs/BENCHMARKS.md); the primary key's maximum costs ~0.1 ms."""
-    return Trace.objects.aggregate(top=Max("pk"))["top"], cache.get(CHANGE_TOKEN_KEY)
+    return Trace.objects.aggregate(top=Max("pk"))["top"], _change_token()
+
+
+def _change_token() -> str | None:
+    try:
+        return cache.get(CHANGE_TOKEN_KEY)
+    except Exception:  # noqa: BLE001 - a shared cache that is down: keep the copy (MAX_INDEX_AGE_SECONDS bounds it)
+        logger.warning("face search: the shared cache does not answer; vectors replaced in place are seen within "
+                       "%s s", _max_age())
+        return "unavailable"
 
 
 def embeddings_changed() -> None:
     """Tell every web process that trace vectors were replaced in place (call after the transaction that did
     it): their next search reloads. New, deleted and hidden traces need no call."""
-    transaction.on_commit(lambda: cache.set(CHANGE_TOKEN_KEY, uuid.uuid4().hex, timeout=None))
+    def renew() -> None:
+        try:
+            cache.set(CHANGE_TOKEN_KEY, uuid.uuid4().hex, timeout=None)
+        except Exception:  # noqa: BLE001 - the copies then follow within MAX_INDEX_AGE_SECONDS
+            logger.warning("face search: could not renew the change token (shared cache down)")
+
+    transaction.on_commit(renew)
 
 
 @dataclass

@@ -25,8 +25,20 @@ from momentry.bodies import validated
 S = serializers
 
 
+class _Given:
+    """A form field given empty is refused like any other bad value (DRF reads "" as "not given")."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, S.empty)
+
+
+@extend_schema_field({"type": "string", "pattern": schema.UUID_PATTERN})
+class FormUuidField(_Given, schema.UuidField):
+    pass
+
+
 @extend_schema_field({"type": "integer", "minimum": 1, "maximum": face_search.MAX_LIMIT})
-class FormIntegerField(S.IntegerField):
+class FormIntegerField(_Given, S.IntegerField):
     """A form field holding a whole number written in digits (DRF's IntegerField also takes "5.0")."""
 
     def to_internal_value(self, data: Any) -> int:
@@ -37,7 +49,7 @@ class FormIntegerField(S.IntegerField):
 
 class SearchForm(S.Serializer):
     image = S.FileField(help_text="JPEG, PNG or WebP, at most 10 MB and 40 megapixels (EXIF orientation applied)")
-    file_uuid = schema.UuidField(required=False, help_text="search only this file's traces")
+    file_uuid = FormUuidField(required=False, help_text="search only this file's traces")
     limit = FormIntegerField(required=False, min_value=1, max_value=face_search.MAX_LIMIT,
                              help_text=f"identities and traces per face, each (default {face_search.DEFAULT_LIMIT})")
 
