@@ -210,6 +210,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "momentry.schema_hooks.postprocess",
     ],
+    # One name for the webhook event list (a webhook's "events" items and a delivery's "event").
+    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "webhooks.events.EVENTS"},
 }
 
 # Media behaviour

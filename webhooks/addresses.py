@@ -19,6 +19,7 @@ and tests); the scheme rules stay.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,6 +29,11 @@ from django.conf import settings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+#: What a webhook URL looks like (also its OpenAPI pattern): http(s), a host (name, IPv4, [IPv6]) and port
+#: without credentials, then printable ASCII without a fragment. Non-ASCII must be encoded (punycode, %XX).
+URL_PATTERN = r"^https?://[-A-Za-z0-9._~%!$&'()*+,;=:\[\]]+(?:[/?][!-" + '"' + r"$-~]*)?$"
+_URL = re.compile(URL_PATTERN)
 
 
 class Refused(Exception):
@@ -52,8 +58,11 @@ class Target:
 
 def parse(url: str) -> Target:
     """The URL's parts, or :class:`Refused` when it is not an http(s) URL with a host."""
+    if not _URL.match(url):
+        raise Refused("the URL must be http(s)://host[:port][/path] in printable ASCII, without credentials or "
+                      "#fragment.")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise Refused(f"not a valid URL ({exc}).") from None

@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import permissions, serializers
 from rest_framework import serializers as S
 from rest_framework.request import Request
@@ -130,8 +136,15 @@ WEBHOOK_ID = OpenApiParameter("webhook_id", {"type": "string", "pattern": UUID_P
                               description="The webhook: 32 lowercase hex characters (else a 404).")
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 2000, "pattern": addresses.URL_PATTERN,
+                      "description": "https:// (or http://) address of a public host (its addresses are checked: "
+                                     "loopback, private, link-local and reserved ones are a 400)"})
+class WebhookUrlField(StrictCharField):
+    """The receiver's URL: its form here, its host's addresses by webhooks.addresses (a 400 either way)."""
+
+
 class WebhookCreateSerializer(serializers.Serializer):
-    url = StrictCharField(max_length=2000, min_length=1, help_text="https:// (or http://) address of a public host")
+    url = WebhookUrlField(max_length=2000, min_length=1)
     events = serializers.ListField(child=serializers.ChoiceField(EVENTS), min_length=1, max_length=len(EVENTS),
                                    help_text="the events to receive")
     description = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
