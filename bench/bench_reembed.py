@@ -9,7 +9,10 @@ database upgraded from Faces v2. Measured in the same run, one process (one core
 
 * ``reembed_file`` on every trace (what the job does), with its split: decode, align (YuNet), embed (SFace);
 * the baseline: decoding every frame of the file once (the least detecting again would cost: the
-  face pipeline reads every frame), so the ratio says how much of a re-detection re-embedding costs.
+  face pipeline reads every frame), so the ratio says how much of a re-detection re-embedding costs;
+* ``--compare``: also the first Faces v3 re-embed, interleaved with the current one on the same traces
+  (each frame converted to RGB whole, and the second pass over a short trace's best faces wherever they
+  lie in their GOP instead of the shallowest good ones), so the speed-up is a ratio of the same run.
 
 Seconds per trace × 10 000 is the extrapolation; traces per minute of footage are those of the clip
 (~1.4 per second), so the number also depends on how dense the footage is (docs/BENCHMARKS.md).
@@ -86,10 +89,47 @@ def decode_all(media_file) -> float:
     return time.perf_counter() - clock
 
 
+def _first_reembed():
+    """The first Faces v3 re-embed: every wanted frame converted to RGB whole, the second pass by quality alone."""
+    from media_api.services import reembed
+
+    saved = reembed.face_region, reembed.SECOND_PASS_SHALLOW
+    reembed.face_region = lambda frame, box: (frame.to_ndarray(format="rgb24"), box)
+    reembed.SECOND_PASS_SHALLOW = False
+    return saved
+
+
+def compare(media_file, rounds: int) -> None:
+    """CPU seconds of the first and the current re-embed on the same traces, interleaved (noise hits both)."""
+    from media_api.faces.embeddings import DLIB_MODEL_NAME
+    from media_api.models import Trace
+    from media_api.services import reembed
+
+    cpu = {"first": [], "current": []}
+    frames = {}
+    for _ in range(rounds):
+        for name in ("first", "current"):
+            Trace.objects.filter(file=media_file).update(embedding_model=DLIB_MODEL_NAME, exemplars=None)
+            saved = _first_reembed() if name == "first" else None
+            try:
+                result = reembed.reembed_file(media_file)
+            finally:
+                if saved is not None:
+                    reembed.face_region, reembed.SECOND_PASS_SHALLOW = saved
+            cpu[name].append(result.cpu_seconds)
+            frames[name] = (result.frames_decoded, result.embedded, result.faces_embedded)
+    first, current = min(cpu["first"]), min(cpu["current"])
+    print(f"  compare ({rounds} rounds, best CPU of each): first re-embed {first:.2f} s CPU "
+          f"(frames decoded, traces embedded, faces embedded {frames['first']}), current {current:.2f} s "
+          f"{frames['current']}: current / first = {current / first:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--loops", type=int, default=20)
     parser.add_argument("--height", type=int, nargs="+", default=[360, 1080])
+    parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                        help="also run the first re-embed this many times, interleaved with the current one")
     args = parser.parse_args()
 
     import django
@@ -114,6 +154,8 @@ def main() -> None:
         traces = populate(media_file, args.loops, height / 360)
         result = reembed_file(media_file)
         assert Trace.objects.filter(file=media_file, embedding_model=MODEL_NAME).count() == result.embedded
+        if args.compare:
+            compare(media_file, args.compare)
         decode = decode_all(media_file)
         per_trace = result.seconds / traces
         cpu_per_trace = result.cpu_seconds / traces

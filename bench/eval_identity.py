@@ -53,6 +53,10 @@ MIN_FACE_PX = MIN_EMBED_HEIGHT
 CONFIDENT_FAR = 0.001
 OFFERED_FAR = 0.01
 #: Faces v2's dlib thresholds (Euclidean 0.40 confident, 0.45 offered) as cosine distances (d² / 2).
+#: Exemplar sets simulated per person (set_calibration): splits, largest set, and the seed that makes them reproducible.
+SET_SPLITS = 20
+SET_SIZE = 4
+SET_SEED = 19
 FACES_V2_THRESHOLDS = {"faces_v2_confident": 0.40 ** 2 / 2, "faces_v2_offered": 0.45 ** 2 / 2}
 
 
@@ -169,15 +173,95 @@ def calibrate(faces: Sequence[Face], embed, min_face_px: int = MIN_FACE_PX,
         "nearest_impostors": [[round(d, 4), a, b] for d, a, b in near],
         "ms_per_face": round(1000 * seconds / max(1, len(faces) - small), 1),
         "kept": kept,
+        "vectors": np.vstack(vectors),
     }
 
 
 def sface_calibration(faces: Sequence[Face], set_hash: str) -> dict:
     result = calibrate(faces, embed_sface)
-    result.pop("kept")
+    kept, vectors = result.pop("kept"), result.pop("vectors")
     return {"model": zoo.SFACE.name, "model_sha256": zoo.SFACE.sha256, "set_sha256": set_hash,
             "min_face_px": MIN_FACE_PX, "far_targets": {"confident": CONFIDENT_FAR, "offered": OFFERED_FAR,
-                                                        "cluster": 0.0}, **result}
+                                                        "cluster": 0.0}, **result,
+            "sets": set_calibration(kept, vectors)}
+
+
+def _simulated_sets(faces: Sequence[Face]) -> tuple[list[tuple[int, list[int]]], list[tuple[int, int]]]:
+    """Exemplar sets drawn from the embedded faces, and the genuine pairs among them (seeded, reproducible).
+
+    For each person with faces of at least two sessions, SET_SPLITS times: their sessions are shuffled
+    and split in two, and each side draws a set of 1..SET_SIZE faces of its own sessions (so the two
+    sets of a genuine pair never share a photo or a trace). Every set drawn is also an impostor of
+    every other person's sets. Returns ([(person number, face positions)], [(set a, set b)]).
+    """
+    rng = np.random.default_rng(SET_SEED)
+    people: dict[str, dict[str, list[int]]] = {}
+    for position, face in enumerate(faces):
+        people.setdefault(face.person, {}).setdefault(face.session, []).append(position)
+    sets: list[tuple[int, list[int]]] = []
+    genuine: list[tuple[int, int]] = []
+    for number, person in enumerate(sorted(people)):
+        sessions = [people[person][key] for key in sorted(people[person])]
+        if len(sessions) < 2:
+            continue
+        for _ in range(SET_SPLITS):
+            order = rng.permutation(len(sessions))
+            cut = int(rng.integers(1, len(sessions)))
+            sides = []
+            for part in (order[:cut], order[cut:]):
+                pool = [p for s in part for p in sessions[s]]
+                size = int(rng.integers(1, SET_SIZE + 1))
+                sides.append(sorted(rng.choice(pool, size=min(size, len(pool)), replace=False).tolist()))
+            genuine.append((len(sets), len(sets) + 1))
+            sets += [(number, sides[0]), (number, sides[1])]
+    return sets, genuine
+
+
+def set_calibration(faces: Sequence[Face], vectors: np.ndarray) -> dict:
+    """Thresholds for comparing exemplar sets (what suggestions and clustering compare), on simulated sets.
+
+    Two linkages are measured: ``min`` (the closest exemplar pair, suggestions) and ``centroid`` (the
+    distance between the sets' unit means, clustering: adding members to a group moves its mean a
+    little, it never makes a stranger's nearest exemplar nearer). Thresholds as for single faces: FAR
+    <= 0.1 % (confident), <= 1 % (offered), 0 (cluster), each over every pair of different people's sets.
+    """
+    sets, genuine_pairs = _simulated_sets(faces)
+    owner = np.array([person for person, _ in sets])
+    rows = np.concatenate([members for _, members in sets])
+    starts = np.cumsum([0] + [len(members) for _, members in sets])[:-1]
+    similarity = vectors[rows] @ vectors[rows].T  # every exemplar against every other (float32)
+    # min linkage: per pair of sets, the largest similarity between one member of each
+    closest = np.maximum.reduceat(np.maximum.reduceat(similarity, starts, axis=1), starts, axis=0)
+    means = np.vstack([embeddings.normalise(vectors[members].mean(axis=0)) for _, members in sets])
+    linkages = {"min": 1.0 - closest, "centroid": 1.0 - means @ means.T}
+    upper = np.triu(np.ones((len(sets), len(sets)), dtype=bool), 1)
+    impostor_mask = upper & (owner[:, None] != owner[None, :])
+    a, b = np.array(genuine_pairs).T
+    result = {"seed": SET_SEED, "splits_per_person": SET_SPLITS, "max_set_size": SET_SIZE, "sets": len(sets),
+              "genuine_pairs": len(genuine_pairs), "impostor_pairs": int(impostor_mask.sum())}
+    for name, cosine in linkages.items():
+        genuine, impostor = cosine[a, b], cosine[impostor_mask]
+        thresholds = {"confident": threshold_at(impostor, CONFIDENT_FAR),
+                      "offered": threshold_at(impostor, OFFERED_FAR), "cluster": threshold_at(impostor, 0.0)}
+        thresholds["cluster"] = min(thresholds["cluster"], thresholds["confident"])
+        result[name] = {"genuine": spread(genuine), "impostor": spread(impostor),
+                        "gap": round(float(impostor.min() - genuine.max()), 4), "thresholds_cosine": thresholds,
+                        "thresholds_l2": {k: to_l2(v) for k, v in thresholds.items()},
+                        "rates": {k: rates(genuine, impostor, v) for k, v in thresholds.items()}}
+    return result
+
+
+def report_sets(result: dict) -> None:
+    print(f"\n== exemplar sets (1..{result['max_set_size']} faces, {result['sets']} sets): "
+          f"{result['genuine_pairs']} genuine / {result['impostor_pairs']} impostor set pairs")
+    for name in ("min", "centroid"):
+        r = result[name]
+        print(f"  {name:8s} genuine median {r['genuine']['median']:.3f} max {r['genuine']['max']:.3f}; "
+              f"impostor min {r['impostor']['min']:.3f} p5 {r['impostor']['p5']:.3f}; gap {r['gap']:+.3f}")
+        for key in ("confident", "offered", "cluster"):
+            t, rate = r["thresholds_cosine"][key], r["rates"][key]
+            print(f"    {key:9s} cosine <= {t:.3f} (L2 {r['thresholds_l2'][key]:.4f}): TAR {100 * rate['tar']:.1f} %, "
+                  f"FAR {100 * rate['far']:.3f} % ({rate['false_accepts']} set pairs)")
 
 
 def _dlib_view(result: dict) -> dict:
@@ -213,6 +297,7 @@ def main() -> None:
     faces, set_hash = load_set()
     sface = sface_calibration(faces, set_hash)
     report(f"SFace ({zoo.SFACE.name})", sface)
+    report_sets(sface["sets"])
     for kind in ("photo", "video"):
         subset = [f for f in faces if f.kind == kind]
         result = calibrate(subset, embed_sface)

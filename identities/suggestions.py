@@ -1,19 +1,27 @@
 """Identity suggestions for a trace and clustering of unbound traces, by face-embedding distance.
 
-Every trace made by the built-in pipeline stores one embedding: the L2-normalised mean of
-its faces' 128-d SFace embeddings (``Trace.embedding``, float32 bytes), and the model's name
-(``Trace.embedding_model``). Only embeddings of the pipeline's current model are compared
-(:func:`comparable`): a trace embedded by another model (dlib's, before Faces v3) counts as having
-none until it is embedded again. Distances are Euclidean between unit vectors (0 = identical,
-2 = opposite), ``sqrt(2 * cosine distance)``.
+Every trace made by the built-in pipeline keeps its evidence: up to four unit SFace vectors of its
+best, most different faces (``Trace.exemplars``, see :mod:`media_api.faces.exemplars`) and their
+quality-weighted mean (``Trace.embedding``), with the model's name (``Trace.embedding_model``).
+Only embeddings of the pipeline's current model are compared (:func:`comparable`): a trace
+embedded by another model (dlib's, before Faces v3) counts as having none until it is embedded
+again. Distances are Euclidean between unit vectors (0 = identical, 2 = opposite),
+``sqrt(2 * cosine distance)``.
+
+* **Suggestions** compare exemplar sets by their closest pair (min linkage): a person's face most
+  like this one, in the conditions most like these — a wide shot meets the person's wide shots, a
+  three-quarter face their three-quarter faces. A trace without exemplars is the set of its mean.
+* **Clustering** compares set means (centroid linkage): a group's reach does not grow with each
+  member the way a closest-pair rule would (which chains strangers together).
 
 The thresholds are measured, not chosen: ``media_api/faces/calibration.py`` derives them from an
 identity-labelled set of 200 faces of 50 people (bench/identity_set/, ``bench/eval_identity.py``;
-docs/faces.md): **confident** lets at most 0.1 % of different-person pairs through (one click in the
-admin), **offered** at most 1 % (the weak band between them is shown, marked not confident; farther
-is not offered: "no confident match"), and **clustering** joins only what no different-person pair
-of the set came close to. A test recomputes them from the set. Faces YuNet cannot read (profiles,
-blur, darkness) and tiny ones get no embedding at all rather than a misleading one.
+docs/faces.md) and exemplar sets simulated from it: **confident** lets at most 0.1 % of
+different-person set pairs through (one click in the admin), **offered** at most 1 % (the weak band
+between them is shown, marked not confident; farther is not offered: "no confident match"), and
+**clustering** joins only what no different-person pair of sets came close to. A test recomputes
+them from the set. Faces YuNet cannot read (profiles, blur, darkness) and tiny ones get no
+embedding at all rather than a misleading one.
 """
 
 from __future__ import annotations
@@ -26,16 +34,18 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from identities.models import Identity
-from media_api.faces import calibration
+from media_api.faces import calibration, exemplars
 from media_api.faces.embeddings import EMBEDDING_DIM, MODEL_NAME, from_bytes, normalise
 from media_api.models import Trace
 
-#: Suggestions farther than this are not offered at all ("no confident match"): FAR ≤ 1 % on the set.
-SUGGESTION_MAX_DISTANCE = calibration.OFFERED_DISTANCE
+#: Suggestions farther than this (closest pair of exemplars) are not offered at all ("no confident match"):
+#: FAR ≤ 1 % of the simulated set pairs.
+SUGGESTION_MAX_DISTANCE = calibration.SET_OFFERED_DISTANCE
 #: Suggestions this close are confident, the curator may accept them in one click: FAR ≤ 0.1 %.
-CONFIDENT_DISTANCE = calibration.CONFIDENT_DISTANCE
-#: Unbound traces closer than this (to a cluster's mean) join the cluster: no false accept on the set.
-CLUSTER_DISTANCE = calibration.CLUSTER_DISTANCE
+CONFIDENT_DISTANCE = calibration.SET_CONFIDENT_DISTANCE
+#: Unbound traces whose mean is closer than this to a cluster's mean join the cluster: no false accept
+#: among the simulated set pairs.
+CLUSTER_DISTANCE = calibration.SET_CLUSTER_DISTANCE
 AUTO_NAME_PREFIX = "Unnamed person"
 
 
@@ -74,44 +84,46 @@ def unbound_traces() -> QuerySet[Trace]:
     return Trace.objects.filter(identity__isnull=True, ignored=False)
 
 
-def _stack(blobs: Iterable[bytes | memoryview | None]) -> tuple[np.ndarray, list[int]]:
-    """(matrix of valid embeddings, positions of the blobs that were valid)."""
-    vectors, positions = [], []
-    for position, blob in enumerate(blobs):
-        vector = from_bytes(blob)
-        if vector is not None:
-            vectors.append(vector)
-            positions.append(position)
-    matrix = np.vstack(vectors) if vectors else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-    return matrix, positions
+def trace_set(trace: Trace) -> np.ndarray | None:
+    """The trace's exemplar set (unit rows), or None without a comparable embedding."""
+    if not has_comparable_embedding(trace):
+        return None
+    return exemplars.of_trace(trace.exemplars, trace.embedding)
 
 
 def suggest_identities(trace: Trace, limit: int = 5, max_distance: float = SUGGESTION_MAX_DISTANCE,
                        scope: Q | None = None) -> list[Suggestion]:
-    """Named identities nearest to ``trace``: distance to the identity's closest bound trace.
+    """Named identities nearest to ``trace``: the closest pair of exemplars, this trace's against theirs.
 
-    The nearest bound trace (not the identity's mean) is used so that an identity seen in very
-    different conditions (a wide shot and a close-up) still matches either. One query loads the
-    embeddings of bound traces (512 bytes each); see docs/faces.md for the scale note.
-    ``scope`` (:func:`media_api.selectors.scope_filter` on ``file_id``) limits the evidence to
-    traces in files the caller may see, so a scoped key never learns who is in other files.
+    Every exemplar of every bound trace of the identity counts (min linkage), so an identity seen
+    in very different conditions (a wide shot and a close-up) still matches either. One query
+    loads the exemplars of bound traces (up to 2 KB each), one matrix product compares them all;
+    see docs/faces.md for the scale note. ``scope`` (:func:`media_api.selectors.scope_filter` on
+    ``file_id``) limits the evidence to traces in files the caller may see, so a scoped key never
+    learns who is in other files.
     """
-    query = from_bytes(trace.embedding) if has_comparable_embedding(trace) else None
+    query = trace_set(trace)
     if query is None:
         return []
     candidates = Trace.objects.filter(_named_identities(), comparable(), ignored=False).exclude(pk=trace.pk)
     if scope is not None:
         candidates = candidates.filter(scope)
-    rows = list(candidates.values_list("identity_id", "embedding"))
+    rows = list(candidates.order_by().values_list("identity_id", "exemplars", "embedding"))
     if not rows:
         return []
-    matrix, positions = _stack(blob for _, blob in rows)
-    if not positions:
+    sets, owners, identity_of = [], [], []
+    for identity_id, packed, blob in rows:
+        matrix = exemplars.of_trace(packed, blob)
+        if matrix is None:
+            continue
+        owners.append(np.full(len(matrix), len(identity_of)))
+        identity_of.append(identity_id)
+        sets.append(matrix)
+    if not sets:
         return []
-    distances = np.linalg.norm(matrix - query, axis=1)
+    distances = exemplars.set_distances(query, np.vstack(sets), np.concatenate(owners), len(identity_of))
     best: dict[int, float] = {}
-    for position, distance in zip(positions, distances.tolist(), strict=True):
-        identity_id = rows[position][0]
+    for identity_id, distance in zip(identity_of, distances.tolist(), strict=True):
         if distance <= max_distance and distance < best.get(identity_id, np.inf):
             best[identity_id] = distance
     from identities.constraints import excluded_identities  # "not this person" (cast page ×)

@@ -85,6 +85,24 @@ def test_calibration_is_what_the_committed_identity_set_gives():
     for name, value in stored["thresholds_cosine"].items():
         assert fresh["thresholds_cosine"][name] == pytest.approx(value, abs=1e-3), name
         assert fresh["rates"][name]["false_accepts"] == stored["rates"][name]["false_accepts"], name
+    # exemplar sets (what suggestions and clustering compare): the same simulated sets, the same thresholds
+    for key in ("seed", "sets", "genuine_pairs", "impostor_pairs"):
+        assert fresh["sets"][key] == stored["sets"][key], key
+    for linkage in ("min", "centroid"):
+        for name, value in stored["sets"][linkage]["thresholds_cosine"].items():
+            assert fresh["sets"][linkage]["thresholds_cosine"][name] == pytest.approx(value, abs=1e-3), (linkage, name)
+            assert (fresh["sets"][linkage]["rates"][name]["false_accepts"]
+                    == stored["sets"][linkage]["rates"][name]["false_accepts"]), (linkage, name)
+    assert stored["sets"]["min"]["rates"]["confident"]["far"] <= 0.001
+    assert stored["sets"]["centroid"]["rates"]["cluster"]["false_accepts"] == 0
+    from identities import suggestions
+
+    assert suggestions.CONFIDENT_DISTANCE == calibration.SET_CONFIDENT_DISTANCE == pytest.approx(
+        (2 * stored["sets"]["min"]["thresholds_cosine"]["confident"]) ** 0.5, abs=1e-4)
+    assert suggestions.SUGGESTION_MAX_DISTANCE == pytest.approx(
+        (2 * stored["sets"]["min"]["thresholds_cosine"]["offered"]) ** 0.5, abs=1e-4)
+    assert suggestions.CLUSTER_DISTANCE == pytest.approx(
+        (2 * stored["sets"]["centroid"]["thresholds_cosine"]["cluster"]) ** 0.5, abs=1e-4)
     # what the set says the thresholds must achieve
     assert stored["set_sha256"] and stored["people"] >= 20 and stored["faces"] >= 80
     assert stored["rates"]["confident"]["far"] <= 0.001 and stored["rates"]["cluster"]["false_accepts"] == 0

@@ -13,6 +13,13 @@ impostor distance distributions, and three thresholds chosen by false-accept rat
 
 Distances in the code are Euclidean between unit vectors (``np.linalg.norm(a - b)``), so the
 ``*_DISTANCE`` constants are the set's cosine thresholds converted with ``sqrt(2 * cosine)``.
+Traces are compared as **exemplar sets** (``media_api.faces.exemplars``): a few vectors per trace.
+The record's ``sets`` part holds thresholds measured the same way on exemplar sets simulated from
+the identity set (1-4 faces of one person against 1-4 of another session of the same person, or of
+anyone else; seeded, reproducible) for two linkages: ``min`` (the closest pair of exemplars:
+suggestions, :data:`SET_CONFIDENT_DISTANCE` / :data:`SET_OFFERED_DISTANCE`) and ``centroid`` (the
+sets' means: clustering, :data:`SET_CLUSTER_DISTANCE`). The single-face thresholds remain for
+comparing one face's vector with another's (the joining of a track's pieces, re-detection).
 ``tests/test_identity_calibration.py`` recomputes everything from the committed set and fails when
 this file drifts from it. The thresholds belong to one model: loading them checks that the
 calibrated model is the one the pipeline embeds with.
@@ -55,6 +62,8 @@ MODEL = CALIBRATION["model"]
 CONFIDENT_COSINE = CALIBRATION["thresholds_cosine"]["confident"]
 OFFERED_COSINE = CALIBRATION["thresholds_cosine"]["offered"]
 CLUSTER_COSINE = CALIBRATION["thresholds_cosine"]["cluster"]
+
+
 def _l2_threshold(cosine: float) -> float:
     """The Euclidean threshold for a cosine one, rounded down to 4 decimals (never accepting more)."""
     return math.floor(cosine_to_l2(cosine) * 10_000) / 10_000
@@ -64,3 +73,9 @@ def _l2_threshold(cosine: float) -> float:
 CONFIDENT_DISTANCE = _l2_threshold(CONFIDENT_COSINE)
 OFFERED_DISTANCE = _l2_threshold(OFFERED_COSINE)
 CLUSTER_DISTANCE = _l2_threshold(CLUSTER_COSINE)
+#: Exemplar sets, min linkage (closest pair of exemplars): FAR <= 0.1 % / <= 1 % of simulated set pairs.
+SET_CONFIDENT_DISTANCE = _l2_threshold(CALIBRATION["sets"]["min"]["thresholds_cosine"]["confident"])
+SET_OFFERED_DISTANCE = _l2_threshold(CALIBRATION["sets"]["min"]["thresholds_cosine"]["offered"])
+#: Exemplar sets, centroid linkage (distance between the sets' unit means): no simulated pair of
+#: different people's sets this close. Clustering's linkage.
+SET_CLUSTER_DISTANCE = _l2_threshold(CALIBRATION["sets"]["centroid"]["thresholds_cosine"]["cluster"])

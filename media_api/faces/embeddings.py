@@ -83,7 +83,15 @@ def contrast(aligned: np.ndarray) -> float:
 def align_face(image: np.ndarray, box: tuple[int, int, int, int], *, rgb: bool = True) -> np.ndarray | None:
     """The face in ``box`` aligned for SFace (112x112 BGR), or None when YuNet finds no readable face there
     (none found, scored under ALIGN_MIN_SCORE, turned further than ALIGN_MIN_FRONTAL, or flatter than
-    ALIGN_MIN_CONTRAST).
+    ALIGN_MIN_CONTRAST). :func:`align_face_scored` also says how frontal it is.
+    """
+    found = align_face_scored(image, box, rgb=rgb)
+    return None if found is None else found[0]
+
+
+def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
+                      rgb: bool = True) -> tuple[np.ndarray, float] | None:
+    """(aligned face, :func:`frontal` of its landmarks), or None for a face :func:`align_face` refuses.
 
     ``image`` is the whole frame (RGB by default, as the pipeline decodes it; ``rgb=False`` for
     BGR). The box is scaled so its longer side is ALIGN_FACE pixels inside an ALIGN_INPUT square
@@ -108,10 +116,11 @@ def align_face(image: np.ndarray, box: tuple[int, int, int, int], *, rgb: bool =
     expected = (ALIGN_INPUT / 2 - w * scale / 2, ALIGN_INPUT / 2 - h * scale / 2, w * scale, h * scale)
     overlaps = [_iou(expected, row[:4]) for row in faces]
     best = int(np.argmax(overlaps))
-    if overlaps[best] < ALIGN_MIN_IOU or frontal(faces[best]) < ALIGN_MIN_FRONTAL:
+    pose = frontal(faces[best])
+    if overlaps[best] < ALIGN_MIN_IOU or pose < ALIGN_MIN_FRONTAL:
         return None
     aligned = zoo.sface().alignCrop(crop, faces[best])
-    return aligned if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
+    return (aligned, pose) if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
 
 
 def embed_aligned(aligned: np.ndarray) -> np.ndarray:

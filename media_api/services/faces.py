@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
-from media_api.faces import calibration
+from media_api.faces import calibration, exemplars
 from media_api.faces.embeddings import MODEL_NAME, from_bytes, normalise, to_bytes
 from media_api.faces.pipeline import FaceAnalysis, analyse_video
 from media_api.faces.tracker import iou
@@ -94,6 +94,8 @@ def store_analysis(media_file: MediaFile, analysis: FaceAnalysis, replace: bool 
         if rows:
             import_detections(media_file, rows)
             store_trace_embeddings(media_file, analysis.trace_embeddings())
+            store_trace_exemplars(media_file, {trace_id: track.embeddings
+                                               for trace_id, track in enumerate(analysis.tracks, start=1)})
         for identity_id, trace_ids in _group(inherited).items():
             Trace.objects.filter(file=media_file, trace_id__in=trace_ids).update(identity_id=identity_id)
         replace_shots(media_file, analysis.cuts)  # the cuts it found are the file's shots (issue 22)
@@ -161,5 +163,22 @@ def store_trace_embeddings(media_file: MediaFile, embeddings: dict[int, Any], mo
     return len(traces)
 
 
+def store_trace_exemplars(media_file: MediaFile, vectors: dict[int, list[Any]]) -> int:
+    """Set ``Trace.exemplars`` by trace_id from each track's embedded faces (the pipeline's, already gated
+    for size, score, pose and contrast): up to MAX_EXEMPLARS of them, the most different first
+    (``exemplars.choose``). Traces with no vector are left alone. Returns traces updated."""
+    chosen = {}
+    for trace_id, faces in vectors.items():
+        faces = [np.asarray(v, dtype=np.float32) for v in faces if isinstance(v, np.ndarray)]
+        if faces:
+            chosen[trace_id] = exemplars.pack([faces[i] for i in exemplars.choose(faces)])
+    traces = list(Trace.objects.filter(file=media_file, trace_id__in=list(chosen)))
+    for trace in traces:
+        trace.exemplars = chosen[trace.trace_id]
+    Trace.objects.bulk_update(traces, ["exemplars"], batch_size=1000)
+    return len(traces)
+
+
 __all__ = ["DetectResult", "FacesAlreadyDetected", "FrameCountMismatch", "carried_identities", "detect_faces",
-           "store_analysis", "store_trace_embeddings"]
+           "store_analysis", "store_trace_embeddings",
+           "store_trace_exemplars"]

@@ -4,7 +4,7 @@ When the embedding model changes (dlib's ResNet → SFace in Faces v3), every st
 model nothing compares any more (``Trace.embedding_model``), so those traces can be neither
 suggested nor clustered. Detecting again would fix that but replaces the traces (new ids; names
 are carried over, hidden traces and curation history are not). Re-embedding keeps everything and
-only rewrites ``Trace.embedding`` and ``Trace.embedding_model``:
+only rewrites ``Trace.embedding``, ``Trace.exemplars`` and ``Trace.embedding_model``:
 
 1. per trace, a few good faces are chosen from its stored detections (:func:`choose_faces`):
    tall enough and confident enough for the pipeline to embed them (``tracker.MIN_EMBED_HEIGHT``,
@@ -17,8 +17,15 @@ only rewrites ``Trace.embedding`` and ``Trace.embedding_model``:
    aligned on YuNet's landmarks as in the pipeline (``embeddings.align_face``: unreadable faces —
    profiles, blur, darkness — are skipped) and the best :data:`FACES_PER_TRACE` readable ones are
    embedded with the current model;
-3. the L2-normalised mean is stored, for the whole file in one transaction at the end; a trace whose
-   detections changed meanwhile (``detections_version``) or that was deleted is left alone.
+3. each readable face gets a quality (``exemplars.quality``: size, how frontal, how sharp); the
+   best :data:`FACES_PER_TRACE` are embedded, the most different of them kept as the trace's
+   exemplars (``Trace.exemplars``) and their quality-weighted mean as ``Trace.embedding`` — for the
+   whole file in one transaction at the end; a trace whose detections changed meanwhile
+   (``detections_version``) or that was deleted is left alone.
+
+Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame,
+and a short trace's second-chance faces are the good ones nearest after a keyframe (decoding stops
+at the deepest frame wanted in a GOP).
 
 A trace with no readable face keeps what it had (an old model's vector is never compared anyway,
 and a current one is not thrown away for an unlucky choice of frames). Nothing else is written:
@@ -35,10 +42,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 from django.db import transaction
 
-from media_api.faces.embeddings import MODEL_NAME, align_face, embed_aligned, normalise, to_bytes
+from media_api.faces import exemplars
+from media_api.faces.embeddings import ALIGN_FACE, ALIGN_INPUT, MODEL_NAME, align_face_scored, embed_aligned, to_bytes
 from media_api.faces.tracker import MAX_EMBEDDINGS, MIN_EMBED_HEIGHT, MIN_EMBED_SCORE
 from media_api.ffmpeg.frames import FrameReader
 from media_api.models import Detection, MediaFile, Trace
@@ -56,8 +65,17 @@ KEYFRAME_REACH = 3
 SECOND_PASS_BELOW = 1
 #: ... trying at most this many of them (each may cost most of a GOP's decoding).
 SECOND_PASS_CANDIDATES = 2
-#: Readable faces embedded per trace (SFace, ~28 ms each): as many as the pipeline embeds.
+#: ... chosen among its faces at least this tall relative to its tallest, those nearest after a keyframe (each
+#: frame deeper into a GOP is one more frame to decode; measured in bench/bench_reembed.py).
+SECOND_PASS_QUALITY = 0.8
+#: False: the second pass takes the trace's best faces wherever they are (Faces v3's first re-embed), kept so
+#: that bench/bench_reembed.py can measure both choices in one run.
+SECOND_PASS_SHALLOW = True
+#: Readable faces embedded per trace (SFace, ~28 ms each): as many as the pipeline embeds, the best by
+#: ``exemplars.quality`` (size, pose, sharpness); the most different of them are kept as exemplars.
 FACES_PER_TRACE = MAX_EMBEDDINGS
+#: Planar 4:2:0 formats whose face regions are converted to RGB alone (:func:`face_region`), not the frame.
+_I420 = {"yuv420p", "yuvj420p"}
 
 Box = tuple[int, int, int, int]
 #: (frame_number, done, total) → None; may raise to stop (a job's cancel request).
@@ -148,14 +166,27 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
     result.traces = len(versions)
     index = frame_index_for(media_file)
 
+    def depth(frame: int) -> int:
+        return frame - (index.keyframe_at_or_before(frame) or 0)
+
     def near_keyframe(frame: int) -> bool:
-        return frame - (index.keyframe_at_or_before(frame) or 0) <= KEYFRAME_REACH
+        return depth(frame) <= KEYFRAME_REACH
+
+    def shallow(choices: list[tuple[int, Box]], tried: set[int]) -> list[tuple[int, Box]]:
+        """Of the trace's good faces (at least SECOND_PASS_QUALITY of its best), the fewest frames after a keyframe:
+        decoding stops at a GOP's deepest wanted frame, so the earliest good face is the cheap one."""
+        rest = [c for c in choices if c[0] not in tried]
+        if not rest or not SECOND_PASS_SHALLOW:
+            return rest[:SECOND_PASS_CANDIDATES]
+        best = max(box[3] for _, box in rest)
+        good = [c for c in rest if c[1][3] >= SECOND_PASS_QUALITY * best]
+        return sorted(good, key=lambda c: (depth(c[0]), c[0]))[:SECOND_PASS_CANDIDATES]
 
     with FrameReader(media_file.path, index) as reader:
         cheap = {pk: choose_faces(rows[pk], allowed=near_keyframe) for pk in versions}
         faces = _read_faces(reader, cheap, result, on_progress, "near keyframes")
         tried = {pk: {frame for frame, _ in choices} for pk, choices in cheap.items()}
-        unread = {pk: [c for c in choose_faces(rows[pk]) if c[0] not in tried[pk]][:SECOND_PASS_CANDIDATES]
+        unread = {pk: shallow(choose_faces(rows[pk]), tried[pk])
                   for pk in versions if not faces.get(pk) and len(tried[pk]) < SECOND_PASS_BELOW}
         for pk, readable in _read_faces(reader, unread, result, on_progress, "elsewhere").items():
             faces[pk] = readable
@@ -175,27 +206,53 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
     return result
 
 
+def face_region(frame: Any, box: Box) -> tuple[np.ndarray, Box]:
+    """(RGB pixels around ``box``, the box in them): what ``align_face`` reads, without converting the frame.
+
+    ``align_face`` only looks at a square of twice the face's longer side around its centre
+    (ALIGN_INPUT / ALIGN_FACE); for a planar 4:2:0 frame (nearly all video) just that square of the
+    Y, U and V planes is converted (~0.1 ms instead of ~10 ms for a whole 1080p frame). Other
+    formats are converted whole.
+    """
+    if frame.format.name not in _I420:
+        return frame.to_ndarray(format="rgb24"), box
+    x, y, w, h = box
+    reach = int(np.ceil(max(w, h) * ALIGN_INPUT / ALIGN_FACE / 2)) + 2
+    cx, cy = x + w // 2, y + h // 2
+    x0, y0 = max(0, (cx - reach) & ~1), max(0, (cy - reach) & ~1)
+    x1, y1 = min(frame.width & ~1, (cx + reach + 1) & ~1), min(frame.height & ~1, (cy + reach + 1) & ~1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return frame.to_ndarray(format="rgb24"), box
+    planes = []
+    for number, (left, top, right, bottom) in enumerate(((x0, y0, x1, y1), (x0 // 2, y0 // 2, x1 // 2, y1 // 2),
+                                                         (x0 // 2, y0 // 2, x1 // 2, y1 // 2))):
+        plane = frame.planes[number]
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        planes.append(rows[top:bottom, left:right].ravel())
+    i420 = np.concatenate(planes).reshape((y1 - y0) * 3 // 2, x1 - x0)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), (x - x0, y - y0, w, h)
+
+
 def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
-                on_progress: OnProgress | None, where: str) -> dict[int, list[tuple[int, np.ndarray]]]:
-    """{trace pk: [(rank, aligned face)]}: every chosen face aligned, frames decoded once each in file order."""
+                on_progress: OnProgress | None, where: str) -> dict[int, list[tuple[float, int, np.ndarray]]]:
+    """{trace pk: [(quality, rank, aligned face)]}: every chosen face aligned, frames decoded once each in order."""
     wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
     for trace_pk, choices in chosen.items():
         for rank, (frame, box) in enumerate(choices):
             wanted[frame].append((trace_pk, rank, box))
-    faces: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    faces: dict[int, list[tuple[float, int, np.ndarray]]] = defaultdict(list)
     total = len(wanted)
     clock = time.perf_counter()
     for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
-        rgb = frame.to_ndarray(format="rgb24")
         result.timings["decode"] += time.perf_counter() - clock
         clock = time.perf_counter()
         for trace_pk, rank, box in wanted[number]:
-            if len(faces[trace_pk]) >= FACES_PER_TRACE and rank >= FACES_PER_TRACE:
-                continue  # enough readable faces of better rank already (frames come in file order)
             result.faces_tried += 1
-            aligned = align_face(rgb, box)
-            if aligned is not None:
-                faces[trace_pk].append((rank, aligned))
+            pixels, inside = face_region(frame, box)
+            found = align_face_scored(pixels, inside)
+            if found is not None:
+                aligned, pose = found
+                faces[trace_pk].append((exemplars.quality(box[3], pose, aligned), rank, aligned))
         result.timings["align"] += time.perf_counter() - clock
         if on_progress is not None:
             on_progress(done, total, f"{done} of {total} frames read ({where})")
@@ -203,32 +260,49 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
     return faces
 
 
-def _embed(faces: dict[int, list[tuple[int, np.ndarray]]], result: ReembedResult) -> dict[int, np.ndarray]:
-    """{trace pk: unit mean vector} from the FACES_PER_TRACE best-ranked readable faces of each trace."""
+@dataclass
+class Embedded:
+    """A trace's new vectors: the exemplars kept (best first) and their quality-weighted mean."""
+
+    mean: np.ndarray
+    exemplars: list[np.ndarray]
+
+
+def _embed(faces: dict[int, list[tuple[float, int, np.ndarray]]], result: ReembedResult) -> dict[int, Embedded]:
+    """Per trace, the FACES_PER_TRACE best readable faces (quality, then rank) embedded; the most different
+    kept as exemplars (``exemplars.choose``), their quality-weighted mean as the trace's embedding."""
     clock = time.perf_counter()
     vectors = {}
     for trace_pk, readable in faces.items():
-        best = sorted(readable, key=lambda item: item[0])[:FACES_PER_TRACE]
+        best = sorted(readable, key=lambda item: (-item[0], item[1]))[:FACES_PER_TRACE]
         if not best:
             continue
-        embedded = [embed_aligned(aligned) for _, aligned in best]
+        embedded = [embed_aligned(aligned) for _, _, aligned in best]
+        qualities = [q for q, _, _ in best]
         result.faces_embedded += len(embedded)
-        vectors[trace_pk] = normalise(np.mean(embedded, axis=0))
+        keep = exemplars.choose(embedded, qualities)
+        vectors[trace_pk] = Embedded(exemplars.weighted_mean([embedded[i] for i in keep], [qualities[i] for i in keep]),
+                                     [embedded[i] for i in keep])
     result.timings["embed"] += time.perf_counter() - clock
     return vectors
 
 
-def store_vectors(media_file: MediaFile, vectors: dict[int, np.ndarray], versions: dict[int, int],
+def store_vectors(media_file: MediaFile, vectors: dict[int, Embedded | np.ndarray], versions: dict[int, int],
                   model: str = MODEL_NAME) -> tuple[int, int]:
-    """Write the vectors in one transaction; (traces updated, traces whose detections changed meanwhile)."""
+    """Write mean and exemplars in one transaction; (traces updated, traces whose detections changed meanwhile).
+
+    A bare vector (no exemplars) replaces the mean and clears the exemplars (they were of the old vector).
+    """
     updated = 0
     with transaction.atomic():
         current = dict(Trace.objects.select_for_update().filter(file=media_file, pk__in=list(vectors))
                        .values_list("pk", "detections_version"))
-        for trace_pk, vector in vectors.items():
+        for trace_pk, found in vectors.items():
             if current.get(trace_pk) != versions[trace_pk]:
                 continue
-            updated += Trace.objects.filter(pk=trace_pk).update(embedding=to_bytes(vector), embedding_model=model)
+            mean, kept = (found.mean, found.exemplars) if isinstance(found, Embedded) else (found, [])
+            updated += Trace.objects.filter(pk=trace_pk).update(embedding=to_bytes(mean), embedding_model=model,
+                                                                exemplars=exemplars.pack(kept))
     return updated, len(vectors) - updated
 
 
