@@ -236,8 +236,32 @@ def not_a_video_under_the_media_roots(case, response) -> bool:
         return True  # no path this machine can have (too long, NUL...)
 
 
+def cursor_not_given_or_frames_reversed(case, response) -> bool:
+    """A cursor this server did not give for this query (signed: any other is a 400), or end_frame < start_frame."""
+    from media_api.services.bulk_detections import DetectionFilter, decode_cursor
+    from momentry.errors import BadRequest
+
+    details, query = _error_details(response), case.query or {}
+    if response.status_code != 400:
+        return False
+    start, end = _given(query, "start_frame"), _given(query, "end_frame")
+    if details.get("parameter") == "end_frame":
+        return start is not None and end is not None and int(end) < int(start)
+    if details.get("parameter") != "cursor" or _given(query, "cursor") is None:
+        return False
+    trace_id = _given(query, "trace_id")
+    where = DetectionFilter(str(case.path_parameters["file_uuid"]).lower(), None if start is None else int(start),
+                            None if end is None else int(end), None if trace_id is None else int(trace_id))
+    try:
+        decode_cursor(where, str(query["cursor"]))
+    except BadRequest:
+        return True
+    return False
+
+
 SPAN = {"start_frame", "end_frame", "start_time", "end_time"}
 DATA_RULES = {
+    "GET /api/v1/file/{file_uuid}/detections": cursor_not_given_or_frames_reversed,
     "GET /api/v1/file/{file_uuid}/clip": span_breaks_a_data_rule,
     "GET /api/v1/file/{file_uuid}/video": span_breaks_a_data_rule,
     "GET /api/v1/file/{file_uuid}/video/bbox": span_breaks_a_data_rule,

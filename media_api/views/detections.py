@@ -62,6 +62,10 @@ DETECTION_PAGE = schema.success("DetectionPage", {
     "next": S.CharField(allow_null=True, help_text="the next page's URL (path and query); null on the last page"),
     "detections": S.ListField(child=DETECTION),
 })
+PAGE_OR_STREAM = ("application/json: one page (DetectionPage). application/x-ndjson: newline-delimited JSON, one "
+                  "Detection object per line (the schema given is that of one line, not of the body), every row of "
+                  "the query in one stream, '\\n' after each line; should reading fail midway, the last line is "
+                  "the error envelope {\"success\": false, \"error\": {...}}.")
 PARAMETERS = [
     OpenApiParameter("start_frame", {"type": "integer", "minimum": 0, "maximum": MAX_FRAME},
                      description="first frame (inclusive)"),
@@ -72,6 +76,8 @@ PARAMETERS = [
     OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": bulk.MAX_PAGE_SIZE},
                      description=f"rows per page, 1..{bulk.MAX_PAGE_SIZE} (default {bulk.DEFAULT_PAGE_SIZE}); "
                                  "ignored by the NDJSON stream"),
+    OpenApiParameter("format", {"type": "string", "enum": ["json", "ndjson"]},
+                     description="instead of the Accept header (for a plain link): ndjson streams, json pages"),
     OpenApiParameter("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_:-]+$"},
                      description="the next_cursor of the previous page (opaque, signed; keep the file and filters "
                                  "of the first page): a changed or foreign cursor is a 400. The NDJSON stream "
@@ -93,6 +99,9 @@ def _asked(request: Request, file_uuid: str) -> _Asked:
     params = request.query_params
     start = int_param(params, "start_frame", None, 0, MAX_FRAME)
     end = int_param(params, "end_frame", None, 0, MAX_FRAME)
+    for name in ("trace_id", "cursor", "format"):  # no empty value means "absent" here (the schema allows none)
+        if params.get(name) == "":
+            raise BadRequest(f"{name} must not be empty", param=name, value="")
     trace_id = int_param(params, "trace_id", None, 0, MAX_TRACE_ID)
     page_size = int_param(params, "page_size", bulk.DEFAULT_PAGE_SIZE, 1, bulk.MAX_PAGE_SIZE)
     if start is not None and end is not None and end < start:
@@ -104,8 +113,8 @@ def _asked(request: Request, file_uuid: str) -> _Asked:
         if trace is None:
             raise not_found("trace", file_uuid=media_file.file_uuid, trace_id=trace_id)
     where = bulk.DetectionFilter(media_file.file_uuid, start, end, trace_id)
-    cursor = params.get("cursor") or None
-    after = bulk.decode_cursor(where, cursor) if cursor else None
+    cursor = params.get("cursor")
+    after = bulk.decode_cursor(where, cursor) if cursor is not None else None
     return _Asked(media_file, trace.pk if trace else None, where, page_size, after)
 
 
@@ -122,9 +131,8 @@ class FileDetectionsView(APIView):
                     "no body.",
         parameters=PARAMETERS,
         responses={
-            (200, "application/json"): DETECTION_PAGE,
-            (200, NDJSON): OpenApiResponse(DETECTION, description="Newline-delimited JSON: each line is one "
-                                           "Detection object (the schema is that of a line, not of the body)."),
+            (200, "application/json"): OpenApiResponse(DETECTION_PAGE, description=PAGE_OR_STREAM),
+            (200, NDJSON): OpenApiResponse(DETECTION, description=PAGE_OR_STREAM),
         },
         tags=["traces"],
     )
