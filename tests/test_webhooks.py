@@ -284,3 +284,26 @@ def test_emit_is_cheap_and_never_raises(django_capture_on_commit_callbacks, djan
     with django_assert_num_queries(1), django_capture_on_commit_callbacks(execute=True):
         events.emit("job.failed", {"job": {"id": "x"}})  # an inactive webhook receives nothing
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.django_db
+def test_sweep_recovers_lost_attempts_and_forgets_old_ones(receiver, private_allowed, admin_client_api,
+                                                           django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    create(admin_client_api, receiver.url("/swept"), ["job.failed"])
+    [first] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
+    now = timezone.now()
+    Delivery.objects.filter(pk=first.pk).update(status="sending", attempted_at=now - timedelta(hours=1))
+    assert services.sweep(now) == {"resent": 0, "lost": 1, "deleted": 0}  # its worker died mid-request
+    first.refresh_from_db()
+    assert first.status == "failed" and "worker stopped" in first.error and first.next_retry_at
+    second = Delivery.objects.get(event_id=first.event_id, attempt=2)
+    assert services.sweep(now)["resent"] == 0  # not overdue yet
+    assert services.sweep(second.scheduled_at + timedelta(hours=1))["resent"] == 1  # its message was lost
+    services.attempt(second.pk)
+    second.refresh_from_db()
+    assert second.status == "succeeded" and len(receiver.to("/swept")) == 1
+    assert services.sweep(now + timedelta(days=31))["deleted"] == 2
