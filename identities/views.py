@@ -372,8 +372,10 @@ class CooccurrenceView(APIView):
         return Response({
             "success": True,
             "file_uuid": media_file.file_uuid,
-            "identity_a": {"identity_uuid": uuid_a, "name": identity_a.name, "trace_id": found.trace_id_a},
-            "identity_b": {"identity_uuid": uuid_b, "name": identity_b.name, "trace_id": found.trace_id_b},
+            "identity_a": {"identity_uuid": uuid_a, "name": identity_a.name, "source": identity_a.source,
+                           "status": identity_a.status, "trace_id": found.trace_id_a},
+            "identity_b": {"identity_uuid": uuid_b, "name": identity_b.name, "source": identity_b.source,
+                           "status": identity_b.status, "trace_id": found.trace_id_b},
             "first_cooccurrence": {
                 "frame_number": found.frame_number,
                 "timestamp_secs": round(frame_index_for(media_file).seconds_of(found.frame_number), 6),

@@ -333,9 +333,10 @@ def twin(field: Any) -> Any:
 # Built once: a component must be one class wherever it is used.
 BBOX = inline_serializer("BBox", {k: S.IntegerField() for k in ("x", "y", "width", "height")})
 #: How any answer names a person (``source`` and ``status`` say a curator's name from an automatic cluster).
-IDENTITY_SOURCE = S.ChoiceField(["auto", "user_defined", "import", "merged"],
+IDENTITY_SOURCES, IDENTITY_STATUSES = ["auto", "user_defined", "import", "merged"], ["confirmed", "pending", "inactive"]
+IDENTITY_SOURCE = S.ChoiceField(IDENTITY_SOURCES,
                                 help_text="auto: an automatic cluster; user_defined: named by a curator")
-IDENTITY_STATUS = S.ChoiceField(["confirmed", "pending", "inactive"],
+IDENTITY_STATUS = S.ChoiceField(IDENTITY_STATUSES,
                                 help_text="pending: an automatic cluster nobody confirmed; inactive: merged away")
 IDENTITY_SUMMARY = inline_serializer("IdentitySummary", {
     "identity_uuid": S.CharField(), "name": S.CharField(), "source": IDENTITY_SOURCE, "status": IDENTITY_STATUS,
@@ -435,7 +436,8 @@ REPRESENTATIVE_FACE = success("RepresentativeFace", {
     }),
 })
 _COOCCUR_IDENTITY = inline_serializer("CooccurrenceIdentity", {
-    "identity_uuid": S.CharField(), "name": S.CharField(),
+    "identity_uuid": S.CharField(), "name": S.CharField(), "source": twin(IDENTITY_SOURCE),
+    "status": twin(IDENTITY_STATUS),
     "trace_id": S.IntegerField(help_text="the identity's trace present at the first co-occurrence frame"),
 })
 _COOCCUR_FACE = inline_serializer("CooccurrenceFace", {
@@ -459,13 +461,16 @@ SUGGESTIONS = success("TraceSuggestions", {
         "confident": S.FloatField(help_text="largest distance called a confident match"),
     }),
     "suggestions": S.ListField(child=inline_serializer("Suggestion", {
-        "identity_uuid": S.CharField(), "name": S.CharField(),
+        "identity_uuid": S.CharField(), "name": S.CharField(), "source": twin(IDENTITY_SOURCE),
+        "status": twin(IDENTITY_STATUS),
         "distance": S.FloatField(help_text="embedding distance, nearest first"), "confident": S.BooleanField(),
     })),
 })
 _CAST_MEMBER = inline_serializer("CastMember", {
     "identity_uuid": S.CharField(allow_null=True, help_text="null for a group of unbound traces"),
     "name": S.CharField(allow_null=True, help_text="null for a group of unbound traces"),
+    "source": S.ChoiceField(IDENTITY_SOURCES, allow_null=True, help_text="null for a group of unbound traces"),
+    "status": S.ChoiceField(IDENTITY_STATUSES, allow_null=True, help_text="null for a group of unbound traces"),
     "trace_ids": S.ListField(child=S.IntegerField(), help_text="this person's traces in the file, ascending"),
     "screen_frames": S.IntegerField(help_text="frames with at least one of its detections"),
     "screen_secs": S.FloatField(help_text="seconds of those frames (a frame lasts until the next one starts)"),
@@ -480,7 +485,8 @@ _PAIR_SIDE = inline_serializer("PairSide", {
     "trace_id": S.IntegerField(help_text="its lowest trace id on the first shared frame"),
     "screen_frames": S.IntegerField(), "screen_secs": S.FloatField(),
 })
-_PAIR_IDENTITY = inline_serializer("PairIdentity", {"identity_uuid": S.CharField(), "name": S.CharField()})
+_PAIR_IDENTITY = inline_serializer("PairIdentity", {"identity_uuid": S.CharField(), "name": S.CharField(),
+                                                    "source": twin(IDENTITY_SOURCE), "status": twin(IDENTITY_STATUS)})
 PAIR_FILES = page_of("PairFilePage", "files", inline_serializer("PairFile", {
     "file_uuid": S.CharField(), "name": S.CharField(),
     "first_frame_number": S.IntegerField(), "first_timestamp_secs": S.FloatField(),

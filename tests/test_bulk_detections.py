@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from identities.models import Identity
 from media_api.models import Detection, Trace
+from momentry import schema
 from tests.conftest import FACENET_UUID, HAMILTON_UUID
 from tests.helpers_rest import key_client
 from tests.test_suggestions import _bind, _load
@@ -147,13 +148,28 @@ def test_has_embedding_and_identity_source_status(demo, hamilton):
     auto = Identity.objects.create(name="Cluster 1", source=Identity.Source.AUTO, status=Identity.Status.PENDING)
     named = Identity.objects.create(name="Lin-Manuel Miranda")
     _bind(hamilton, 1, named)
-    _bind(hamilton, 3, auto)
+    _bind(hamilton, 2, auto)  # trace 2 shares its frames with trace 1
     traces = {t["trace_id"]: t for t in demo.get(f"/api/v1/file/{HAMILTON_UUID}/traces?page_size=100").json()["traces"]}
     assert {i for i, t in traces.items() if t["has_embedding"]} == {1, 2, 7, 8, 13}
     assert traces[1]["identity"] == {"identity_uuid": named.identity_uuid, "name": "Lin-Manuel Miranda",
                                      "source": "user_defined", "status": "confirmed"}
-    assert traces[3]["identity"]["source"] == "auto" and traces[3]["identity"]["status"] == "pending"
-    detail = demo.get(f"/api/v1/file/{HAMILTON_UUID}/trace/3").json()
-    assert detail["has_embedding"] is False and detail["identity"]["source"] == "auto"
+    assert traces[2]["identity"]["source"] == "auto" and traces[2]["identity"]["status"] == "pending"
+    detail = demo.get(f"/api/v1/file/{HAMILTON_UUID}/trace/2").json()
+    assert detail["has_embedding"] is True and detail["identity"]["source"] == "auto"
+    assert demo.get(f"/api/v1/file/{HAMILTON_UUID}/trace/3").json()["has_embedding"] is False
     listed = {i["name"]: i for i in demo.get("/api/v1/identities").json()["identities"]}
     assert (listed["Cluster 1"]["source"], listed["Cluster 1"]["status"]) == ("auto", "pending")
+    assert set(schema.IDENTITY_SOURCES) == set(Identity.Source.values)
+    assert set(schema.IDENTITY_STATUSES) == set(Identity.Status.values)
+    # Suggestions name the person the same way (only named people are suggested).
+    suggestions = [s for trace_id in (2, 7, 8, 13) for s in demo.get(
+        f"/api/v1/file/{HAMILTON_UUID}/trace/{trace_id}/suggestions").json()["suggestions"]]
+    assert suggestions and {(s["identity_uuid"], s["source"], s["status"]) for s in suggestions} == {
+        (named.identity_uuid, "user_defined", "confirmed")}
+    # So do the cast graph (the auto cluster and the named person share frames) and the co-occurrence routes.
+    pairs = demo.get(f"/api/v1/file/{HAMILTON_UUID}/cooccurrence").json()["pairs"]
+    people = {(m["name"], m["source"], m["status"]) for p in pairs for m in (p["a"], p["b"])}
+    assert people == {("Lin-Manuel Miranda", "user_defined", "confirmed"), ("Cluster 1", "auto", "pending")}
+    first = demo.get(f"/api/v1/file/{HAMILTON_UUID}/identities/{named.identity_uuid}/co-occur-with/"
+                     f"{auto.identity_uuid}").json()
+    assert (first["identity_b"]["source"], first["identity_b"]["status"]) == ("auto", "pending")

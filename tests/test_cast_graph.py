@@ -296,8 +296,10 @@ def test_parameters_and_errors(api_client, hamilton):
     dashed = bo.identity_uuid[:8] + "-" + bo.identity_uuid[8:12] + "-" + bo.identity_uuid[12:16] + "-" + \
         bo.identity_uuid[16:20] + "-" + bo.identity_uuid[20:]
     answer = api_client.get(across + dashed).json()
-    assert answer["identity_a"] == {"identity_uuid": ada.identity_uuid, "name": "Ada"}
-    assert answer["identity_b"] == {"identity_uuid": bo.identity_uuid, "name": "Bo"}
+    assert answer["identity_a"] == {"identity_uuid": ada.identity_uuid, "name": "Ada", "source": ada.source,
+                                    "status": ada.status}
+    assert answer["identity_b"] == {"identity_uuid": bo.identity_uuid, "name": "Bo", "source": bo.source,
+                                    "status": bo.status}
     assert api_client.get(across + nobody.identity_uuid).json()["total"] == 0
 
 

@@ -46,8 +46,10 @@ def test_first_cooccurrence_and_total(api_client, hamilton, cast):
     assert response.status_code == 200, response.content[:300]
     body = response.json()
     assert body["success"] is True and body["file_uuid"] == hamilton.file_uuid
-    assert body["identity_a"] == {"identity_uuid": alice.identity_uuid, "name": "Alice", "trace_id": 1}
-    assert body["identity_b"] == {"identity_uuid": bob.identity_uuid, "name": "Bob", "trace_id": 2}
+    assert body["identity_a"] == {"identity_uuid": alice.identity_uuid, "name": "Alice", "source": alice.source,
+                                  "status": alice.status, "trace_id": 1}
+    assert body["identity_b"] == {"identity_uuid": bob.identity_uuid, "name": "Bob", "source": bob.source,
+                                  "status": bob.status, "trace_id": 2}
     co = body["first_cooccurrence"]
     assert co["frame_number"] == first == 30
     assert co["total_cooccurrence_frames"] == total

@@ -38,20 +38,33 @@ def _secs(value: float) -> float:
     return round(value, SECONDS_DECIMALS)
 
 
-def _member(member: co.CastMember) -> dict[str, Any]:
+Kinds = dict[str, tuple[str, str]]
+
+
+def _kinds(pairs: list[co.CastPair]) -> Kinds:
+    """``{identity_uuid: (source, status)}`` of the people on a page: one query."""
+    uuids = {m.identity_uuid for p in pairs for m in (p.a, p.b) if m.identity_uuid}
+    rows = Identity.objects.filter(identity_uuid__in=uuids).values_list("identity_uuid", "source", "status")
+    return {uuid: (source, status) for uuid, source, status in rows} if uuids else {}
+
+
+def _member(member: co.CastMember, kinds: Kinds) -> dict[str, Any]:
+    source, status = kinds.get(member.identity_uuid or "", (None, None))
     return {
         "identity_uuid": member.identity_uuid,
         "name": member.name,
+        "source": source,
+        "status": status,
         "trace_ids": member.trace_ids,
         "screen_frames": member.screen_frames,
         "screen_secs": _secs(member.screen_seconds),
     }
 
 
-def _pair(pair: co.CastPair, clock: co.FrameClock) -> dict[str, Any]:
+def _pair(pair: co.CastPair, clock: co.FrameClock, kinds: Kinds) -> dict[str, Any]:
     return {
-        "a": _member(pair.a),
-        "b": _member(pair.b),
+        "a": _member(pair.a, kinds),
+        "b": _member(pair.b, kinds),
         "first_frame_number": pair.first_frame,
         "first_timestamp_secs": _secs(clock.at(pair.first_frame)),
         "shared_frames": pair.shared_frames,
@@ -89,7 +102,9 @@ class FileCastGraphView(APIView):
             graph = graph.partners_of(identity.pk)
         clock = co.FrameClock.for_file(media_file)
         start = (page.page - 1) * page.page_size
-        items = [_pair(p, clock) for p in graph.pairs(slice(start, start + page.page_size))]
+        pairs = list(graph.pairs(slice(start, start + page.page_size)))
+        kinds = _kinds(pairs)
+        items = [_pair(p, clock, kinds) for p in pairs]
         return Response({
             **page.envelope("pairs", items, len(graph)),
             "file_uuid": media_file.file_uuid,
@@ -145,4 +160,5 @@ class IdentityPairFilesView(APIView):
 
 
 def _identity(identity: Identity) -> dict[str, str]:
-    return {"identity_uuid": identity.identity_uuid, "name": identity.name}
+    return {"identity_uuid": identity.identity_uuid, "name": identity.name, "source": identity.source,
+            "status": identity.status}

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from identities.models import Identity
 from identities.suggestions import (
     CONFIDENT_DISTANCE,
     SUGGESTION_MAX_DISTANCE,
@@ -45,11 +46,14 @@ class TraceSuggestionsView(APIView):
             message = "No confident match: the nearest people are only weak matches."
         else:
             message = None
+        # Whether each is a curator's name or an automatic cluster (one query for the few suggested).
+        kinds = {uuid: {"source": source, "status": status} for uuid, source, status in Identity.objects.filter(
+            identity_uuid__in=[s.identity_uuid for s in found]).values_list("identity_uuid", "source", "status")}
         return Response({
             "success": True, "file_uuid": media_file.file_uuid, "trace_id": trace.trace_id,
             "has_embedding": has_comparable_embedding(trace),
             "confident_match": confident, "message": message,
             "thresholds": {"offered": SUGGESTION_MAX_DISTANCE, "confident": CONFIDENT_DISTANCE},
-            "suggestions": [{"identity_uuid": s.identity_uuid, "name": s.name, "distance": s.distance,
-                             "confident": s.confident} for s in found],
+            "suggestions": [{"identity_uuid": s.identity_uuid, "name": s.name, **kinds.get(s.identity_uuid, {}),
+                             "distance": s.distance, "confident": s.confident} for s in found],
         })
