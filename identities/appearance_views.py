@@ -84,12 +84,15 @@ class IdentityAppearancesView(APIView):
         raw_file = params.get("file_uuid") or None
         file_uuid = normalize_uuid(raw_file, "file_uuid") if raw_file else None
         identity = selectors.identity_by_uuid(identity_uuid, request.user, request.auth)
-        files = file_selectors.files_visible_to(request)
-        if file_uuid is not None:
-            files = files.filter(pk=file_selectors.file_for_request(request, file_uuid).pk)
-        listed = ap.files_with_appearances(identity.pk, files).only("pk", "file_uuid", "name", "fps", "total_frames")
-        total = listed.count()
-        found = ap.appearances(identity.pk, page.slice(listed, total), min_gap)
+        if file_uuid is not None:  # one file: its traces are the only other query
+            found = ap.appearances(identity.pk, [file_selectors.file_for_request(request, file_uuid)], min_gap)
+            found = [f for f in found if f.intervals]
+            total, found = len(found), found if page.page == 1 else []
+        else:
+            listed = ap.files_with_appearances(identity.pk, file_selectors.files_visible_to(request)).only(
+                "pk", "file_uuid", "name", "fps", "total_frames")
+            total = listed.count()
+            found = ap.appearances(identity.pk, page.slice(listed, total), min_gap)
         return Response({
             **page.envelope("files", [_file(f) for f in found], total),
             "identity_uuid": identity.identity_uuid,
