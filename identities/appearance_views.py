@@ -39,7 +39,8 @@ _APPEARANCE_FILE = inline_serializer("AppearanceFile", {
 # The list envelope (schema.page_of) plus the identity; written out because page_of's own first
 # argument is called ``name``.
 APPEARANCES = schema.success("AppearancePage", {
-    "identity_uuid": S.CharField(), "name": S.CharField(), "min_gap_seconds": S.FloatField(),
+    "identity_uuid": S.CharField(), "name": S.CharField(), "source": schema.twin(schema.IDENTITY_SOURCE),
+    "status": schema.twin(schema.IDENTITY_STATUS), "min_gap_seconds": S.FloatField(),
     "count": S.IntegerField(help_text="files on this page"), "total": S.IntegerField(help_text="files matching"),
     "page": S.IntegerField(), "page_size": S.IntegerField(), "num_pages": S.IntegerField(),
     "files": S.ListField(child=_APPEARANCE_FILE, help_text="files in scope where the person appears, by name"),
@@ -97,5 +98,7 @@ class IdentityAppearancesView(APIView):
             **page.envelope("files", [_file(f) for f in found], total),
             "identity_uuid": identity.identity_uuid,
             "name": identity.name,
+            "source": identity.source,
+            "status": identity.status,
             "min_gap_seconds": min_gap,
         })

@@ -108,6 +108,7 @@ def test_appearances_equal_a_brute_force_over_the_detections(people, plain_user,
         body = reader.get(url, {"min_gap_seconds": gap}).json()
         assert body["success"] is True and body["identity_uuid"] == performer.identity_uuid
         assert body["name"] == "Performer" and body["min_gap_seconds"] == gap and body["total"] == 2
+        assert (body["source"], body["status"]) == (performer.source, performer.status)
         by_name = sorted([hamilton, facenet], key=lambda f: f.name)
         assert [f["file_uuid"] for f in body["files"]] == [f.file_uuid for f in by_name]
         for answer, media_file in zip(body["files"], by_name, strict=True):
