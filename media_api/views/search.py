@@ -47,8 +47,13 @@ class FormIntegerField(_Given, S.IntegerField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "format": "binary"})
+class ImageField(S.FileField):
+    """The uploaded picture: a file part of the form."""
+
+
 class SearchForm(S.Serializer):
-    image = S.FileField(help_text="JPEG, PNG or WebP, at most 10 MB and 40 megapixels (EXIF orientation applied)")
+    image = ImageField(help_text="JPEG, PNG or WebP, at most 10 MB and 40 megapixels (EXIF orientation applied)")
     file_uuid = FormUuidField(required=False, help_text="search only this file's traces")
     limit = FormIntegerField(required=False, min_value=1, max_value=face_search.MAX_LIMIT,
                              help_text=f"identities and traces per face, each (default {face_search.DEFAULT_LIMIT})")
@@ -78,8 +83,7 @@ FACE_SEARCH = schema.success("FaceSearch", {
         "message": S.CharField(allow_null=True),
         "identities": S.ListField(child=schema.inline_serializer("SearchIdentityMatch", {
             "identity_uuid": S.CharField(), "name": S.CharField(),
-            "source": S.ChoiceField(choices=["auto", "user_defined", "import", "merged"]),
-            "status": S.ChoiceField(choices=["confirmed", "pending"]),
+            "source": schema.twin(schema.IDENTITY_SOURCE), "status": schema.twin(schema.IDENTITY_STATUS),
             "distance": S.FloatField(help_text="to the identity's nearest trace"),
             "confident": S.BooleanField(),
             "trace": schema.inline_serializer("SearchBestTrace", _TRACE_REF),
