@@ -197,6 +197,10 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
     had_current = set(Trace.objects.filter(pk__in=list(vectors), embedding__isnull=False, embedding_model=MODEL_NAME)
                       .values_list("pk", flat=True))
     result.embedded, result.changed_meanwhile = store_vectors(media_file, vectors, versions)
+    if result.embedded:
+        from media_api.services.face_search import embeddings_changed
+
+        embeddings_changed()  # search by photo: every process's copy of the vectors reloads
     if had_current and result.embedded:
         from identities.cast.grouping import regroup
 
