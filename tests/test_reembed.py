@@ -17,6 +17,7 @@ from identities import curation
 from identities.models import CurationChange, Identity, NotSamePerson
 from identities.suggestions import CONFIDENT_DISTANCE, suggest_identities
 from jobs.services import JobCancelled
+from media_api.faces import exemplars
 from media_api.faces.embeddings import DLIB_MODEL_NAME, MODEL_NAME, from_bytes
 from media_api.models import Detection, Trace
 from media_api.services.detections_import import import_detections
@@ -103,6 +104,13 @@ def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(
     assert set(Trace.objects.filter(file=hamilton).exclude(trace_id__in=list(current))
                .values_list("embedding_model", flat=True)) <= {DLIB_MODEL_NAME}
     assert result.faces_embedded <= 3 * result.embedded and result.frames_decoded > 0
+    # each re-embedded trace keeps its evidence: 1-4 exemplars (its best, most different faces) near its mean
+    kept = {t.trace_id: exemplars.unpack(t.exemplars) for t in Trace.objects.filter(file=hamilton,
+                                                                                    embedding_model=MODEL_NAME)}
+    assert set(kept) == set(current)
+    for trace_id, matrix in kept.items():
+        assert matrix is not None and 1 <= len(matrix) <= exemplars.MAX_EXEMPLARS, trace_id
+        assert exemplars.set_distance(current[trace_id][None, :], matrix) < CONFIDENT_DISTANCE / 2, trace_id
 
 
 def test_a_trace_of_another_model_becomes_comparable_again(hamilton, facenet, staff_user):
