@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from identities.models import Identity
 from media_api.models import Detection, Trace
+from media_api.services import bulk_detections
 from momentry import schema
 from tests.conftest import FACENET_UUID, HAMILTON_UUID
 from tests.helpers_rest import key_client
@@ -56,7 +57,8 @@ def stream(client: APIClient, link: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_the_stream_equals_the_pages_and_the_trace_faces(demo, hamilton):
+def test_the_stream_equals_the_pages_and_the_trace_faces(demo, hamilton, monkeypatch):
+    monkeypatch.setattr(bulk_detections, "STREAM_CHUNK_ROWS", 64)  # several chunks, as a long file has
     rows, count = pages(demo, url(page_size=100))
     assert count == 7 and len(rows) == 619 == Detection.objects.filter(file=hamilton).count()
     assert stream(demo, url()) == rows

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -39,12 +38,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 #: Rows fetched per round trip of the stream (a server-side cursor on PostgreSQL) and written per chunk.
-STREAM_CHUNK_ROWS = 2000
+STREAM_CHUNK_ROWS = 5000
 _CURSOR_SALT = "media_api.detections.cursor"
 _CURSOR_VERSION = 1
 _ORIGINS = {choice.value: json.dumps(choice.label) for choice in Detection.Origin}
-_LINE = ('{"frame_number":%d,"timestamp_secs":%s,"trace_id":%d,'
-         '"bbox":{"x":%d,"y":%d,"width":%d,"height":%d},"confidence":%s,"label":%s,"origin":%s}')
 
 
 @dataclass(frozen=True)
@@ -88,36 +85,49 @@ def decode_cursor(where: DetectionFilter, cursor: str) -> tuple[int, int]:
 
 
 class RowWriter:
-    """Database rows (:data:`media_api.selectors.DETECTION_ROW`) to JSON lines, a few µs a row.
+    """Database rows (:data:`media_api.selectors.DETECTION_ROW`) to JSON lines, about 1 µs of CPU a row.
 
     ``trace_ids`` maps trace pks to the file's trace_ids; times come from the frame index (null
     without one, or for a frame past its end, as on the trace faces route). Rows arrive in frame
-    order, so the time of the previous row's frame is reused.
+    order, so a frame's time is computed once. Scores are few distinct values (the detector's,
+    rounded, carried onto tracked boxes), so their text is cached (bounded); the importer keeps
+    them within 0..1, so they are always finite.
     """
+
+    _MAX_CACHED = 65_536
 
     def __init__(self, index: FrameIndexData | None, trace_ids: dict[int, int]) -> None:
         self.index = index
         self.trace_ids = trace_ids
         self._labels: dict[str, str] = {}
+        self._scores: dict[float, str] = {}
         self._frame: int | None = None
         self._seconds = "null"
 
-    def seconds(self, frame: int) -> str:
-        if frame != self._frame:
-            self._frame = frame
-            index = self.index
-            self._seconds = "null" if index is None or not 0 <= frame < len(index) else \
-                repr(round(index.seconds_of(frame), 6))
-        return self._seconds
+    def _time(self, frame: int) -> str:
+        index = self.index
+        return "null" if index is None or not 0 <= frame < len(index) else repr(round(index.seconds_of(frame), 6))
 
-    def line(self, row: tuple) -> str:
-        _pk, frame, trace_pk, x, y, width, height, confidence, label, origin = row
-        text = self._labels.get(label)
-        if text is None:
-            text = self._labels[label] = json.dumps(label)
-        score = repr(confidence) if math.isfinite(confidence) else "null"
-        return _LINE % (frame, self.seconds(frame), self.trace_ids[trace_pk], x, y, width, height, score, text,
-                        _ORIGINS.get(origin, "null"))
+    def lines(self, rows: list[tuple]) -> list[str]:
+        out: list[str] = []
+        append, trace_ids, labels, scores = out.append, self.trace_ids, self._labels, self._scores
+        last, seconds = self._frame, self._seconds
+        if len(scores) > self._MAX_CACHED:
+            scores.clear()
+        for _pk, frame, trace_pk, x, y, width, height, confidence, label, origin in rows:
+            if frame != last:
+                last, seconds = frame, self._time(frame)
+            score = scores.get(confidence)
+            if score is None:
+                score = scores[confidence] = repr(confidence)
+            text = labels.get(label)
+            if text is None:
+                text = labels[label] = json.dumps(label)
+            append(f'{{"frame_number":{frame},"timestamp_secs":{seconds},"trace_id":{trace_ids[trace_pk]},'
+                   f'"bbox":{{"x":{x},"y":{y},"width":{width},"height":{height}}},"confidence":{score},'
+                   f'"label":{text},"origin":{_ORIGINS.get(origin, "null")}}}')
+        self._frame, self._seconds = last, seconds
+        return out
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ def read_page(file_pk: int, trace_pk: int | None, where: DetectionFilter, index:
     writer = RowWriter(index, selectors.trace_ids_by_pk(file_pk, {row[2] for row in rows}))
     last = rows[-1] if rows else None
     next_cursor = encode_cursor(where, last[1], last[0]) if more and last else None
-    return DetectionPage([writer.line(row) for row in rows], next_cursor)
+    return DetectionPage(writer.lines(rows), next_cursor)
 
 
 def _lazy_reads() -> AbstractContextManager:
@@ -169,30 +179,24 @@ def stream_lines(file_pk: int, trace_pk: int | None, where: DetectionFilter, ind
                  after: tuple[int, int] | None = None) -> Iterator[bytes]:
     """Every row of the query (after ``after``) as NDJSON, ``STREAM_CHUNK_ROWS`` lines per chunk, with flat memory.
 
-    ``.iterator()`` reads through a server-side cursor on PostgreSQL (and SQLite's own stepping),
-    so neither the rows nor the text of the whole file is ever held. Should the database fail
+    Django's chunked cursor is a server-side cursor on PostgreSQL (SQLite steps through the rows
+    itself), so neither the rows nor the text of the whole file is ever held. Should the database fail
     mid-stream (the status line is long sent), a last line ``{"success": false, "error": …}``
     says so and the stream ends.
     """
     writer = RowWriter(index, selectors.trace_ids_by_pk(file_pk, None if trace_pk is None else {trace_pk}))
-    rows = _rows(file_pk, trace_pk, where, after)
-    line = writer.line
-    batch: list[str] = []
+    sql, params = _rows(file_pk, trace_pk, where, after).query.sql_with_params()
     try:
-        with _lazy_reads():
-            for row in rows.iterator(chunk_size=STREAM_CHUNK_ROWS):
-                batch.append(line(row))
-                if len(batch) >= STREAM_CHUNK_ROWS:
-                    batch.append("")
-                    yield "\n".join(batch).encode()
-                    batch = []
+        with _lazy_reads(), connection.chunked_cursor() as cursor:
+            # The query's own SQL on the database cursor: its columns need no conversion (integers, a
+            # float, a text), and Django's row iterator would cost more than writing the lines.
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(STREAM_CHUNK_ROWS):
+                lines = writer.lines(rows)
+                lines.append("")
+                yield "\n".join(lines).encode()
     except Exception:  # noqa: BLE001 - the answer has begun: say so in the stream, never a 500 page
         logger.exception("detection stream of %s failed", where.file_uuid)
         error: dict[str, Any] = {"success": False, "error": {"code": "INTERNAL_ERROR", "message": "The stream "
                                  "stopped: the detections could not be read. Retry.", "details": {}}}
-        batch.extend([json.dumps(error), ""])
-        yield "\n".join(batch).encode()
-        return
-    if batch:
-        batch.append("")
-        yield "\n".join(batch).encode()
+        yield (json.dumps(error) + "\n").encode()
