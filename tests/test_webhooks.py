@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +30,7 @@ from webhooks.models import Delivery, Webhook
 class Receiver:
     """Records every request; answers each path with the next scripted status (then 200)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.requests: list[dict] = []
         self.script: dict[str, list[int]] = {}
         self.lock = threading.Lock()
@@ -53,12 +54,18 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:  # (certificate, key)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def to(self, path: str) -> list[dict]:
         with self.lock:
@@ -307,3 +314,53 @@ def test_sweep_recovers_lost_attempts_and_forgets_old_ones(receiver, private_all
     second.refresh_from_db()
     assert second.status == "succeeded" and len(receiver.to("/swept")) == 1
     assert services.sweep(now + timedelta(days=31))["deleted"] == 2
+
+
+def self_signed(host: str, folder) -> tuple[str, str]:
+    """A certificate for ``host`` (and its key), signed by itself: files for a test TLS server and its client."""
+    import datetime
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.django_db
+def test_https_connects_to_the_checked_address_and_verifies_the_host_name(private_allowed, admin_client_api, tmp_path,
+                                                                         monkeypatch,
+                                                                         django_capture_on_commit_callbacks):
+    cert, key = self_signed("localhost", tmp_path)
+    server = Receiver(tls=(cert, key))
+    try:
+        hook = create(admin_client_api, server.url("/tls", host="localhost"), ["job.failed"])
+        [first] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
+        services.attempt(first.pk)  # the system's CAs do not know this certificate
+        first.refresh_from_db()
+        assert first.status == "failed" and first.error.startswith("TLS error") and server.requests == []
+        monkeypatch.setenv("SSL_CERT_FILE", cert)  # now trusted: for the name "localhost" only
+        second = Delivery.objects.get(event_id=first.event_id, attempt=2)
+        services.attempt(second.pk)
+        second.refresh_from_db()
+        assert second.status == "succeeded", second.error
+        [request] = server.requests
+        assert request["headers"]["Host"] == f"localhost:{server.port}"
+        assert verified(request, hook["secret"])["type"] == "job.failed"
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
