@@ -127,8 +127,10 @@ class FaceSearchView(APIView):
             "confident one. A picture without faces answers `faces: []`. Server-Timing gives decode, detect and "
             "search times."),
         request={"multipart/form-data": SearchForm},
-        responses={200: FACE_SEARCH, 413: OpenApiResponse(schema.ERROR, description=(
-            "PAYLOAD_TOO_LARGE: the image is larger than 10 MB or declares more than 40 megapixels"))},
+        responses={200: FACE_SEARCH, 404: OpenApiResponse(schema.ERROR, description=(
+            "NOT_FOUND: file_uuid names no file in the caller's scope")),
+            413: OpenApiResponse(schema.ERROR, description=(
+                "PAYLOAD_TOO_LARGE: the image is larger than 10 MB or declares more than 40 megapixels"))},
         tags=["faces"],
     )
     def post(self, request: Request) -> Response:
