@@ -140,8 +140,10 @@ def test_discovery_and_the_whole_protocol_on_local_storage(writer):
     upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
     assert upload.filename == "passwd" and upload.storage == "local"
 
-    assert error_code(client.delete(url)) == "PRECONDITION_FAILED"  # no Tus-Resumable
-    assert client.head(url).status_code == 412 and client.head(url)["Tus-Version"] == "1.0.0"
+    assert error_code(client.delete(url, HTTP_TUS_RESUMABLE="0.2.2")) == "PRECONDITION_FAILED"
+    assert client.head(url, HTTP_TUS_RESUMABLE="0.2.2")["Tus-Version"] == "1.0.0"
+    missing = client.delete(url)
+    assert missing.status_code == 400 and missing.json()["error"]["details"]["parameter"] == "Tus-Resumable"
     assert error_code(patch(client, url, data[:10], 0, content_type="application/octet-stream")) == \
         "UNSUPPORTED_MEDIA_TYPE"
     wrong = patch(client, url, data[:10], 5)

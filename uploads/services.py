@@ -24,6 +24,7 @@ import binascii
 import hashlib
 import inspect
 import logging
+import re
 import time
 import uuid
 from datetime import timedelta
@@ -97,24 +98,29 @@ def check_not_expired(upload: Upload) -> None:
 # --------------------------------------------------------------------------- creation
 
 
+_B64 = "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+_PAIR = f"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: {_B64})?"
+#: ``Upload-Metadata`` as the schema states it: comma-separated ``key`` or ``key base64value`` pairs
+METADATA_PATTERN = f"^ *(?:{_PAIR}(?: *, *{_PAIR})*)? *$"
+_METADATA = re.compile(METADATA_PATTERN)
+
+
 def parse_metadata(raw: str | None) -> dict[str, str]:
-    """``Upload-Metadata``: comma-separated ``key base64value`` pairs (a key alone has an empty value)."""
+    """``Upload-Metadata``: comma-separated ``key base64value`` pairs (a key alone has an empty value).
+
+    Values are decoded leniently (text that is not UTF-8 gets replacement characters, NUL is dropped,
+    1024 characters at most): they are labels; only ``filename`` is used, and it is sanitised.
+    """
+    if not raw:
+        return {}
+    if not _METADATA.match(raw):
+        raise BadRequest("Upload-Metadata must be comma-separated 'key base64value' pairs.", param="Upload-Metadata")
     found: dict[str, str] = {}
-    for pair in (raw or "").split(","):
-        pair = pair.strip()
-        if not pair:
-            continue
-        key, _, value = pair.partition(" ")
-        if not key or " " in value.strip():
-            raise BadRequest("Upload-Metadata must be comma-separated 'key base64value' pairs.",
-                             param="Upload-Metadata")
-        try:
-            found[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value.strip() else ""
-        except (binascii.Error, UnicodeDecodeError):
-            raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
-                             param="Upload-Metadata") from None
-        if "\x00" in found[key] or len(found[key]) > 1024:
-            raise BadRequest(f"Upload-Metadata value of {key!r} is too long or holds NUL.", param="Upload-Metadata")
+    for pair in raw.split(","):
+        key, _, value = pair.strip().partition(" ")
+        if key:
+            text = base64.b64decode(value.strip()).decode("utf-8", errors="replace") if value.strip() else ""
+            found[key] = text.replace("\x00", "")[:1024]
     return found
 
 
@@ -205,6 +211,9 @@ def _save(upload: Upload, fields: dict[str, Any], release: bool = False) -> None
 
 
 # --------------------------------------------------------------------------- receiving a chunk
+
+
+CHECKSUM_PATTERN = f"^(?:sha1|md5|sha256) {_B64}$"
 
 
 def parse_checksum(raw: str | None) -> tuple[str, bytes] | None:

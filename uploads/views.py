@@ -1,9 +1,9 @@
 """tus 1.0.0 over DRF: thin views over uploads.services (docs/uploads.md).
 
 Every answer carries ``Tus-Resumable: 1.0.0``; errors are the JSON envelope with the status tus
-gives them (409 wrong offset, 410 expired, 412 unsupported tus version, 413 too long, 415 wrong
-chunk content type, 460 checksum mismatch, 429 too many unfinished uploads). Every method but
-OPTIONS needs the admin role or an API key with write permission (403), like other writes.
+gives them (409 wrong offset, 410 expired, 412 unsupported tus version (400 when Tus-Resumable is
+missing), 413 too long, 415 wrong chunk content type, 460 checksum mismatch, 429 too many unfinished
+uploads). Every method but OPTIONS needs the admin role or an API key with write permission (403), like other writes.
 """
 
 from __future__ import annotations
@@ -104,8 +104,14 @@ class _TusView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if request.method in TUS_METHODS and request.META.get("HTTP_TUS_RESUMABLE") != services.TUS_VERSION:
-            raise PreconditionFailed(headers={"Tus-Version": services.TUS_VERSION})
+        if request.method not in TUS_METHODS or not hasattr(self, request.method.lower()):
+            return  # (a method the route lacks answers its 405)
+        version = request.META.get("HTTP_TUS_RESUMABLE")
+        if version is None:
+            raise BadRequest("Tus-Resumable: 1.0.0 is required on tus requests.", param="Tus-Resumable")
+        if version != services.TUS_VERSION:
+            raise PreconditionFailed(f"Tus-Resumable {version[:20]!r} is not supported; this server speaks 1.0.0.",
+                                     headers={"Tus-Version": services.TUS_VERSION})
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -124,10 +130,12 @@ class UploadCollectionView(_TusView):
         summary="tus creation: start an upload of Upload-Length bytes (then PATCH its chunks to Location)",
         parameters=[
             TUS_RESUMABLE,
-            OpenApiParameter("Upload-Length", {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            OpenApiParameter("Upload-Length", {"type": "integer", "minimum": 1,
+                                               "maximum": settings.MOMENTRY_MAX_UPLOAD_BYTES},
                              OpenApiParameter.HEADER, required=True,
                              description="the whole file's size in bytes (413 over MOMENTRY_MAX_UPLOAD_BYTES)"),
-            OpenApiParameter("Upload-Metadata", OpenApiTypes.STR, OpenApiParameter.HEADER,
+            OpenApiParameter("Upload-Metadata", {"type": "string", "pattern": services.METADATA_PATTERN},
+                             OpenApiParameter.HEADER,
                              description="comma-separated `key base64(value)` pairs; `filename` names the file"),
         ],
         request=None,
@@ -179,10 +187,11 @@ class UploadView(_TusView):
         summary="tus core: append a chunk at Upload-Offset (a body cut off is kept as far as it arrived)",
         parameters=[
             UPLOAD_ID, TUS_RESUMABLE,
-            OpenApiParameter("Upload-Offset", {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            OpenApiParameter("Upload-Offset", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                              OpenApiParameter.HEADER, required=True,
                              description="the upload's current offset (HEAD); 409 otherwise"),
-            OpenApiParameter("Upload-Checksum", OpenApiTypes.STR, OpenApiParameter.HEADER,
+            OpenApiParameter("Upload-Checksum", {"type": "string", "pattern": services.CHECKSUM_PATTERN},
+                             OpenApiParameter.HEADER,
                              description="`sha1|md5|sha256 base64(digest)` of this chunk; 460 when it differs"),
         ],
         request={OCTET_STREAM: OpenApiTypes.BINARY},
