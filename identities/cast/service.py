@@ -326,7 +326,7 @@ def _screen_seconds(rows: dict[int, _Row], groups: Sequence[Sequence[int]]) -> l
 
 @dataclass(frozen=True)
 class _Evidence:
-    """Embeddings of named people's traces, sorted by identity (the same evidence as suggest_identities)."""
+    """Exemplars of named people's traces, sorted by identity (the same evidence as suggest_identities)."""
 
     vectors: np.ndarray
     identity_ids: np.ndarray
@@ -334,21 +334,24 @@ class _Evidence:
 
     @classmethod
     def load(cls) -> _Evidence:
+        """Every exemplar of every named trace (its mean where it has none), one row each, by identity."""
         rows = list(Trace.objects.filter(_named_identities(), comparable(), ignored=False)
-                    .order_by("identity_id").values_list("identity_id", "embedding"))
+                    .order_by("identity_id").values_list("identity_id", "exemplars", "embedding"))
         size = EMBEDDING_DIM * 4
-        valid = np.fromiter((len(blob) == size for _, blob in rows), dtype=bool, count=len(rows))
-        # One buffer for every stored vector (unit length already; normalised again, vectorised).
-        vectors = np.frombuffer(b"".join(bytes(blob) for (_, blob), ok in zip(rows, valid, strict=True) if ok),
-                                dtype="<f4").reshape(-1, EMBEDDING_DIM).astype(np.float32)
+        # Per trace: its packed exemplars when valid, else its one mean vector (when valid): one buffer for all.
+        blobs = [bytes(packed) if packed is not None and len(packed) and len(packed) % size == 0
+                 else (bytes(blob) if blob is not None and len(blob) == size else b"") for _, packed, blob in rows]
+        counts = np.fromiter((len(b) // size for b in blobs), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, EMBEDDING_DIM).astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1)
-        ids = np.fromiter((identity_id for identity_id, _ in rows), dtype=np.int64, count=len(rows))[valid]
+        ids = np.repeat(np.fromiter((identity_id for identity_id, _, _ in rows), dtype=np.int64, count=len(rows)),
+                        counts)
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
         return cls(vectors, ids, starts)
 
     def nearest(self, centre: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        """(identity pk, distance to its closest trace) within the offered distance, nearest first."""
+        """(identity pk, distance to its closest exemplar) within the offered distance, nearest first."""
         if not len(self.ids_unique):
             return []
         distances = np.minimum.reduceat(np.linalg.norm(self.vectors - centre, axis=1), self.starts)
