@@ -17,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from rest_framework.test import APIClient
 
 from identities.models import Identity
 from tests.helpers_rest import key_client
@@ -81,6 +82,19 @@ def receiver():
 
 
 @pytest.fixture
+def staff(db, django_user_model):
+    """A staff user without a password (no slow password hashing in every test)."""
+    return django_user_model.objects.create(username="staff", is_staff=True)
+
+
+@pytest.fixture
+def admin_api(staff):
+    client = APIClient()
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
 def private_allowed(settings):
     settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = True
 
@@ -111,15 +125,15 @@ def deliveries(client, webhook_id: str, **params) -> list[dict]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_job_events_delivered_by_a_real_worker_signed_and_retried(receiver, private_allowed, admin_client_api,
+def test_job_events_delivered_by_a_real_worker_signed_and_retried(receiver, private_allowed, admin_api,
                                                                   tmp_path):
-    hook = create(admin_client_api, receiver.url("/jobs"), ["job.succeeded", "job.cancelled"])
+    hook = create(admin_api, receiver.url("/jobs"), ["job.succeeded", "job.cancelled"])
     assert hook["secret"].startswith("whsec_") and len(hook["secret"]) > 40
     receiver.script["/jobs"] = [500, 200]  # the first delivery fails once
-    queued = admin_client_api.post("/api/v1/identities/cluster", {}, format="json").json()["job"]
-    cancelled = admin_client_api.delete(f"/api/v1/jobs/{queued['id']}").json()["job"]
+    queued = admin_api.post("/api/v1/identities/cluster", {}, format="json").json()["job"]
+    cancelled = admin_api.delete(f"/api/v1/jobs/{queued['id']}").json()["job"]
     assert cancelled["state"] == "cancelled"
-    job = admin_client_api.post("/api/v1/identities/cluster", {}, format="json").json()["job"]
+    job = admin_api.post("/api/v1/identities/cluster", {}, format="json").json()["job"]
     with celery_worker(log_path=tmp_path / "worker.log", MOMENTRY_WEBHOOK_ALLOW_PRIVATE="1",
                        MOMENTRY_WEBHOOK_RETRY_BASE_SECONDS="0.2"):
         wait_for(lambda: Delivery.objects.filter(status="succeeded").count() == 2
@@ -135,52 +149,55 @@ def test_job_events_delivered_by_a_real_worker_signed_and_retried(receiver, priv
     assert by_type["job.cancelled"][0]["data"]["job"]["id"] == queued["id"]
     assert by_type["job.cancelled"][0]["data"]["job"]["state"] == "cancelled"
     succeeded = by_type["job.succeeded"][-1]["data"]["job"]
-    assert succeeded == admin_client_api.get(f"/api/v1/jobs/{job['id']}").json()["job"]
+    assert succeeded == admin_api.get(f"/api/v1/jobs/{job['id']}").json()["job"]
     assert succeeded["state"] == "succeeded"
     # the first delivery answered 500: it was retried with the same event id, every attempt recorded
     first = by_type[bodies[0]["type"]]
     assert len(first) == 2 and first[0]["id"] == first[1]["id"]
-    attempts = deliveries(admin_client_api, hook["id"], event_id=first[0]["id"])
+    attempts = deliveries(admin_api, hook["id"], event_id=first[0]["id"])
     assert [(a["attempt"], a["status"], a["status_code"]) for a in attempts] == [(2, "succeeded", 200),
                                                                                   (1, "failed", 500)]
     assert attempts[1]["error"] == "HTTP 500" and attempts[1]["next_retry_at"] and attempts[1]["response_body"]
     assert attempts[0]["next_retry_at"] is None and attempts[0]["duration_ms"] is not None
-    assert len(deliveries(admin_client_api, hook["id"])) == 3
+    assert len(deliveries(admin_api, hook["id"])) == 3
 
 
 # --------------------------------------------------------------------------- the API
 
 
 @pytest.mark.django_db
-def test_create_list_update_delete(receiver, private_allowed, admin_client_api):
-    hook = create(admin_client_api, receiver.url("/a"), ["job.failed", "identity.merged", "job.failed"])
+def test_create_list_update_delete(receiver, private_allowed, admin_api):
+    hook = create(admin_api, receiver.url("/a"), ["job.failed", "identity.merged", "job.failed"])
     assert hook["events"] == ["job.failed", "identity.merged"] and hook["active"] is True
-    listed = admin_client_api.get("/api/v1/webhooks").json()
+    listed = admin_api.get("/api/v1/webhooks").json()
     assert listed["total"] == 1 and "secret" not in listed["webhooks"][0]
-    detail = admin_client_api.get(f"/api/v1/webhooks/{hook['id']}").json()["webhook"]
+    detail = admin_api.get(f"/api/v1/webhooks/{hook['id']}").json()["webhook"]
     assert "secret" not in detail and detail["url"] == receiver.url("/a")
-    changed = admin_client_api.patch(f"/api/v1/webhooks/{hook['id']}", {"active": False, "events": ["job.succeeded"]},
+    changed = admin_api.patch(f"/api/v1/webhooks/{hook['id']}", {"active": False, "events": ["job.succeeded"]},
                                      format="json").json()["webhook"]
     assert changed["active"] is False and changed["events"] == ["job.succeeded"]
     assert Webhook.objects.get().secret == hook["secret"]
-    bad = admin_client_api.post("/api/v1/webhooks", {"url": receiver.url("/a"), "events": ["job.exploded"]},
+    bad = admin_api.post("/api/v1/webhooks", {"url": receiver.url("/a"), "events": ["job.exploded"]},
                                 format="json")
     assert bad.status_code == 400 and bad.json()["error"]["details"]["parameter"] == "events"
-    assert admin_client_api.post("/api/v1/webhooks", {"url": receiver.url("/a"), "events": []},
+    assert admin_api.post("/api/v1/webhooks", {"url": receiver.url("/a"), "events": []},
                                  format="json").status_code == 400
-    assert admin_client_api.delete(f"/api/v1/webhooks/{hook['id']}").json()["deleted"] is True
-    assert admin_client_api.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
-    assert admin_client_api.get("/api/v1/webhooks/not-an-id").status_code == 404
+    assert admin_api.delete(f"/api/v1/webhooks/{hook['id']}").json()["deleted"] is True
+    assert admin_api.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
+    assert admin_api.get("/api/v1/webhooks/not-an-id").status_code == 404
 
 
 @pytest.mark.django_db
-def test_only_admins(receiver, private_allowed, admin_client_api, api_client, staff_user, plain_user, hamilton):
-    hook = create(admin_client_api, receiver.url("/a"), ["job.failed"])
-    read_only_admin, _ = key_client(staff_user)
-    scoped_admin, _ = key_client(staff_user, write=True, file_uuids=[hamilton.file_uuid])
-    writer, _ = key_client(plain_user, write=True)
+def test_only_admins(receiver, private_allowed, admin_api, staff, django_user_model, hamilton):
+    hook = create(admin_api, receiver.url("/a"), ["job.failed"])
+    viewer = django_user_model.objects.create(username="viewer")
+    session = APIClient()
+    session.force_login(viewer)
+    read_only_admin, _ = key_client(staff)
+    scoped_admin, _ = key_client(staff, write=True, file_uuids=[hamilton.file_uuid])
+    writer, _ = key_client(viewer, write=True)
     body = {"url": receiver.url("/b"), "events": ["job.failed"]}
-    for client in (api_client, writer, scoped_admin):
+    for client in (session, writer, scoped_admin):
         assert client.get("/api/v1/webhooks").status_code == 403
         assert client.post("/api/v1/webhooks", body, format="json").status_code == 403
         assert client.get(f"/api/v1/webhooks/{hook['id']}").status_code == 403
@@ -189,28 +206,26 @@ def test_only_admins(receiver, private_allowed, admin_client_api, api_client, st
     assert read_only_admin.get("/api/v1/webhooks").status_code == 200  # an admin's read-only key reads
     assert read_only_admin.post("/api/v1/webhooks", body, format="json").status_code == 403
     assert read_only_admin.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 403
-    from rest_framework.test import APIClient
-
     assert APIClient().get("/api/v1/webhooks").status_code == 401
     assert Webhook.objects.count() == 1
 
 
 @pytest.mark.django_db
-def test_private_addresses_refused_at_creation(admin_client_api, settings):
+def test_private_addresses_refused_at_creation(admin_api, settings):
     settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = False
     for url in ("http://127.0.0.1:8000/hook", "http://localhost/hook", "http://10.1.2.3/", "http://192.168.1.1/",
                 "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
                 "http://0.0.0.0/", "http://100.64.0.1/", "http://[fe80::1]/", "http://224.0.0.1/",
                 "http://[64:ff9b::a00:1]/", "ftp://8.8.8.8/", "file:///etc/passwd", "http://user:pw@8.8.8.8/",
                 "http:///nohost", "not a url"):
-        response = admin_client_api.post("/api/v1/webhooks", {"url": url, "events": ["job.failed"]}, format="json")
+        response = admin_api.post("/api/v1/webhooks", {"url": url, "events": ["job.failed"]}, format="json")
         assert response.status_code == 400, (url, response.content)
         assert response.json()["error"]["details"]["parameter"] == "url", url
     assert Webhook.objects.count() == 0
     settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = True
-    assert admin_client_api.post("/api/v1/webhooks", {"url": "http://127.0.0.1:8000/hook", "events": ["job.failed"]},
+    assert admin_api.post("/api/v1/webhooks", {"url": "http://127.0.0.1:8000/hook", "events": ["job.failed"]},
                                  format="json").status_code == 201
-    assert admin_client_api.post("/api/v1/webhooks", {"url": "ftp://127.0.0.1/", "events": ["job.failed"]},
+    assert admin_api.post("/api/v1/webhooks", {"url": "ftp://127.0.0.1/", "events": ["job.failed"]},
                                  format="json").status_code == 400  # the scheme rule stays
 
 
@@ -224,10 +239,10 @@ def emitted(event: str, data: dict, capture) -> list[Delivery]:
 
 
 @pytest.mark.django_db
-def test_delivery_refused_when_the_host_now_resolves_to_a_private_address(receiver, settings, admin_client_api,
+def test_delivery_refused_when_the_host_now_resolves_to_a_private_address(receiver, settings, admin_api,
                                                                            django_capture_on_commit_callbacks):
     settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = True
-    hook = create(admin_client_api, receiver.url("/rebound", host="localhost"), ["upload.completed"])
+    hook = create(admin_api, receiver.url("/rebound", host="localhost"), ["upload.completed"])
     settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = False  # as if "localhost" were a public name whose DNS changed
     before = len(receiver.requests)
     [delivery] = emitted("upload.completed", {"upload": {"id": "u1"}}, django_capture_on_commit_callbacks)
@@ -236,15 +251,15 @@ def test_delivery_refused_when_the_host_now_resolves_to_a_private_address(receiv
     assert delivery.status == "failed" and delivery.status_code is None
     assert delivery.error.startswith("refused:") and ("127.0.0.1" in delivery.error or "::1" in delivery.error)
     assert len(receiver.requests) == before  # nothing was sent
-    assert deliveries(admin_client_api, hook["id"], status="failed")[0]["error"] == delivery.error
+    assert deliveries(admin_api, hook["id"], status="failed")[0]["error"] == delivery.error
 
 
 @pytest.mark.django_db
-def test_redirects_not_followed_and_retries_bounded(receiver, private_allowed, settings, admin_client_api,
+def test_redirects_not_followed_and_retries_bounded(receiver, private_allowed, settings, admin_api,
                                                     django_capture_on_commit_callbacks):
     settings.MOMENTRY_WEBHOOK_MAX_ATTEMPTS = 2
     receiver.script["/moved"] = [302, 302]
-    create(admin_client_api, receiver.url("/moved"), ["job.failed"])
+    create(admin_api, receiver.url("/moved"), ["job.failed"])
     [first] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
     services.attempt(first.pk)
     services.attempt(first.pk)  # a duplicate message: the attempt is made once
@@ -261,12 +276,12 @@ def test_redirects_not_followed_and_retries_bounded(receiver, private_allowed, s
 
 
 @pytest.mark.django_db
-def test_identity_merged_event(receiver, private_allowed, admin_client_api, django_capture_on_commit_callbacks):
-    hook = create(admin_client_api, receiver.url("/people"), ["identity.merged"])
+def test_identity_merged_event(receiver, private_allowed, admin_api, django_capture_on_commit_callbacks):
+    hook = create(admin_api, receiver.url("/people"), ["identity.merged"])
     peggy = Identity.objects.create(name="Peggy")
     angelica = Identity.objects.create(name="Angelica")
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client_api.post(f"/api/v1/identity/{peggy.identity_uuid}/merge",
+        response = admin_api.post(f"/api/v1/identity/{peggy.identity_uuid}/merge",
                                          {"from": [angelica.identity_uuid]}, format="json")
     assert response.status_code == 200, response.content
     [delivery] = Delivery.objects.filter(event="identity.merged")
@@ -280,7 +295,7 @@ def test_identity_merged_event(receiver, private_allowed, admin_client_api, djan
 
 
 @pytest.mark.django_db
-def test_emit_is_cheap_and_never_raises(django_capture_on_commit_callbacks, django_assert_num_queries, staff_user):
+def test_emit_is_cheap_and_never_raises(db, django_capture_on_commit_callbacks, django_assert_num_queries):
     with django_assert_num_queries(1), django_capture_on_commit_callbacks(execute=True):
         events.emit("job.succeeded", {"job": {"id": "x"}})  # no webhook: one query, nothing else
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -294,13 +309,13 @@ def test_emit_is_cheap_and_never_raises(django_capture_on_commit_callbacks, djan
 
 
 @pytest.mark.django_db
-def test_sweep_recovers_lost_attempts_and_forgets_old_ones(receiver, private_allowed, admin_client_api,
+def test_sweep_recovers_lost_attempts_and_forgets_old_ones(receiver, private_allowed, admin_api,
                                                            django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    create(admin_client_api, receiver.url("/swept"), ["job.failed"])
+    create(admin_api, receiver.url("/swept"), ["job.failed"])
     [first] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
     now = timezone.now()
     Delivery.objects.filter(pk=first.pk).update(status="sending", attempted_at=now - timedelta(hours=1))
@@ -342,13 +357,13 @@ def self_signed(host: str, folder) -> tuple[str, str]:
 
 
 @pytest.mark.django_db
-def test_https_connects_to_the_checked_address_and_verifies_the_host_name(private_allowed, admin_client_api, tmp_path,
+def test_https_connects_to_the_checked_address_and_verifies_the_host_name(private_allowed, admin_api, tmp_path,
                                                                          monkeypatch,
                                                                          django_capture_on_commit_callbacks):
     cert, key = self_signed("localhost", tmp_path)
     server = Receiver(tls=(cert, key))
     try:
-        hook = create(admin_client_api, server.url("/tls", host="localhost"), ["job.failed"])
+        hook = create(admin_api, server.url("/tls", host="localhost"), ["job.failed"])
         [first] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
         services.attempt(first.pk)  # the system's CAs do not know this certificate
         first.refresh_from_db()
