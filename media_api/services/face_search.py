@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -68,9 +68,10 @@ MAX_SEARCHED_FACES = 20
 #: embedded: the pipeline's own gate (media_api.faces.tracker), below which the thresholds were not measured.
 MIN_EMBED_HEIGHT = 32
 MIN_EMBED_SCORE = 0.6
-#: Matches farther than this are not answered; matches this close are ``confident`` (calibration.py).
-OFFERED_DISTANCE = calibration.OFFERED_DISTANCE
-CONFIDENT_DISTANCE = calibration.CONFIDENT_DISTANCE
+#: Matches farther than this are not answered; matches this close are ``confident`` (calibration.py): a face
+#: against a trace's exemplars is a closest-pair comparison of sets, calibrated as such.
+OFFERED_DISTANCE = calibration.SET_OFFERED_DISTANCE
+CONFIDENT_DISTANCE = calibration.SET_CONFIDENT_DISTANCE
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 #: Nearest candidates read back from the database per round, and at most in all (per face).
@@ -215,10 +216,23 @@ def comparable_vectors(trace_pks: Sequence[int] | None = None) -> Iterable[tuple
     may yield several rows (exemplar vectors), each little-endian float32 of EMBEDDING_DIM.
     """
     rows = Trace.objects.filter(embedding__isnull=False, embedding_model=MODEL_NAME).order_by().values_list(
-        "pk", "file_id", "embedding")
+        "pk", "file_id", "exemplars", "embedding")
     if trace_pks is not None:
-        return list(rows.filter(pk__in=list(trace_pks)))  # a few hundred rows: one round trip
-    return rows.iterator(chunk_size=5000)  # the whole set: streamed
+        return list(_exemplar_rows(rows.filter(pk__in=list(trace_pks))))  # a few hundred rows: one round trip
+    return _exemplar_rows(rows.iterator(chunk_size=5000))  # the whole set: streamed
+
+
+def _exemplar_rows(rows: Iterable[tuple[int, int, Any, Any]]) -> Iterator[tuple[int, int, bytes]]:
+    """One row per exemplar vector of each trace (``Trace.exemplars``, media_api.faces.exemplars), or its
+    mean when it has none: a face is compared with every look the trace kept (closest pair)."""
+    size = EMBEDDING_DIM * 4
+    for trace_pk, file_pk, packed, blob in rows:
+        packed = bytes(packed) if packed is not None else b""
+        if packed and len(packed) % size == 0:
+            for start in range(0, len(packed), size):
+                yield trace_pk, file_pk, packed[start:start + size]
+        else:
+            yield trace_pk, file_pk, blob
 
 
 def vectors_stamp() -> tuple[Any, ...]:
