@@ -379,3 +379,28 @@ def test_https_connects_to_the_checked_address_and_verifies_the_host_name(privat
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+@pytest.mark.django_db
+def test_admin_pages(receiver, settings, client, django_user_model, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    client.force_login(django_user_model.objects.create(username="boss", is_staff=True, is_superuser=True))
+    add = reverse("admin:webhooks_webhook_add")
+    form = {"url": "http://169.254.169.254/latest", "events": ["job.failed"], "description": "", "active": "on"}
+    refused = client.post(add, form)
+    assert refused.status_code == 200 and "not a public address" in refused.content.decode()
+    settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = True
+    added = client.post(add, {**form, "url": receiver.url("/admin")}, follow=True)
+    webhook = Webhook.objects.get()
+    assert webhook.secret.startswith("whsec_") and webhook.secret in added.content.decode()  # shown once
+    change_page = client.get(reverse("admin:webhooks_webhook_change", args=[webhook.pk])).content.decode()
+    assert webhook.secret not in change_page
+    [delivery] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
+    services.attempt(delivery.pk)
+    listing = client.get(reverse("admin:webhooks_webhook_changelist")).content.decode()
+    assert "1 delivery attempt" in listing
+    deliveries_page = client.get(reverse("admin:webhooks_delivery_changelist") + f"?webhook__id__exact={webhook.pk}")
+    assert deliveries_page.status_code == 200 and "succeeded" in deliveries_page.content.decode()
+    detail = client.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk])).content.decode()
+    assert delivery.event_id in detail and "answer 200" in detail
