@@ -223,10 +223,17 @@ def test_private_addresses_refused_at_creation(admin_api, settings):
         assert response.json()["error"]["details"]["parameter"] == "url", url
     assert Webhook.objects.count() == 0
     settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = True
-    assert admin_api.post("/api/v1/webhooks", {"url": "http://127.0.0.1:8000/hook", "events": ["job.failed"]},
-                                 format="json").status_code == 201
+    created = admin_api.post("/api/v1/webhooks", {"url": "http://127.0.0.1:8000/hook", "events": ["job.failed"]},
+                             format="json")
+    assert created.status_code == 201
+    settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = False
+    moved = admin_api.patch(f"/api/v1/webhooks/{created.json()['webhook']['id']}", {"url": "http://10.0.0.1/"},
+                            format="json")
+    assert moved.status_code == 400 and moved.json()["error"]["details"]["parameter"] == "url"
+    assert Webhook.objects.get().url == "http://127.0.0.1:8000/hook"
+    settings.MOMENTRY_WEBHOOK_ALLOW_PRIVATE = True
     assert admin_api.post("/api/v1/webhooks", {"url": "ftp://127.0.0.1/", "events": ["job.failed"]},
-                                 format="json").status_code == 400  # the scheme rule stays
+                          format="json").status_code == 400  # the scheme rule stays
 
 
 # --------------------------------------------------------------------------- deliveries in this process
