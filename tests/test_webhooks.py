@@ -174,14 +174,14 @@ def test_create_list_update_delete(receiver, private_allowed, admin_api):
     detail = admin_api.get(f"/api/v1/webhooks/{hook['id']}").json()["webhook"]
     assert "secret" not in detail and detail["url"] == receiver.url("/a")
     changed = admin_api.patch(f"/api/v1/webhooks/{hook['id']}", {"active": False, "events": ["job.succeeded"]},
-                                     format="json").json()["webhook"]
+                              format="json").json()["webhook"]
     assert changed["active"] is False and changed["events"] == ["job.succeeded"]
     assert Webhook.objects.get().secret == hook["secret"]
     bad = admin_api.post("/api/v1/webhooks", {"url": receiver.url("/a"), "events": ["job.exploded"]},
-                                format="json")
+                         format="json")
     assert bad.status_code == 400 and bad.json()["error"]["details"]["parameter"] == "events"
     assert admin_api.post("/api/v1/webhooks", {"url": receiver.url("/a"), "events": []},
-                                 format="json").status_code == 400
+                          format="json").status_code == 400
     assert admin_api.delete(f"/api/v1/webhooks/{hook['id']}").json()["deleted"] is True
     assert admin_api.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
     assert admin_api.get("/api/v1/webhooks/not-an-id").status_code == 404
