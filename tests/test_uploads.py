@@ -290,8 +290,12 @@ def test_s3_upload_of_a_video_registers_the_object(writer, s3):
     s3_client, bucket = s3
     client, _ = writer
     data = HAMILTON.read_bytes()
+    from webhooks.models import Delivery, Webhook
+
+    Webhook.objects.create(url="https://hooks.example.com/momentry", events=["upload.completed"], secret="s")
     url = create(client, len(data), filename="hamilton.mp4")["Location"]
     assert patch(client, url, data, 0).status_code == 204
+    assert not Delivery.objects.exists()  # stored, not yet a file
     job = run_job_inline(client.get(url).json()["upload"]["job"]["id"])
     assert job.state == "succeeded", job.error
     status = client.get(url).json()["upload"]
@@ -299,3 +303,6 @@ def test_s3_upload_of_a_video_registers_the_object(writer, s3):
     key = storage_config().key("media", status["id"], "hamilton.mp4")
     assert (media_file.storage, media_file.path, media_file.owned) == ("s3", f"s3://{bucket}/{key}", True)
     assert _keys(s3_client, bucket) == [key]
+    event = Delivery.objects.get(event="upload.completed").payload
+    assert event["data"] == {"upload_id": status["id"], "file_uuid": media_file.file_uuid, "filename": "hamilton.mp4",
+                             "length": len(data), "job_id": job.pk.hex}
