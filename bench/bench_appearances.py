@@ -19,7 +19,8 @@ Measured in the same run, p50 of ``--runs`` runs each:
 * baseline: the same intervals computed from the lead's detection rows (their runs by the
   gaps-and-islands query presence is built with, then the same merge) — what the route would cost
   without stored presence; the answers are checked equal;
-* ``GET /file/{uuid}/shots`` of the film with 2 000 stored shots (one page).
+* ``GET /file/{uuid}/shots`` of the film with 2 000 stored shots (one page);
+* the floor: ``GET /identity/{uuid}`` with the same key (what any authenticated request costs now).
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ def main() -> None:
     base = f"/api/v1/identity/{lead.identity_uuid}/appearances?file_uuid={film.file_uuid}"
     route_default, size_default = route(base)
     route_zero, size_zero = route(base + "&min_gap_seconds=0")
+    # The floor on this machine now: an authenticated request that reads one identity (the load of the
+    # other jobs on a shared machine shows up here first).
+    floor, _ = route(f"/api/v1/identity/{lead.identity_uuid}")
 
     rng = np.random.default_rng(11)
     cuts = np.sort(rng.choice(np.arange(1, film.total_frames), 1999, replace=False))
@@ -211,6 +215,7 @@ def main() -> None:
     print(f"| `GET /identity/{{uuid}}/appearances?file_uuid=…` (test client, API key; {size_default:,} bytes) "
           f"| **{ms(route_default)}** |")
     print(f"| the same, `min_gap_seconds=0` ({size_zero:,} bytes) | {ms(route_zero)} |")
+    print(f"| floor: `GET /identity/{{uuid}}` (one identity, the same key) | {ms(floor)} |")
     print(f"| baseline: the same intervals from the lead's detection rows | {ms(baseline_p50)} "
           f"({baseline_p50 / selector_p50[1.0]:.0f}× `appearances()`) |")
     print(f"| `GET /file/{{uuid}}/shots`, 2 000 shots, one page ({shots_size:,} bytes) | {ms(shots_route)} |")
