@@ -261,6 +261,19 @@ def cursor_not_given_or_frames_reversed(case, response) -> bool:
     return False
 
 
+def webhook_url_not_public(case, response) -> bool:
+    """A webhook URL whose host does not resolve, or not only to public addresses (webhooks.addresses)."""
+    from webhooks import addresses
+
+    if response.status_code != 400 or not isinstance(case.body, dict) or not isinstance(case.body.get("url"), str):
+        return False
+    try:
+        addresses.check(case.body["url"])
+    except addresses.Refused:
+        return True
+    return False
+
+
 SPAN = {"start_frame", "end_frame", "start_time", "end_time"}
 DATA_RULES = {
     "GET /api/v1/file/{file_uuid}/detections": cursor_not_given_or_frames_reversed,
@@ -274,6 +287,8 @@ DATA_RULES = {
     "GET /api/v1/identity/{identity_uuid_a}/co-occur-with/{identity_uuid_b}": same_identity_twice,
     "POST /api/v1/identity/{identity_uuid}/merge": merged_into_itself_or_a_merged_one,
     "POST /api/v1/files": not_a_video_under_the_media_roots,
+    "POST /api/v1/webhooks": webhook_url_not_public,
+    "PATCH /api/v1/webhooks/{webhook_id}": webhook_url_not_public,
 }
 
 
