@@ -14,7 +14,8 @@ bench/faces_eval/people.json. Then, with the calibrated thresholds (media_api/fa
   bench/identity_set's photos (each a set of their photos; Lin-Manuel Miranda, Alex Lacamoire and
   Barack Obama are in both, from other sources); every other labelled trace is suggested for, as
   ``suggest_identities`` does (nearest set, "not offered" beyond the offered distance). Counted: right
-  and wrong confident suggestions, weak ones, none;
+  and wrong confident suggestions, weak ones, none; and, as in the issue's crowd (the person asked
+  about is named nowhere, everybody else is), how many traces still get a confident — wrong — suggestion;
 * **clustering**: the unnamed traces grouped as ``cluster_traces`` and the cast page do (leader
   clustering of set means at the cluster distance, never two traces of one file on screen together):
   purity (groups holding one person) and fragmentation (groups per person).
@@ -126,6 +127,14 @@ def main() -> None:
         outcome[(kind, right if kind != "none" else None)] += 1
         if kind == "confident" and not right:
             wrong.append((trace["name"], trace["person"], who, round(distance, 3)))
+    strangers = Counter()  # the case: this person is named nowhere, everybody else is
+    for trace in labelled:
+        own = {f"video:{trace['person']}", f"photo:{PHOTO_NAMES.get(trace['person'])}"}
+        others = [(exemplars.set_distance(trace["set"], s), who) for who, s in named.items() if who not in own]
+        distance, who = min(others)
+        strangers["confident" if distance <= confident else "weak" if distance <= offered else "none"] += 1
+        if distance <= confident:
+            wrong.append((trace["name"], trace["person"], f"(not named) -> {who}", round(distance, 3)))
     for trace in labelled:
         photo = PHOTO_NAMES.get(trace["person"])
         if photo is not None:
@@ -135,6 +144,9 @@ def main() -> None:
           f"confident right {outcome[('confident', True)]}, confident WRONG {outcome[('confident', False)]}, "
           f"weak right {outcome[('weak', True)]}, weak wrong {outcome[('weak', False)]}, "
           f"none {outcome[('none', None)]}")
+    print(f"  each labelled trace with its own person named nowhere ({len(labelled)}, {len(named) - 2} others "
+          f"named): a confident suggestion (all WRONG) {strangers['confident']}, weak {strangers['weak']}, "
+          f"none {strangers['none']}")
     for item in wrong:
         print("  wrong confident:", item)
     print("  the same person across sources (video trace vs their photos):",
