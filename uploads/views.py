@@ -116,6 +116,8 @@ class _TusView(APIView):
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         response["Tus-Resumable"] = services.TUS_VERSION
+        if request.method == "HEAD" and response.status_code >= 400:
+            response.content = b""  # a HEAD answer has no body, errors included
         return response
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
