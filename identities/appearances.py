@@ -85,9 +85,11 @@ def file_intervals(trace_ids: np.ndarray, blobs: Sequence[Any], clock: FrameCloc
     # Every run lies inside exactly one joined interval: the last one starting at or before it.
     slot = np.searchsorted(start, table.start, side="right") - 1
     owner_ids = trace_ids[table.owner]
-    pairs = np.unique(np.stack([slot, owner_ids], axis=1), axis=0)  # sorted by slot, then trace id
-    bounds = np.searchsorted(pairs[:, 0], np.arange(len(start) + 1))
-    ids = pairs[:, 1].tolist()
+    lowest = int(owner_ids.min())
+    stride = int(owner_ids.max()) - lowest + 1
+    pairs = np.unique(slot * stride + (owner_ids - lowest))  # each (interval, trace) once, by interval then id
+    bounds = np.searchsorted(pairs // stride, np.arange(len(start) + 1))
+    ids = (pairs % stride + lowest).tolist()
     starts_s = clock.cumulative[start].tolist()
     ends_s = clock.cumulative[end].tolist()
     intervals = [Interval(s, e - 1, ss, es, ids[bounds[k]:bounds[k + 1]])
