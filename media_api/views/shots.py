@@ -8,6 +8,7 @@ shots (``total`` 0): face analysis or a ``detect_shots`` job stores them.
 
 from __future__ import annotations
 
+import numpy as np
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as S
 from rest_framework.request import Request
@@ -59,8 +60,11 @@ class FileShotsView(APIView):
         shots = Shot.objects.filter(file=media_file).order_by("index")
         total = shots.count()
         rows = page.slice(shots.values_list("index", "start_frame", "end_frame"), total)
-        clock = FrameClock.for_file(media_file)
-        items = [{"index": index, "start_frame": start, "end_frame": end,
-                  "start_secs": round(clock.at(start), SECONDS_DECIMALS),
-                  "end_secs": round(clock.at(end + 1), SECONDS_DECIMALS)} for index, start, end in rows]
+        seconds = FrameClock.for_file(media_file).cumulative
+        frames = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+        starts = np.round(seconds[frames[:, 1]], SECONDS_DECIMALS).tolist()
+        ends = np.round(seconds[frames[:, 2] + 1], SECONDS_DECIMALS).tolist()
+        items = [{"index": index, "start_frame": start, "end_frame": end, "start_secs": start_secs,
+                  "end_secs": end_secs}
+                 for (index, start, end), start_secs, end_secs in zip(rows, starts, ends, strict=True)]
         return Response({**page.envelope("shots", items, total), "file_uuid": media_file.file_uuid})
