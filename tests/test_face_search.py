@@ -154,7 +154,7 @@ def test_scope_other_files_are_never_searched_and_their_uuid_is_a_404(cast, plai
     assert hidden.content.replace(HAMILTON_UUID.encode(), b"<uuid>") == unknown.content.replace(b"0" * 32, b"<uuid>")
     # An unlimited key names one file: only that file's traces answer.
     everyone, _ = key_client(plain_user)
-    body = post(everyone, photo, file_uuid=HAMILTON_UUID.upper()).json()
+    body = post(everyone, photo, file_uuid=HAMILTON_UUID).json()
     assert body["file_uuid"] == HAMILTON_UUID
     assert body["faces"][0]["identities"][0]["identity_uuid"] == performer.identity_uuid
     # Hidden traces, and vectors of another model, are never answered (read back at search time: no reload).
@@ -223,9 +223,11 @@ def test_bad_input_is_a_clean_json_400_or_413(cast, api_client):
     _error(post(api_client, jpeg[: len(jpeg) // 2], "cut.jpg"), 400)  # truncated
     _error(post(api_client, None), 400)  # no image field
     _error(post(api_client, None, image="just text"), 400)  # a text field, not a file
-    for limit in ("0", "101", "abc", "5.0", ""):
+    for limit in ("0", "101", "abc", "5.0", " 5", "+5"):
         _error(post(api_client, jpeg, limit=limit), 400, "limit")
-    _error(post(api_client, jpeg, file_uuid="not-a-uuid"), 400, "file_uuid")
+    for file_uuid in ("not-a-uuid", HAMILTON_UUID.upper()):  # exactly the schema's pattern
+        _error(post(api_client, jpeg, file_uuid=file_uuid), 400, "file_uuid")
+    assert post(api_client, jpeg, limit="", file_uuid="").json()["file_uuid"] is None  # empty: not given
     _error(post(api_client, jpeg, colour="red"), 400, "colour")  # unknown field
     assert api_client.post(URL, {"image": "x"}, format="json").status_code == 415
     # Over 10 MB: the image part (413 from the view), and a body far over the route's limit (before any view).

@@ -18,33 +18,58 @@ from media_api import selectors
 from media_api.ffmpeg.process import media_job_slot
 from media_api.services import face_search
 from media_api.services.face_search import FaceMatches, QueryFace, TraceMatch
-from media_api.views.traces import normalize_uuid, trace_urls
+from media_api.views.traces import trace_urls
 from momentry import schema
 from momentry.bodies import validated
 
 S = serializers
 
 
-class _Given:
-    """A form field given empty is refused like any other bad value (DRF reads "" as "not given")."""
+#: Form values are text. An empty value means "not given" (as the query parameters' ``allowEmptyValue``):
+#: some multipart encoders drop an empty part altogether, so the two must mean the same.
+UUID_OR_EMPTY = r"^([0-9a-f]{32})?$"
+LIMIT_PATTERN = rf"^([1-9]|[1-9][0-9]|{face_search.MAX_LIMIT})?$"
+
+
+class _FormText(S.Field):
+    """A text form field checked against ``pattern`` exactly as the schema states it ("" = not given)."""
+
+    pattern = ""
+    default_error_messages = {"invalid": "Not a valid value."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, **kwargs)
 
     def get_value(self, dictionary: Any) -> Any:
-        return dictionary.get(self.field_name, S.empty)
+        value = dictionary.get(self.field_name, S.empty)
+        return S.empty if value == "" else value
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str) or not re.fullmatch(self.pattern, data):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
-@extend_schema_field({"type": "string", "pattern": schema.UUID_PATTERN})
-class FormUuidField(_Given, schema.UuidField):
-    pass
+@extend_schema_field({"type": "string", "pattern": UUID_OR_EMPTY})
+class FormUuidField(_FormText):
+    """A file uuid (32 lowercase hex characters)."""
+
+    pattern = UUID_OR_EMPTY
+    default_error_messages = {"invalid": "Must be 32 lowercase hex characters."}
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": face_search.MAX_LIMIT})
-class FormIntegerField(_Given, S.IntegerField):
-    """A form field holding a whole number written in digits (DRF's IntegerField also takes "5.0")."""
+@extend_schema_field({"type": "string", "pattern": LIMIT_PATTERN})
+class FormLimitField(_FormText):
+    """A whole number 1..MAX_LIMIT written in digits."""
+
+    pattern = LIMIT_PATTERN
+    default_error_messages = {"invalid": f"Must be a whole number from 1 to {face_search.MAX_LIMIT}."}
 
     def to_internal_value(self, data: Any) -> int:
-        if not isinstance(data, str) or not re.fullmatch(r"[+-]?[0-9]{1,9}", data.strip()):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+        return int(super().to_internal_value(data))
 
 
 @extend_schema_field({"type": "string", "format": "binary"})
@@ -54,9 +79,9 @@ class ImageField(S.FileField):
 
 class SearchForm(S.Serializer):
     image = ImageField(help_text="JPEG, PNG or WebP, at most 10 MB and 40 megapixels (EXIF orientation applied)")
-    file_uuid = FormUuidField(required=False, help_text="search only this file's traces")
-    limit = FormIntegerField(required=False, min_value=1, max_value=face_search.MAX_LIMIT,
-                             help_text=f"identities and traces per face, each (default {face_search.DEFAULT_LIMIT})")
+    file_uuid = FormUuidField(help_text="search only this file's traces (empty: every file in scope)")
+    limit = FormLimitField(help_text=f"identities and traces per face, each: 1..{face_search.MAX_LIMIT} "
+                                     f"(empty: {face_search.DEFAULT_LIMIT})")
 
 
 _TRACE_REF = {
@@ -138,7 +163,7 @@ class FaceSearchView(APIView):
         limit = form.get("limit", face_search.DEFAULT_LIMIT)
         media_file = None
         if form.get("file_uuid") is not None:
-            media_file = selectors.file_for_request(request, normalize_uuid(form["file_uuid"], "file_uuid"))
+            media_file = selectors.file_for_request(request, form["file_uuid"])
         upload = form["image"]
         face_search.check_upload_size(upload.size)
         clock = time.perf_counter()
