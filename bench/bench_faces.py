@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_faces.py [--runs 3]          # speed + recall/precision: 360p, 720p, 1080p
     .venv/bin/python bench/bench_faces.py --detectors         # ms per frame: YuNet (the detector) vs BlazeFace
     .venv/bin/python bench/bench_faces.py --distances         # same-person vs different-person distances
+    .venv/bin/python bench/bench_faces.py --small-face-every 1  # ... and, interleaved, small faces on every sample
 
 The 720p clip is the 1080p demo clip scaled to 1280x720 (written once to bench/out with PyAV, x264
 CRF 18): the demo has no 720p footage.
@@ -109,8 +110,9 @@ def detectors(runs: int) -> None:
 
     print(f"load {os.getloadavg()[0]:.2f}, effective cores {effective_cores():.2f}, "
           f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; median ms per frame over 10 frames x {runs} runs")
-    print("| frame | threads | YuNet + quarter-size pass + verification | BlazeFace (Faces v2) |")
-    print("|---|---|---|---|")
+    print("| frame | threads | YuNet + quarter-size pass + verification | the same without small faces "
+          "| BlazeFace (Faces v2) |")
+    print("|---|---|---|---|---|")
     for stem in SPEED_CLIPS:
         with av.open(str(clip_path(stem))) as container:
             frames = [frame.to_ndarray(format="rgb24")
@@ -118,16 +120,17 @@ def detectors(runs: int) -> None:
         for threads in (1, 2):
             ours, theirs = YuNetDetector(threads=threads), BlazeFaceDetector(threads=threads)
             ours.detect(frames[0]), theirs.detect(frames[0])
-            times: dict[str, list[float]] = {"ours": [], "theirs": []}
+            times: dict[str, list[float]] = {"ours": [], "reduced": [], "theirs": []}
             for _ in range(runs):
                 for rgb in frames:
-                    for name, detector in (("ours", ours), ("theirs", theirs)):
+                    for name, detect, small in (("ours", ours.detect, True), ("reduced", ours.detect, False),
+                                                ("theirs", theirs.detect, None)):
                         start = time.perf_counter()
-                        detector.detect(rgb)
+                        detect(rgb) if small is None else detect(rgb, small)
                         times[name].append((time.perf_counter() - start) * 1000)
             h, w = frames[0].shape[:2]
             print(f"| {w}x{h} | {threads} | {statistics.median(times['ours']):.1f} "
-                  f"| {statistics.median(times['theirs']):.1f} |")
+                  f"| {statistics.median(times['reduced']):.1f} | {statistics.median(times['theirs']):.1f} |")
 
 
 def decode_only(path: Path) -> float:
@@ -142,13 +145,16 @@ def decode_only(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def speed(runs: int) -> None:
+def speed(runs: int, compare: int | None = None) -> None:
+    """The speed table; with ``compare``, also the pipeline searching small faces on every ``compare``-th
+    sample (``pipeline.SMALL_FACE_EVERY``) instead of its default, interleaved in the same runs."""
     import django
 
     django.setup()
     from django.core.management import call_command
 
     from bench.eval_faces import evaluate, load_labels
+    from media_api.faces import pipeline
     from media_api.faces.pipeline import analyse_video
     from media_api.services.faces import detect_faces
     from media_api.services.files import frame_index_for, register_file
@@ -157,18 +163,28 @@ def speed(runs: int) -> None:
     labels = load_labels()
     cores_before = effective_cores()
     rows = []
+    default = pipeline.SMALL_FACE_EVERY
+    other: dict[str, list[tuple[float, float]]] = {}
     for stem in SPEED_CLIPS:
         path = clip_path(stem)
         media_file = register_file(path).file
         index = frame_index_for(media_file)
         analyse_video(path, index, media_file.fps)  # warm the page cache and the imports
         decodes, walls, cpus = [], [], []
-        for _ in range(runs):  # interleaved, so both see the same machine
+        for _ in range(runs):  # interleaved, so all see the same machine
             decodes.append(decode_only(path))
             cpu, start = cpu_seconds(), time.perf_counter()
             analysis = analyse_video(path, index, media_file.fps)
             walls.append(time.perf_counter() - start)
             cpus.append(cpu_seconds() - cpu)
+            if compare is not None:
+                pipeline.SMALL_FACE_EVERY = compare
+                try:
+                    cpu, start = cpu_seconds(), time.perf_counter()
+                    analyse_video(path, index, media_file.fps)
+                    other.setdefault(media_file.name, []).append((time.perf_counter() - start, cpu_seconds() - cpu))
+                finally:
+                    pipeline.SMALL_FACE_EVERY = default
         start = time.perf_counter()
         stored = detect_faces(media_file, replace=True)
         with_db = time.perf_counter() - start
@@ -196,6 +212,16 @@ def speed(runs: int) -> None:
     for media_file, *_, analysis, _ in rows:
         parts = ", ".join(f"{k} {v:.2f} s" for k, v in analysis.timings.items())
         print(f"  {media_file.name}: main-process time by step: {parts}; {analysis.faces_embedded} faces embedded")
+    if compare is not None:
+        print(f"\nsmall faces searched on every {compare}. sample (default: every {default}.), same runs:")
+        print("| clip | decode only | pipeline (wall) | × realtime | pipeline / decode | CPU s (all processes) |")
+        print("|---|---|---|---|---|---|")
+        for media_file, decode, *_ in rows:
+            wall = statistics.median(w for w, _ in other[media_file.name])
+            cpu = statistics.median(c for _, c in other[media_file.name])
+            duration = media_file.total_frames / media_file.fps
+            print(f"| {media_file.name} | {decode:.2f} s | {wall:.2f} s | **{duration / wall:.2f}×** "
+                  f"| {wall / decode:.1f} | {cpu:.2f} |")
 
 
 def _share(quality: dict | None, key: str) -> str:
@@ -240,13 +266,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--distances", action="store_true")
     parser.add_argument("--detectors", action="store_true")
+    parser.add_argument("--small-face-every", type=int, metavar="N",
+                        help="also time the pipeline searching small faces on every N-th sample, interleaved")
     args = parser.parse_args()
     if args.distances:
         distances()
     elif args.detectors:
         detectors(args.runs)
     else:
-        speed(args.runs)
+        speed(args.runs, args.small_face_every)
 
 
 if __name__ == "__main__":

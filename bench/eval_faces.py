@@ -7,6 +7,7 @@ footage, and demo frames shrunk into 1080p/720p mosaics). How they were made: th
 
     .venv/bin/python bench/eval_faces.py [-v]                       # the pipeline's detector (media_api.faces.detector)
     .venv/bin/python bench/eval_faces.py --set small|both [-v]      # ... on the small-face set / on both sets
+    .venv/bin/python bench/eval_faces.py --set both --reduced       # ... without the small-face search
     .venv/bin/python bench/eval_faces.py --detector blazeface       # BlazeFace, the Faces v2 detector
     .venv/bin/python bench/eval_faces.py --detector yunet|yunet+big|yunet+big+verify [--min-score S]
     .venv/bin/python bench/eval_faces.py --detector hog [--upsample 0|1] [-v]   # dlib HOG, the first detector
@@ -183,8 +184,9 @@ def _labelled_frames(clip: str, wanted: set[int]):
 
 
 def make_detector(name: str, threads: int = 2, upsample: int | None = None,
-                  min_score: float | None = None) -> Callable[[np.ndarray, Any], list[Box]]:
-    """``detect(rgb, pyav_frame_or_None) -> boxes`` for a detector name (see ``--detector``)."""
+                  min_score: float | None = None, reduced: bool = False) -> Callable[[np.ndarray, Any], list[Box]]:
+    """``detect(rgb, pyav_frame_or_None) -> boxes`` for a detector name (see ``--detector``); ``reduced``:
+    the pipeline's detector as it runs on the samples without the small-face search."""
     sys.path.insert(0, str(ROOT))
     if name == "blazeface":
         from media_api.faces.blazeface import BlazeFaceDetector
@@ -195,7 +197,7 @@ def make_detector(name: str, threads: int = 2, upsample: int | None = None,
         from media_api.faces.detector import FaceDetector
 
         found = FaceDetector(threads=threads)
-        return lambda rgb, _frame: [f.box for f in found.detect(rgb)]
+        return lambda rgb, _frame: [f.box for f in found.detect(rgb, small_faces=not reduced)]
     if name.startswith("yunet"):
         from media_api.faces.yunet import YuNetDetector
 
@@ -340,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", help="clip name (file stem) of --detections, or limit the run to one clip")
     parser.add_argument("--threads", type=int, default=2, help="detector threads")
     parser.add_argument("--min-score", type=float, help="the detector's score threshold (default: the module's)")
+    parser.add_argument("--reduced", action="store_true",
+                        help="detector: as on the pipeline's samples without the small-face search (frames of "
+                             "720p and more searched at half size)")
     parser.add_argument("--upsample", type=int, choices=(0, 1), help="HOG: force this upsample count")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every miss and false positive")
     args = parser.parse_args(argv)
@@ -359,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_labelled = sum(len(tracked.get(n, ())) for n in frames)
                 print(f"{clip}: pipeline {seconds:.1f} s; {on_labelled} of the boxes on labelled frames are tracked")
             else:
-                detect = make_detector(args.detector, args.threads, args.upsample, args.min_score)
+                detect = make_detector(args.detector, args.threads, args.upsample, args.min_score, args.reduced)
                 dets, ms = run_detector(detect, _labelled_frames(clip, frames))
             results.append(evaluate(labels[clip], dets))
             _print(clip, results[-1], args.verbose, ms)
@@ -368,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.set in ("small", "both"):
         if args.detector == "pipeline" or args.detections:
             parser.error("the small-face set is scored with a detector (no video to run the pipeline on)")
-        detect = make_detector(args.detector, args.threads, args.upsample, args.min_score)
+        detect = make_detector(args.detector, args.threads, args.upsample, args.min_score, args.reduced)
         small = []
         for name, set_labels, images in small_face_sets():
             dets, ms = run_detector(detect, ((key, rgb, None) for key, rgb in images.items()))

@@ -28,14 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from media_api.faces.pipeline import FaceAnalysis, analyse_video
-from media_api.faces.tracker import Track, finalize_tracks, iou
+from media_api.faces.pipeline import SMALL_FACE_EVERY, FaceAnalysis, analyse_video
+from media_api.faces.tracker import MAX_MISSES, Track, finalize_tracks, iou
 from media_api.ffmpeg.index import FrameIndexData
 
 #: Chunks run this long (seconds of video), cut at the first keyframe after that.
 CHUNK_SECONDS = 60.0
-#: Chunks overlap their predecessor by this many detector samples.
-OVERLAP_SAMPLES = 2
+#: Chunks overlap their predecessor by this many detector samples: a face the tracker still follows
+#: is detected at least once in that many (it may be missed MAX_MISSES samples in a row, and a small
+#: face is only searched for on every SMALL_FACE_EVERY-th sample of 720p and more).
+OVERLAP_SAMPLES = SMALL_FACE_EVERY * (MAX_MISSES + 1)
 #: Two detections on the same frame are the same one (the detector is deterministic).
 SAME_DETECTION_IOU = 0.9
 

@@ -15,7 +15,7 @@ import dlib
 import numpy as np
 
 from media_api.faces.blazeface import DetectedFace
-from media_api.faces.yunet import YuNetDetector
+from media_api.faces.yunet import REDUCED_MIN_FACE_PX, YuNetDetector, reduces
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,15 @@ class FaceDetector:
     def __init__(self, threads: int = 2) -> None:
         self._detector = YuNetDetector(threads=threads)
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
+    def detect(self, rgb: np.ndarray, small_faces: bool = True) -> list[Face]:
+        """Faces of ``rgb``; ``small_faces=False``: faces under about :data:`REDUCED_MIN_FACE_PX` may be
+        missed on frames of 720p and more, for a quarter of the work (the pipeline's other samples)."""
         # YuNetDetector already keeps only boxes of at least 2x2 pixels inside the frame.
-        return [Face(f.x, f.y, f.width, f.height, f.score, f.keypoints) for f in self._detector.detect(rgb)]
+        return [Face(f.x, f.y, f.width, f.height, f.score, f.keypoints)
+                for f in self._detector.detect(rgb, small_faces)]
 
+
+__all__ = ["REDUCED_MIN_FACE_PX", "Face", "FaceDetector", "detect", "load_detector", "reduces"]
 
 #: Runtime threads of a detector in a worker process (the main process decodes and tracks meanwhile).
 WORKER_THREADS = 1
@@ -83,6 +88,6 @@ def load_detector() -> None:
     _worker_detector()
 
 
-def detect(rgb: np.ndarray) -> list[Face]:
+def detect(rgb: np.ndarray, small_faces: bool = True) -> list[Face]:
     """Faces of one frame, with this process's detector (what a detection worker runs)."""
-    return _worker_detector().detect(rgb)
+    return _worker_detector().detect(rgb, small_faces)

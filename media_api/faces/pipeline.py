@@ -7,7 +7,10 @@ looked at for scene cuts and followed by the trackers (a grey image, no colour c
 faces are detected on sampled frames — every ``stride``-th frame of the file and the first
 frame after each cut, a choice that does not depend on where a span starts — in a worker
 process that runs ahead of the tracker, and a few faces per track are embedded (SFace, aligned here
-on YuNet's landmarks) in another.
+on YuNet's landmarks) in another. On frames of 720p and more, small faces (under about
+:data:`~media_api.faces.yunet.REDUCED_MIN_FACE_PX`) are searched for on every other sample only
+(:data:`SMALL_FACE_EVERY`, again by frame number, and after every cut): the detector's full-size
+pass is most of the cost of analysing 1080p, and the tracker carries small faces between.
 
 Writing the result is :mod:`media_api.services.faces`' job.
 """
@@ -28,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from media_api.faces.cuts import SceneCutDetector
-from media_api.faces.detector import detect, load_detector
+from media_api.faces.detector import REDUCED_MIN_FACE_PX, detect, load_detector, reduces
 from media_api.faces.embeddings import align_face, embed_aligned, load_sface
 from media_api.faces.followers import FollowerBudget
 from media_api.faces.tracker import FaceTracker, Track
@@ -38,6 +41,11 @@ from media_api.ffmpeg.index import FrameIndexData
 
 #: Faces are detected about this many times per second of video by default.
 SAMPLES_PER_SECOND = 5
+#: Faces smaller than about REDUCED_MIN_FACE_PX are searched for on every SMALL_FACE_EVERY-th sample (by
+#: sample number in the file, and on the first frame after each cut); the other samples of frames of
+#: 720p and more are searched at half size, a quarter of the detector's work (docs/faces.md, "Speed").
+#: A chunk's overlap grows with it (chunks.OVERLAP_SAMPLES).
+SMALL_FACE_EVERY = 2
 #: The detector may run this many samples ahead of the tracker (frames wait in memory meanwhile).
 LOOKAHEAD = 2
 #: Pixel formats whose first plane is the 8-bit luma, read without any conversion.
@@ -101,6 +109,7 @@ class _Frame:
     cut: bool
     rgb: np.ndarray | None = None
     faces: Future | None = None
+    small_faces: bool = True
 
 
 def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start: int = 0, end: int | None = None,
@@ -109,7 +118,7 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
     """Detect, follow and embed the faces of frames ``start..end`` (inclusive; default: the whole file).
 
     Three processes share the work: this one decodes, finds cuts and tracks; a detector worker
-    runs BlazeFace on the sampled frames, up to :data:`LOOKAHEAD` samples ahead of the tracker;
+    runs the face detector on the sampled frames, up to :data:`LOOKAHEAD` samples ahead of the tracker;
     an embedding worker computes face embeddings. ``workers=False`` runs everything inline (a
     job queue's worker process, which gets its parallelism from running several of them).
     ``raw=True`` returns the tracks as followed, before pieces are joined and noise dropped (a
@@ -145,7 +154,9 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
             item = _Frame(number, image, cut)
             if cut or number == start or number % stride == 0:  # a sample: to the detector, now
                 item.rgb = frame.to_ndarray(format="rgb24")
-                item.faces = detector.submit(detect, item.rgb)
+                item.small_faces = (cut or (number // stride) % SMALL_FACE_EVERY == 0
+                                    or not reduces(frame.width, frame.height))
+                item.faces = detector.submit(detect, item.rgb, item.small_faces)
             waiting.append(item)
             while waiting and (waiting[0].faces is None or waiting[0].faces.done()
                                or sum(w.faces is not None for w in waiting) > LOOKAHEAD):
@@ -193,7 +204,8 @@ class _Run:
         faces = item.faces.result()
         self.timings["wait_detector"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        for track, face in self.tracker.observe(item.number, item.image, faces):
+        min_height = 0 if item.small_faces else REDUCED_MIN_FACE_PX
+        for track, face in self.tracker.observe(item.number, item.image, faces, min_height):
             if self.tracker.wants_embedding(track, face, item.number):
                 track.last_tried, track.embed_tries = item.number, track.embed_tries + 1
                 aligned = align_face(item.rgb, face.box)  # YuNet landmarks on a crop, ~2 ms; None: unreadable

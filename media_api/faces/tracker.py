@@ -128,6 +128,7 @@ class Track:
     embedded_height: int = 0
     misses: int = 0
     first_miss: int | None = None
+    unseen_since: int | None = None
     follower: object | None = None
 
     @property
@@ -197,8 +198,15 @@ class FaceTracker:
                 still.append(track)
         self._active = still
 
-    def observe(self, frame: int, image: np.ndarray, faces: list[Face]) -> list[tuple[Track, Face]]:
-        """Match a sample's detections to the tracks on ``frame``; returns the (track, face) pairs detected."""
+    def observe(self, frame: int, image: np.ndarray, faces: list[Face],
+                min_height: int = 0) -> list[tuple[Track, Face]]:
+        """Match a sample's detections to the tracks on ``frame``; returns the (track, face) pairs detected.
+
+        ``min_height``: the detector was not expected to find faces smaller than this (pixels high) on
+        this sample (a search without small faces): a track of a smaller face that no detection matches
+        is neither confirmed nor missed, and should it end before a sample sees it again, it is cut back
+        to here (tracked boxes are kept only where a sample that could see the face confirmed it).
+        """
         candidates = [t for t in self._active if t.frames and t.frames[-1] == frame]
         pairs = sorted(((same_face(t.boxes[-1], f.box), ti, fi) for ti, t in enumerate(candidates)
                         for fi, f in enumerate(faces)), reverse=True)
@@ -215,15 +223,19 @@ class FaceTracker:
             matched_faces.add(fi)
             track.frames.pop(), track.boxes.pop(), track.detected.pop(), track.scores.pop()
             track.add(frame, face.box, True, face.score)
-            track.misses, track.first_miss = 0, None
+            track.misses, track.first_miss, track.unseen_since = 0, None, None
             self._anchor(track, image, face.box)
             out.append((track, face))
         for ti, track in enumerate(candidates):
             if ti in matched_tracks:
                 continue
+            if track.boxes[-1][3] < min_height:
+                if track.unseen_since is None:
+                    track.unseen_since = frame
+                continue
             track.misses += 1
             if track.first_miss is None:
-                track.first_miss = frame
+                track.first_miss = frame if track.unseen_since is None else track.unseen_since
             if track.misses > MAX_MISSES:
                 self._active.remove(track)
                 self._end(track)
@@ -287,8 +299,11 @@ class FaceTracker:
         return x0, y0, x1 - x0, y1 - y0
 
     def _end(self, track: Track) -> None:
-        if track.first_miss is not None:
-            track.truncate_before(track.first_miss)
+        # Tracked boxes are kept only up to the last sample that could see the face and confirmed it
+        # (as at a chunk's end: the next chunk, which sees the following sample, fills in the rest).
+        unconfirmed = track.first_miss if track.first_miss is not None else track.unseen_since
+        if unconfirmed is not None:
+            track.truncate_before(unconfirmed)
         track.follower = None
         if track.frames:
             self._done.append(track)

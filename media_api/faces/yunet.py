@@ -43,6 +43,15 @@ BIG_PASS_SHRINK = 4
 BIG_PASS_MIN_PX = 128
 #: Boxes of the two passes overlapping more than this (IoU) are one face; the better-scored box is kept.
 NMS_IOU = 0.3
+#: A frame of at least this many pixels may be searched without its small faces (``small_faces=False``):
+#: the native pass then sees it shrunk REDUCED_SHRINK times (a quarter of the work; faces from about
+#: REDUCED_MIN_FACE_PX). Smaller frames are always searched whole (their native pass is cheap).
+REDUCED_MIN_PIXELS = 1280 * 720
+REDUCED_SHRINK = 2
+#: The smallest face (frame pixels high) a reduced search is expected to find: YuNet finds faces from
+#: about 12 px of its input, and on the labelled sets the half-size pass missed faces up to 52 px
+#: that the native pass found (docs/faces.md, "Speed").
+REDUCED_MIN_FACE_PX = 56
 
 
 
@@ -60,13 +69,20 @@ class YuNetDetector:
         self.native_only = native_only
         self._verifier = BlazeFaceDetector(threads=threads, short_range=False) if verify else None
 
-    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+    def detect(self, rgb: np.ndarray, small_faces: bool = True) -> list[DetectedFace]:
+        """Faces of ``rgb``, best score first. ``small_faces=False`` may skip faces under about
+        :data:`REDUCED_MIN_FACE_PX` on big frames (see :func:`reduces`) for a quarter of the work."""
         height, width = rgb.shape[:2]
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         shrink = min(1.0, (MAX_PIXELS / (width * height)) ** 0.5)
         if shrink < 1.0:
             bgr = cv2.resize(bgr, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
-        rows = self._run(bgr, 1.0 / shrink)
+        if small_faces or not reduces(width, height):
+            rows = self._run(bgr, 1.0 / shrink)
+        else:
+            reduced = cv2.resize(bgr, (bgr.shape[1] // REDUCED_SHRINK, bgr.shape[0] // REDUCED_SHRINK),
+                                 interpolation=cv2.INTER_AREA)
+            rows = self._run(reduced, bgr.shape[1] / reduced.shape[1] / shrink)
         if not self.native_only:
             small = cv2.resize(bgr, (max(1, bgr.shape[1] // BIG_PASS_SHRINK), max(1, bgr.shape[0] // BIG_PASS_SHRINK)),
                                interpolation=cv2.INTER_AREA)
@@ -97,6 +113,11 @@ class YuNetDetector:
         found = found.copy()
         found[:, :14] *= scale
         return list(found)
+
+
+def reduces(width: int, height: int) -> bool:
+    """Whether a search without small faces does less work on a ``width`` x ``height`` frame."""
+    return width * height >= REDUCED_MIN_PIXELS
 
 
 def _suppress(rows: list[np.ndarray]) -> list[np.ndarray]:
