@@ -182,6 +182,30 @@ def test_tracking_cost_is_bounded_in_crowds():
     assert budget.alive == 1 and not isinstance(budget(), HoldFollower)
 
 
+def test_a_search_without_small_faces_neither_confirms_nor_misses_them():
+    """On samples searched at half size (1080p: every other one) a small face's track is not missed; if
+    it ends before a full search sees it again it is cut back to the first sample that could not see it,
+    while a big face unmatched there counts as missed at once."""
+    from media_api.faces.detector import REDUCED_MIN_FACE_PX, Face
+    from media_api.faces.tracker import FaceTracker
+
+    tracker = FaceTracker(1920, 1080, 25.0, make_follower=HoldFollower)
+    grey = tracker.track_image(np.zeros((1080, 1920), np.uint8))
+    small, big = Face(100, 100, 24, 30, 0.9), Face(900, 400, 120, 150, 0.9)
+    for frame in range(21):
+        tracker.advance(frame, grey)
+        if frame % 5 == 0:
+            reduced = frame % 10 == 5
+            faces = [small, big] if frame == 0 else [big] if frame == 10 else []
+            tracker.observe(frame, grey, faces, REDUCED_MIN_FACE_PX if reduced else 0)
+            if frame == 5:
+                [small_track, big_track] = sorted(tracker._active, key=lambda t: t.boxes[0][3])
+                assert (small_track.misses, big_track.misses) == (0, 1)
+    tracks = {t.boxes[0][3]: t for t in tracker.close()}
+    assert tracks[30].frames == list(range(5))  # missed at 10 and 20, unseen at 5 and 15: cut back to 5
+    assert tracks[150].frames == list(range(15))  # missed at 5, seen at 10, missed at 15 and 20
+
+
 # --- dense traces --------------------------------------------------------------------------------
 
 def test_every_frame_between_samples_has_a_box(analyses):
