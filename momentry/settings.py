@@ -211,7 +211,10 @@ SPECTACULAR_SETTINGS = {
         "momentry.schema_hooks.postprocess",
     ],
     # One name for the webhook event list (a webhook's "events" items and a delivery's "event").
-    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "webhooks.events.EVENTS"},
+    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "webhooks.events.EVENTS",
+                            # An identity's source and status, wherever an identity is named (issue 22).
+                            "IdentitySourceEnum": "momentry.schema.IDENTITY_SOURCES",
+                            "IdentityStatusEnum": "momentry.schema.IDENTITY_STATUSES"},
 }
 
 # Media behaviour
