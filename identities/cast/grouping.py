@@ -2,7 +2,8 @@
 
 The cast page shows unbound, not hidden traces grouped by likely person exactly as
 ``cluster_traces`` groups them (:func:`identities.suggestions.group_unbound_traces`: leader
-clustering on the face embeddings at ``CLUSTER_DISTANCE``, never two traces on screen at the
+clustering on the traces' mean vectors — their exemplar sets' means — at ``CLUSTER_DISTANCE``, calibrated
+for set means; never two traces on screen at the
 same time in one group, a trace without an embedding alone). Two things make that usable on a
 page that must answer in well under 300 ms with 10 000 traces:
 
@@ -39,7 +40,8 @@ from django.db.models.functions import Coalesce
 from identities.suggestions import CLUSTER_DISTANCE, comparable, unbound_traces
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes, normalise
 
-CACHE_KEY = "cast:groups:v2"
+#: The kept grouping belongs to one cluster distance: a new calibration (calibration.json) starts afresh.
+CACHE_KEY = f"cast:groups:v2:{CLUSTER_DISTANCE}"
 CACHE_SECONDS = 30 * 24 * 3600
 #: Traces compared with every centre by one matrix product (small: centres changed inside a
 #: block are measured one by one; 32 was fastest on 10 000 traces).
