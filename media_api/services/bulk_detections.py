@@ -154,8 +154,10 @@ def _rows(file_pk: int, trace_pk: int | None, where: DetectionFilter, after: tup
 def read_page(file_pk: int, trace_pk: int | None, where: DetectionFilter, index: FrameIndexData | None,
               page_size: int, after: tuple[int, int] | None) -> DetectionPage:
     """One keyset page: ``page_size`` rows after the (decoded) cursor; one more is read to know if more follow."""
-    queryset = _rows(file_pk, trace_pk, where, after)
-    rows = list(queryset[: page_size + 1])
+    sql, params = _rows(file_pk, trace_pk, where, after)[: page_size + 1].query.sql_with_params()
+    with connection.cursor() as cursor:  # as the stream reads (no per-row conversion is needed)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     more = len(rows) > page_size
     rows = rows[:page_size]
     writer = RowWriter(index, selectors.trace_ids_by_pk(file_pk, {row[2] for row in rows}))
