@@ -166,6 +166,18 @@ def test_delete_removes_what_the_service_owns_only(stored, s3_storage, staff_use
     assert admin.delete(f"/api/v1/file/{local.file_uuid}").json()["source"] == "deleted"
     assert not (store / "upload.mp4").exists()
 
+    # The admin's "Delete selected" goes through the same lifecycle.
+    s3_storage.client.upload_file(str(HAMILTON), s3_storage.bucket, KEY)
+    again = register_object(stored, owned=True).file
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(staff_user)
+    answer = browser.post("/admin/media_api/mediafile/", {"action": "delete_selected", "post": "yes",
+                                                          "_selected_action": [again.pk]})
+    assert answer.status_code == 302, answer.content[:500]
+    assert not MediaFile.objects.exists() and not _object_exists(s3_storage, KEY)
+
 
 def test_an_object_that_is_no_video_is_refused_and_removed_only_if_owned(s3_storage):
     for key, owned in (("media/junk-owned.mp4", True), ("media/junk-theirs.mp4", False)):

@@ -6,7 +6,7 @@ opener of the layer (:class:`~media_api.ffmpeg.frames.FrameReader`, :func:`~medi
 the ``-i`` of every ffmpeg command in :mod:`~media_api.ffmpeg.encode`) takes that value as it is and
 calls :func:`open_input` / :func:`input_args`, which turn ``s3://`` into a presigned HTTP(S) URL at the
 moment the input is opened (so a long prewarm or analysis never holds an expired one). FFmpeg's own
-``http`` protocol then reads the object with ``Range`` requests of :data:`REQUEST_SIZE`: a seek is a
+``http`` protocol then reads the object with bounded ``Range`` requests: a seek is a
 new ranged request, a thumbnail of frame 14 000 reads about one GOP, a face-analysis chunk reads its
 span — no host downloads a whole film, and no host needs the file on a disk.
 
@@ -27,9 +27,13 @@ import av
 if TYPE_CHECKING:
     from media_api.models import MediaFile
 
-#: Size of one ranged HTTP request. A seek inside the current window reuses it; a 1 MiB window keeps a
-#: cold thumbnail at about one GOP of reading while a sequential decode still streams efficiently.
-REQUEST_SIZE = 1 << 20
+#: Size of one ranged HTTP request of PyAV (frames: thumbnails, crops, representative faces, face analysis):
+#: small, so a cold thumbnail reads little more than the container index and one GOP (bench_storage: 1 MiB
+#: read 3x the bytes in the same number of requests), yet a sequential decode still needs only a few
+#: requests per second of 1080p video over one kept-alive connection.
+FRAME_REQUEST_SIZE = 256 * 1024
+#: The same for the ffmpeg processes (clips, segments, overlays), which always read a span sequentially.
+STREAM_REQUEST_SIZE = 1 << 20
 #: Network read/write timeout (microseconds, FFmpeg's unit): a stalled store fails the job, never hangs it.
 RW_TIMEOUT_US = 30_000_000
 
@@ -37,7 +41,6 @@ _HTTP_OPTIONS = {
     "protocol_whitelist": "http,https,tcp,tls",
     "rw_timeout": str(RW_TIMEOUT_US),
     "multiple_requests": "1",  # keep-alive between ranged requests
-    "request_size": str(REQUEST_SIZE),
     "reconnect": "1",
     "reconnect_on_network_error": "1",
     "reconnect_delay_max": "5",
@@ -68,16 +71,16 @@ def resolve(source: str | Path) -> str:
     return str(source)
 
 
-def av_options(source: str | Path) -> dict[str, str]:
+def av_options(source: str | Path, request_size: int = FRAME_REQUEST_SIZE) -> dict[str, str]:
     """PyAV/FFmpeg open options for a resolved ``source`` (the http protocol's for a URL, none for a path)."""
-    return dict(_HTTP_OPTIONS) if is_url(source) else {}
+    return {**_HTTP_OPTIONS, "request_size": str(request_size)} if is_url(source) else {}
 
 
 def input_args(source: str | Path) -> list[str]:
     """``ffmpeg`` arguments that open ``source`` as the next input (options, then ``-i`` and one argv element)."""
     target = resolve(source)
     args: list[str] = []
-    for name, value in av_options(target).items():
+    for name, value in av_options(target, STREAM_REQUEST_SIZE).items():
         args += [f"-{name}", value]
     return [*args, "-i", target]
 
