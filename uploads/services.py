@@ -395,7 +395,7 @@ def serialize(upload: Upload) -> dict[str, Any]:
     job = upload.job
     return {
         "id": upload.pk.hex,
-        "url": f"/api/v1/uploads/{upload.pk}",
+        "url": f"/api/v1/uploads/{upload.pk.hex}",
         "filename": upload.filename,
         "length": upload.length,
         "offset": upload.offset,
