@@ -48,7 +48,10 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while self.running:
-            self.peak = max(self.peak, rss_mb(self.pid))
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:  # the worker is gone: the upload fails and says why
+                return
             time.sleep(0.05)
 
 
@@ -137,9 +140,10 @@ def run(kind: str, size: int, chunk: int) -> dict:
                          aws_secret_access_key="bench").create_bucket(Bucket="bench")
         key = setup_data_dir(folder / "data", env)
         port = free_port()
+        log = open(folder / "gunicorn.log", "wb")  # noqa: SIM115 - closed with the server
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"),
                                  "--bind", f"127.0.0.1:{port}", "--workers", "1", "momentry.wsgi"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: children_of(proc.pid), timeout=60)
             worker = children_of(proc.pid)[0]
@@ -148,13 +152,18 @@ def run(kind: str, size: int, chunk: int) -> dict:
             baseline = rss_mb(worker)
             sampler = Sampler(worker)
             sampler.start()
-            seconds = upload(port, key, size, chunk)
+            try:
+                seconds = upload(port, key, size, chunk)
+            except Exception:
+                print((folder / "gunicorn.log").read_text()[-3000:], file=sys.stderr)
+                raise
             sampler.running = False
             sampler.join()
             return {"kind": kind, "baseline": baseline, "peak": sampler.peak, "seconds": seconds}
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            log.close()
     finally:
         if moto is not None:
             moto.kill()
@@ -175,6 +184,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--chunk-mb", type=int, default=256)
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--only", choices=["local", "s3"])
     args = parser.parse_args()
     size, chunk = args.size_mb * MIB, args.chunk_mb * MIB
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs: times are noisy), "
@@ -183,7 +193,8 @@ def main() -> None:
     print("| storage | worker RSS before | peak during upload | growth | growth / chunk | growth / upload "
           "| throughput |")
     print("|---|---|---|---|---|---|---|")
-    for kind in ("local",) + (() if args.no_s3 else ("s3",)):
+    kinds = [args.only] if args.only else ["local"] + ([] if args.no_s3 else ["s3"])
+    for kind in kinds:
         r = run(kind, size, chunk)
         growth = r["peak"] - r["baseline"]
         print(f"| {kind} | {r['baseline']:.0f} MB | {r['peak']:.0f} MB | {growth:.1f} MB "
