@@ -142,7 +142,8 @@ class DetectionPage:
             query = {**where.query(), "page_size": page_size, "cursor": self.next_cursor}
             next_link = f"{path}?{urlencode(query, safe=':')}"
         head = json.dumps({"success": True, "file_uuid": where.file_uuid, "count": len(self.lines),
-                           "page_size": page_size, "next_cursor": self.next_cursor, "next": next_link})
+                           "page_size": page_size, "next_cursor": self.next_cursor, "next": next_link},
+                          separators=(",", ":"))
         return f'{head[:-1]},"detections":[{",".join(self.lines)}]}}'.encode()
 
 
