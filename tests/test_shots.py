@@ -64,6 +64,22 @@ def test_detect_shots_finds_the_hand_placed_cuts(hamilton, facenet):
 
 
 @pytest.mark.django_db
+def test_a_stopped_detection_keeps_the_old_shots(hamilton):
+    from jobs.services import JobCancelled
+
+    Shot.objects.create(file=hamilton, index=0, start_frame=0, end_frame=hamilton.total_frames - 1)
+    before = stored_shots(hamilton)
+
+    def cancelled(done: int, total: int) -> None:
+        if done >= 100:
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        detect_shots(hamilton, on_progress=cancelled)
+    assert stored_shots(hamilton) == before
+
+
+@pytest.mark.django_db
 def test_chunked_face_analysis_stores_the_same_shots(hamilton):
     """Chunks of ~3 s (one starts on the cut at 211): stitched, their shots are the labels and detect_shots's."""
     from media_api.faces.chunks import analyse_chunk, plan_chunks, stitch
