@@ -82,8 +82,8 @@ class IdentityAppearancesView(APIView):
         params = request.query_params
         min_gap = number_param(params, "min_gap_seconds", ap.DEFAULT_MIN_GAP_SECONDS, 0.0, ap.MAX_MIN_GAP_SECONDS)
         page = Page.from_params(params)
-        raw_file = params.get("file_uuid") or None
-        file_uuid = normalize_uuid(raw_file, "file_uuid") if raw_file else None
+        raw_file = params.get("file_uuid")  # an empty value is a 400, like any malformed one
+        file_uuid = normalize_uuid(raw_file, "file_uuid") if raw_file is not None else None
         identity = selectors.identity_by_uuid(identity_uuid, request.user, request.auth)
         if file_uuid is not None:  # one file: its traces are the only other query
             found = ap.appearances(identity.pk, [file_selectors.file_for_request(request, file_uuid)], min_gap)

@@ -144,7 +144,7 @@ def test_scope_unknowns_and_bad_parameters(people, plain_user):
         assert response.status_code == 404 and response.json()["success"] is False, (url, params)
     url = f"/api/v1/identity/{performer.identity_uuid}/appearances"
     for bad in ({"min_gap_seconds": -1}, {"min_gap_seconds": "x"}, {"min_gap_seconds": "nan"},
-                {"min_gap_seconds": 3601}, {"file_uuid": "nope"}, {"page_size": 101}):
+                {"min_gap_seconds": 3601}, {"file_uuid": "nope"}, {"file_uuid": ""}, {"page_size": 101}):
         response = reader.get(url, bad)
         assert response.status_code == 400 and response.json()["success"] is False, bad
     nobody = Identity.objects.create(name="Nobody yet")

@@ -89,8 +89,8 @@ class DetectShotsResult:
                 "frames_decoded": self.frames_decoded, "seconds": round(self.seconds, 2)}
 
 
-def find_cuts(path: str, media_file: MediaFile,
-              on_progress: Callable[[int, int], object] | None = None) -> tuple[list[int], int]:
+def find_cuts(media_file: MediaFile, on_progress: Callable[[int, int], object] | None = None
+              ) -> tuple[list[int], int]:
     """Decode every frame once and return ``(cuts, frames decoded)``; ``on_progress`` may raise to stop."""
     index = frame_index_for(media_file)
     total = len(index)
@@ -100,7 +100,7 @@ def find_cuts(path: str, media_file: MediaFile,
         return cuts, decoded
     detector = SceneCutDetector()
     report_every = max(1, int(round(media_file.fps or 1)))
-    with FrameReader(path, index) as reader:
+    with FrameReader(media_file.path, index) as reader:
         for number, frame in reader.iter_range(0, total - 1):
             if on_progress is not None and number % report_every == 0:
                 on_progress(number, total)
@@ -117,7 +117,7 @@ def detect_shots(media_file: MediaFile, on_progress: Callable[[int, int], object
     (the shots would be shifted), like face analysis.
     """
     started = time.perf_counter()
-    cuts, decoded = find_cuts(media_file.path, media_file, on_progress)
+    cuts, decoded = find_cuts(media_file, on_progress)
     if decoded != media_file.total_frames:
         raise FrameCountMismatch(f"decoded {decoded} frames, the frame index has {media_file.total_frames}; "
                                  "nothing was written")
