@@ -112,7 +112,11 @@ def attempt(delivery_id: int) -> Delivery | None:
             "Momentry-Event": delivery.event,
             "Momentry-Delivery-Attempt": str(delivery.attempt),
         }
-        outcome = sender.post(webhook.url, body, headers)
+        try:
+            outcome = sender.post(webhook.url, body, headers)
+        except Exception as exc:  # noqa: BLE001 - recorded (and retried), never left "sending"
+            logger.exception("webhook %s: delivery %s failed unexpectedly", webhook.pk, delivery.pk)
+            outcome = sender.Outcome(False, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
     _record(delivery, outcome, retry=webhook.active)
     return delivery
 
