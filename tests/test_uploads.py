@@ -306,3 +306,16 @@ def test_s3_upload_of_a_video_registers_the_object(writer, s3):
     event = Delivery.objects.get(event="upload.completed").payload
     assert event["data"] == {"upload_id": status["id"], "file_uuid": media_file.file_uuid, "filename": "hamilton.mp4",
                              "length": len(data), "job_id": job.pk.hex}
+
+
+def test_s3_refusing_a_part_is_a_503_and_counts_nothing(writer, s3):
+    s3_client, bucket = s3
+    client, _ = writer
+    url = create(client, 6 * 1024 * 1024)["Location"]
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    s3_client.abort_multipart_upload(Bucket=bucket, Key=upload.storage_key, UploadId=upload.s3_upload_id)
+    refused = patch(client, url, os.urandom(5 * 1024 * 1024 + 10), 0)
+    assert refused.status_code == 503 and error_code(refused) == "UNAVAILABLE" and refused["Retry-After"]
+    assert client.head(url, **TUS)["Upload-Offset"] == "0"
+    upload.refresh_from_db()
+    assert upload.busy_since is None  # the next PATCH is not locked out

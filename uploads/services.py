@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import inspect
 import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, BinaryIO
 
@@ -34,7 +36,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from momentry.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge
+from momentry.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable
 from momentry.models import APIKey
 from uploads import store
 from uploads.models import Upload
@@ -154,7 +156,8 @@ def create(user: Any, auth: Any, length: int, metadata: dict[str, str]) -> Uploa
     filename = store.sanitise_filename(metadata.get("filename") or metadata.get("name") or "upload")
     upload = Upload(owner=user, api_key=auth if isinstance(auth, APIKey) else None, filename=filename,
                     metadata=metadata, length=length, expires_at=expiry())
-    store.prepare(upload)
+    with storage_errors():
+        store.prepare(upload)
     upload.save(force_insert=True)
     logger.info("upload %s created: %s, %d bytes, %s", upload.pk, filename, length, upload.storage)
     return upload
@@ -239,45 +242,76 @@ def receive(upload: Upload, offset: int, body: BinaryIO, declared: int | None,
         raise BadRequest("The chunk goes past Upload-Length.", param="Content-Length", offset=offset,
                          length=upload.length)
     claim(upload, offset)
+    writer = None
     try:
-        writer = store.writer_for(upload)
-        hasher = CHECKSUMS[checksum[0]]() if checksum else None
-        room = upload.length - offset if declared is None else declared
-        since_checkpoint = 0
-        while room > 0:
-            try:
-                data = body.read(min(READ_SIZE, room))
-            except OSError:  # (some servers raise when the client goes away; gunicorn reads short)
-                data = b""
-            if not data:
-                break  # the client went away (or a chunked body ended): keep what arrived
-            if hasher:
-                hasher.update(data)
-            writer.write(data)
-            room -= len(data)
-            since_checkpoint += len(data)
-            if not hasher and since_checkpoint >= CHECKPOINT_BYTES:
-                fields = writer.checkpoint()
-                since_checkpoint = 0
-                if fields:
-                    _save(upload, fields)
-                    writer.after_save()
-        if declared is None and body.read(1):
-            writer.rollback()
-            raise BadRequest("The chunk goes past Upload-Length.", param="Content-Length")
-        if hasher and (room > 0 or hasher.digest() != checksum[1]):
-            writer.rollback()
-            raise ChecksumMismatch(details={"upload_id": upload.pk.hex, "offset": offset,
-                                            "received": (declared or 0) - room})
-        fields = writer.commit()
+        with storage_errors():
+            writer = store.writer_for(upload)
+            fields = _write_body(upload, writer, body, declared, checksum)
     except BaseException:
+        if writer is not None:
+            writer.close()
         _save(upload, {}, release=True)
         raise
     _save(upload, fields, release=True)
-    writer.after_save()
+    _tidy(writer)
     if upload.offset >= upload.length:
         finish(upload)
     return upload
+
+
+def _write_body(upload: Upload, writer: store.Writer, body: BinaryIO, declared: int | None,
+                checksum: tuple[str, bytes] | None) -> dict[str, Any]:
+    """Feed the body to ``writer`` as it arrives; the fields to save (see :func:`receive`)."""
+    hasher = CHECKSUMS[checksum[0]]() if checksum else None
+    room = upload.length - upload.offset if declared is None else declared
+    since_checkpoint = 0
+    while room > 0:
+        try:
+            data = body.read(min(READ_SIZE, room))
+        except OSError:  # (some servers raise when the client goes away; gunicorn reads short)
+            data = b""
+        if not data:
+            break  # the client went away (or a chunked body ended): keep what arrived
+        if hasher:
+            hasher.update(data)
+        writer.write(data)
+        room -= len(data)
+        since_checkpoint += len(data)
+        if not hasher and since_checkpoint >= CHECKPOINT_BYTES:
+            since_checkpoint = 0
+            fields = writer.checkpoint()
+            if fields:
+                _save(upload, fields)
+                _tidy(writer)
+    if declared is None and body.read(1):
+        writer.rollback()
+        raise BadRequest("The chunk goes past Upload-Length.", param="Content-Length")
+    if hasher and (room > 0 or hasher.digest() != checksum[1]):
+        writer.rollback()
+        raise ChecksumMismatch(details={"upload_id": upload.pk.hex, "offset": writer.start,
+                                        "received": (declared or 0) - room})
+    return writer.commit()
+
+
+def _tidy(writer: store.Writer) -> None:
+    """Delete what the saved row no longer refers to; a failure only leaves a tail for later (logged)."""
+    try:
+        writer.after_save()
+    except Exception:  # noqa: BLE001 - the bytes are stored and counted; the next save or discard retries
+        logger.exception("upload %s: could not delete a stale tail object", writer.upload.pk)
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """The store failing (S3 errors, a full disk) is a 503 to retry, never a 500: nothing was counted."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError, OSError) as exc:
+        logger.error("upload storage error: %s", exc)
+        raise Unavailable("The storage did not accept the bytes; retry (HEAD, then PATCH from Upload-Offset).",
+                          retry_after=5) from exc
 
 
 # --------------------------------------------------------------------------- completion
@@ -360,7 +394,8 @@ def terminate(upload: Upload) -> None:
     """DELETE: remove the bytes and the row. A completed upload's file stays (delete the file for that)."""
     if upload.state == Upload.State.UPLOADING:
         claim_for_delete(upload)
-        store.discard(upload)
+        with storage_errors():
+            store.discard(upload)
     upload.delete()
 
 

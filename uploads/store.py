@@ -141,6 +141,9 @@ class Writer:
     def after_save(self) -> None:
         """Clean up what the saved row no longer refers to."""
 
+    def close(self) -> None:
+        """Release what the writer holds after a failure."""
+
 
 class LocalWriter(Writer):
     def __init__(self, upload: Upload) -> None:
@@ -181,6 +184,9 @@ class LocalWriter(Writer):
         self.fh.truncate(self.start)
         self.fh.close()
         self.written = 0
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 class S3Writer(Writer):
