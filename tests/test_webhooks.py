@@ -411,3 +411,43 @@ def test_admin_pages(receiver, settings, client, django_user_model, django_captu
     assert deliveries_page.status_code == 200 and "succeeded" in deliveries_page.content.decode()
     detail = client.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk])).content.decode()
     assert delivery.event_id in detail and "answer 200" in detail
+
+
+@pytest.mark.django_db
+def test_a_slow_receiver_is_cut_off_at_the_time_limit(private_allowed, settings, admin_api,
+                                                     django_capture_on_commit_callbacks):
+    """A receiver that answers one byte at a time never trips a per-read timeout: the attempt's limit stops it."""
+    import socket
+
+    settings.MOMENTRY_WEBHOOK_TIMEOUT = 1.0
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def dribble() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=dribble, daemon=True)
+    thread.start()
+    try:
+        create(admin_api, f"http://127.0.0.1:{listener.getsockname()[1]}/slow", ["job.failed"])
+        [delivery] = emitted("job.failed", {"job": {"id": "x"}}, django_capture_on_commit_callbacks)
+        started = time.monotonic()
+        services.attempt(delivery.pk)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.error == "timed out after 1 s", delivery.error
+    assert elapsed < 3 and 900 <= delivery.duration_ms < 3000
+    # the next attempt is scheduled (a slow receiver is retried like any other failure)
+    assert Delivery.objects.filter(event_id=delivery.event_id, attempt=2, status="pending").exists()

@@ -1,25 +1,33 @@
 """One HTTP POST of a delivery, to an address checked just before connecting.
 
-urllib3 connects to the checked IP address itself (never to the name, which could resolve
-elsewhere a millisecond later), and the request still names the host: ``Host`` header, TLS SNI and
-certificate verification all use the URL's host name. No redirects, no urllib3 retries (Celery
-retries, and records each attempt), short timeouts, and at most 1 KB of the answer is read.
+urllib3's connection class connects to the checked IP address itself (never to the name, which could
+resolve elsewhere a millisecond later), and the request still names the host: ``Host`` header, TLS SNI
+and certificate verification all use the URL's host name. No redirects (a single connection follows
+nothing), no urllib3 retries (Celery retries, and records each attempt), and a hard limit on the whole
+attempt: ``MOMENTRY_WEBHOOK_TIMEOUT`` seconds from the first connection on (connecting at most 5 of
+them), enforced by a watchdog that shuts the socket, so a receiver that answers one byte at a time
+cannot hold a worker. At most 1 KB of the answer is read.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import ssl
+import threading
 import time
 from dataclasses import dataclass
 
 import urllib3
 from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from momentry import __version__
 from webhooks.addresses import Refused, Target, parse, resolve
 
 USER_AGENT = f"Momentry-Webhooks/{__version__}"
 RESPONSE_EXCERPT = 1024
+MAX_CONNECT_SECONDS = 5.0
 
 
 @dataclass
@@ -31,18 +39,40 @@ class Outcome:
     duration_ms: int = 0
 
 
-def _pool(target: Target, address: str) -> urllib3.HTTPConnectionPool:
-    timeout = urllib3.Timeout(connect=min(5.0, settings.MOMENTRY_WEBHOOK_TIMEOUT),
-                              read=settings.MOMENTRY_WEBHOOK_TIMEOUT)
-    common = {"port": target.port, "timeout": timeout, "retries": False, "maxsize": 1, "block": False}
+class _Watchdog:
+    """Shuts a connection's socket when the attempt's time is up (a blocked read then ends at once)."""
+
+    def __init__(self, connection: HTTPConnection, deadline: float) -> None:
+        self.connection, self.fired = connection, False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+
+def _connection(target: Target, address: str, connect_timeout: float) -> HTTPConnection:
     if target.scheme == "https":
         try:
             ipaddress.ip_address(target.host)
             names: dict[str, str] = {}
         except ValueError:
             names = {"server_hostname": target.host, "assert_hostname": target.host}
-        return urllib3.HTTPSConnectionPool(address, cert_reqs="CERT_REQUIRED", **names, **common)
-    return urllib3.HTTPConnectionPool(address, **common)
+        return HTTPSConnection(address, target.port, timeout=connect_timeout, cert_reqs="CERT_REQUIRED", **names)
+    return HTTPConnection(address, target.port, timeout=connect_timeout)
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
@@ -57,43 +87,54 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         addresses = resolve(target)
     except Refused as exc:
         return outcome(False, error=f"refused: {exc}")
+    limit = settings.MOMENTRY_WEBHOOK_TIMEOUT
+    deadline = time.monotonic() + limit
     request_headers = {**headers, "Host": target.host_header, "User-Agent": USER_AGENT,
                        "Content-Type": "application/json"}
     last_error = ""
     for address in addresses[:3]:
-        pool = _pool(target, str(address))
-        try:
-            response = pool.urlopen("POST", target.path, body=body, headers=request_headers, redirect=False,
-                                    retries=False, preload_content=False, assert_same_host=False)
-        except urllib3.exceptions.NewConnectionError as exc:
-            last_error = f"could not connect to {address}: {exc.__class__.__name__}"
-            pool.close()
-            continue  # the host's next address
-        except urllib3.exceptions.HTTPError as exc:
-            pool.close()
-            return outcome(False, error=_describe(exc))
-        try:
-            excerpt = response.read(RESPONSE_EXCERPT, decode_content=False).decode("utf-8", "replace")
-        except urllib3.exceptions.HTTPError as exc:
-            excerpt = f"(answer not read: {_describe(exc)})"
-        finally:
-            response.release_conn()
-            pool.close()
-        status = response.status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        connection = _connection(target, str(address), min(MAX_CONNECT_SECONDS, remaining))
+        with _Watchdog(connection, deadline) as watchdog:
+            try:
+                try:
+                    connection.connect()
+                except (ssl.SSLError, urllib3.exceptions.SSLError) as exc:
+                    return outcome(False, error=_describe(exc))
+                except (OSError, urllib3.exceptions.HTTPError) as exc:
+                    if watchdog.fired:
+                        break
+                    last_error = f"could not connect to {address}: {_describe(exc)}"
+                    continue  # the host's next address
+                connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                connection.request("POST", target.path, body=body, headers=request_headers, preload_content=False)
+                response = connection.getresponse()
+                try:
+                    excerpt = response.read(RESPONSE_EXCERPT, decode_content=False).decode("utf-8", "replace")
+                except (OSError, urllib3.exceptions.HTTPError) as exc:
+                    excerpt = f"(answer not read: {_describe(exc)})"
+                status, location = response.status, response.headers.get("Location", "")
+            except Exception as exc:  # noqa: BLE001 - http.client and ssl raise many kinds; all are a failed attempt
+                error = f"timed out after {limit:g} s" if watchdog.fired else _describe(exc)
+                return outcome(False, error=error)
+            finally:
+                connection.close()
         if 200 <= status < 300:
             return outcome(True, status_code=status, response_body=excerpt)
         if 300 <= status < 400:
-            where = response.headers.get("Location", "")
-            error = f"HTTP {status}: redirects are not followed" + (f" (Location: {where[:300]})" if where else "")
+            error = f"HTTP {status}: redirects are not followed" + (f" (Location: {location[:300]})"
+                                                                    if location else "")
         else:
             error = f"HTTP {status}"
         return outcome(False, status_code=status, error=error, response_body=excerpt)
-    return outcome(False, error=last_error or "no address to connect to")
+    return outcome(False, error=last_error or f"timed out after {limit:g} s")
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError | socket.timeout):
         return "timed out"
-    if isinstance(exc, urllib3.exceptions.SSLError):
+    if isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
         return f"TLS error: {str(exc)[:200]}"
     return f"{exc.__class__.__name__}: {str(exc)[:200]}"
