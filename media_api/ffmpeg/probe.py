@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from .index import FrameIndexData
-from .source import display_name, is_object, is_url, open_input
+from .source import SCAN_REQUEST_SIZE, display_name, is_object, is_url, open_input
 
 
 class ProbeError(Exception):
@@ -164,7 +164,7 @@ def probe_video(path: str | Path, name: str | None = None) -> ProbeResult:
             raise ProbeError(f"not a regular file: {path}")
     label = display_name(path)
     try:
-        container = open_input(path)
+        container = open_input(path, SCAN_REQUEST_SIZE)  # the scan below reads every packet, in order
     except (av.FFmpegError, OSError) as exc:
         raise ProbeError(f"not a video file FFmpeg can read: {name or label} ({display_name(str(exc))})") from exc
     with container:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 FRAME_REQUEST_SIZE = 256 * 1024
 #: The same for the ffmpeg processes (clips, segments, overlays), which always read a span sequentially.
 STREAM_REQUEST_SIZE = 1 << 20
+#: The registration's packet scan reads the whole object once, in order: few, large requests.
+SCAN_REQUEST_SIZE = 8 << 20
 #: Network read/write timeout (microseconds, FFmpeg's unit): a stalled store fails the job, never hangs it.
 RW_TIMEOUT_US = 30_000_000
 
@@ -85,10 +87,10 @@ def input_args(source: str | Path) -> list[str]:
     return [*args, "-i", target]
 
 
-def open_input(source: str | Path) -> av.container.InputContainer:
+def open_input(source: str | Path, request_size: int = FRAME_REQUEST_SIZE) -> av.container.InputContainer:
     """``av.open`` for a path, an ``s3://`` object or a URL (raises av.FFmpegError / OSError like av.open)."""
     target = resolve(source)
-    return av.open(target, options=av_options(target))
+    return av.open(target, options=av_options(target, request_size))
 
 
 def display_name(source: str | Path) -> str:
