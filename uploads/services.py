@@ -194,14 +194,15 @@ def claim(upload: Upload, offset: int) -> Upload:
         if upload.state != Upload.State.UPLOADING:
             raise Conflict("The upload is already complete.", {"upload_id": upload.pk.hex, "state": upload.state,
                                                                "offset": upload.offset})
-        if upload.busy_since is None or time.monotonic() > deadline or upload.offset != offset:
-            if upload.busy_since is not None and upload.offset == offset:
-                raise Conflict("Another request is writing this upload; retry after HEAD.",
-                               {"upload_id": upload.pk.hex, "offset": upload.offset})
+        if upload.offset != offset:
             raise Conflict(f"Upload-Offset {offset} is not the upload's offset {upload.offset}; "
                            f"ask with HEAD and resume from there.",
                            {"upload_id": upload.pk.hex, "offset": upload.offset, "upload_offset": offset})
-        time.sleep(0.05)
+        if upload.busy_since is not None and time.monotonic() > deadline:
+            raise Conflict("Another request is writing this upload; retry after HEAD.",
+                           {"upload_id": upload.pk.hex, "offset": upload.offset})
+        if upload.busy_since is not None:
+            time.sleep(0.05)  # a PATCH still finishing (often the one whose client went away)
 
 
 def _save(upload: Upload, fields: dict[str, Any], release: bool = False) -> None:
