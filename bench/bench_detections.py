@@ -14,9 +14,11 @@ Measured in the same run, over Django's test client with an API key (the whole v
 * ``GET …/detections`` with ``Accept: application/x-ndjson``, the whole file: rows/s (goal
   ≥ 200,000) and the growth of the process's resident memory while streaming, sampled every
   chunk (goal ≤ 30 MB), and the time to the first chunk;
-* the floor: the same rows read by a bare psycopg cursor (no Django, no text), rows/s;
-* the naive way: a dict per row (as a DRF serializer builds) and ``json.dumps`` per line, on the
-  first ``--naive-rows`` rows, rows/s;
+* the floor: the same rows read by a bare psycopg cursor (no Django, no text), rows per CPU-second;
+* the naive way: Django's row iterator, a dict per row (as a DRF serializer builds) and ``json.dumps``
+  per line, on the first ``--naive-rows`` rows, rows per CPU-second;
+* the same stream over real HTTP from gunicorn (deploy config, one sync worker, warmed up), its
+  worker's resident memory sampled every 0.2 s;
 * the pages (``page_size=10000``) following the ``next`` links: rows/s, and the first vs the
   last page's time (keyset pages do not slow down with depth).
 
@@ -129,11 +131,66 @@ def stream(client, url: str, key: str) -> dict[str, float]:
             "cpu": cpu, "db_cpu": db_cpu}
 
 
+def over_gunicorn(database: str, path: str, key: str) -> dict[str, float]:
+    """The stream over real HTTP: gunicorn with the deploy config (one sync worker), its RSS sampled every 0.2 s."""
+    import http.client
+    import socket
+    import subprocess
+    import threading
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+                               "momentry.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "900"],
+                              cwd=ROOT, env={**os.environ, "DATABASE_URL": database},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def get(query: str, accept: str) -> tuple[int, float]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
+            started = time.perf_counter()
+            conn.request("GET", path + query, headers={"X-API-Key": key, "Accept": accept})
+            response, lines = conn.getresponse(), 0
+            assert response.status == 200, response.read()[:300]
+            while chunk := response.read(1 << 20):
+                lines += chunk.count(b"\n")
+            conn.close()
+            return lines, time.perf_counter() - started
+
+        for _ in range(100):
+            try:
+                get("?page_size=10000", "application/json")  # warm the worker: imports, frame index
+                break
+            except OSError:
+                time.sleep(0.2)
+        get("?end_frame=2000", "application/x-ndjson")
+        worker = int(subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()[0])
+
+        def rss() -> float:
+            with open(f"/proc/{worker}/statm") as statm:
+                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+        base, samples, done = rss(), [], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.2):
+                samples.append(rss())
+        watcher = threading.Thread(target=sample)
+        watcher.start()
+        rows, seconds = get("", "application/x-ndjson")
+        done.set()
+        watcher.join()
+        return {"rows": rows, "seconds": seconds, "base": base, "growth": max(samples, default=base) - base}
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def floor(url: str, file_pk: int) -> tuple[int, float]:
     """The same rows, in the same order, through a bare psycopg server-side cursor (the database's share)."""
     import psycopg
 
-    started = time.perf_counter()
+    started = time.process_time()
     rows = 0
     with psycopg.connect(url) as conn, conn.transaction():
         with conn.cursor(name="floor") as cursor:
@@ -142,7 +199,7 @@ def floor(url: str, file_pk: int) -> tuple[int, float]:
                            "FROM media_api_detection WHERE file_id = %s ORDER BY frame_number, id", [file_pk])
             for _ in cursor:
                 rows += 1
-    return rows, time.perf_counter() - started
+    return rows, time.process_time() - started
 
 
 def naive(file_pk: int, limit: int) -> tuple[int, float]:
@@ -155,7 +212,7 @@ def naive(file_pk: int, limit: int) -> tuple[int, float]:
 
     index = frame_index_for(MediaFile.objects.get(pk=file_pk))
     trace_ids = selectors.trace_ids_by_pk(file_pk)
-    started = time.perf_counter()
+    started = time.process_time()
     rows = 0
     with transaction.atomic():
         for _pk, frame, trace, x, y, w, h, conf, label, origin in \
@@ -165,7 +222,7 @@ def naive(file_pk: int, limit: int) -> tuple[int, float]:
                     "confidence": conf, "label": label, "origin": ("detected", "tracked")[origin]}
             json.dumps(item)
             rows += 1
-    return rows, time.perf_counter() - started
+    return rows, time.process_time() - started
 
 
 def main() -> None:
@@ -223,6 +280,8 @@ def main() -> None:
     median = sorted(streams, key=lambda s: s["seconds"])[len(streams) // 2]
     floor_rows, floor_seconds = floor(args.database, media_file.pk)
     naive_rows, naive_seconds = naive(media_file.pk, args.naive_rows)
+    live = over_gunicorn(args.database, url, key)
+    assert live["rows"] == count, live
 
     # Pages following the next links (page_size 10,000), timing each.
     page_times, link, paged = [], f"{url}?page_size={PAGE}", 0
@@ -256,10 +315,16 @@ def main() -> None:
           f"{median['rows'] / median['cpu']:,.0f} / {median['rows'] / median['db_cpu']:,.0f} | "
           f"{median['cpu']:.1f} s / {median['db_cpu']:.1f} s of CPU: on two free cores (one each, the two "
           f"run in a pipeline) the stream would run at about {pipelined:,.0f} rows/s |")
-    print(f"| floor: bare psycopg server-side cursor, same rows and order | {floor_rows / floor_seconds:,.0f} | "
-          f"the stream runs at {rate / (floor_rows / floor_seconds):.0%} of it |")
-    print(f"| naive: dict + json.dumps per row (first {naive_rows:,} rows) | {naive_rows / naive_seconds:,.0f} | "
-          f"the stream is {rate / (naive_rows / naive_seconds):.1f}x faster |")
+    per_cpu = median["rows"] / median["cpu"]
+    print(f"| floor, per CPU-second of the client: bare psycopg server-side cursor, same rows and order, no text "
+          f"| {floor_rows / floor_seconds:,.0f} | the whole stream costs {(floor_rows / floor_seconds) / per_cpu:.1f}"
+          f"x the CPU of merely reading the rows |")
+    print(f"| naive, per CPU-second: Django iterator, dict + json.dumps per row (first {naive_rows:,} rows) | "
+          f"{naive_rows / naive_seconds:,.0f} | the stream costs {(naive_rows / naive_seconds) / per_cpu:.2f}x its "
+          f"CPU ({per_cpu / (naive_rows / naive_seconds):.1f}x less) |")
+    print(f"| real HTTP: gunicorn (deploy config, 1 sync worker) streaming the file to http.client | "
+          f"{live['rows'] / live['seconds']:,.0f} | {live['rows']:,} rows in {live['seconds']:.1f} s; worker RSS "
+          f"{live['base']:.0f} MB after warm-up, growth {live['growth']:.1f} MB |")
     print(f"| pages of {PAGE:,} following next ({len(page_times)} pages) | {paged / paged_seconds:,.0f} | "
           f"page p50 {statistics.median(page_times) * 1000:.0f} ms, first {page_times[0] * 1000:.0f} ms, "
           f"last full page {page_times[-2] * 1000:.0f} ms; {paged / paged_cpu:,.0f} rows per CPU-second of the "
