@@ -202,8 +202,8 @@ class S3Writer(Writer):
         if self.tail_key:
             self.buffer += self.client.get_object(Bucket=self.config.bucket, Key=self.tail_key)["Body"].read()
             if len(self.buffer) != upload.s3_tail_size:
-                raise RuntimeError(f"tail object of upload {upload.pk} has {len(self.buffer)} bytes, "
-                                   f"expected {upload.s3_tail_size}")
+                raise OSError(f"tail object of upload {upload.pk} has {len(self.buffer)} bytes, "
+                              f"expected {upload.s3_tail_size}")  # the store changed under us: a 503
         self.keep = ""
 
     @property
