@@ -11,8 +11,8 @@ database upgraded from Faces v2. Measured in the same run, one process (one core
 * the baseline: decoding every frame of the file once (the least detecting again would cost: the
   face pipeline reads every frame), so the ratio says how much of a re-detection re-embedding costs;
 * ``--compare``: also the first Faces v3 re-embed, interleaved with the current one on the same traces
-  (each frame converted to RGB whole, and the second pass over a short trace's best faces wherever they
-  lie in their GOP instead of the shallowest good ones), so the speed-up is a ratio of the same run.
+  (each frame converted to RGB whole, and the second pass over a short trace's 2 best faces wherever they
+  lie in their GOP instead of its shallowest good one), so the speed-up is a ratio of the same run.
 
 Seconds per trace × 10 000 is the extrapolation; traces per minute of footage are those of the clip
 (~1.4 per second), so the number also depends on how dense the footage is (docs/BENCHMARKS.md).
@@ -93,9 +93,9 @@ def _first_reembed():
     """The first Faces v3 re-embed: every wanted frame converted to RGB whole, the second pass by quality alone."""
     from media_api.services import reembed
 
-    saved = reembed.face_region, reembed.SECOND_PASS_SHALLOW
+    saved = reembed.face_region, reembed.SECOND_PASS_SHALLOW, reembed.SECOND_PASS_CANDIDATES
     reembed.face_region = lambda frame, box: (frame.to_ndarray(format="rgb24"), box)
-    reembed.SECOND_PASS_SHALLOW = False
+    reembed.SECOND_PASS_SHALLOW, reembed.SECOND_PASS_CANDIDATES = False, 2
     return saved
 
 
@@ -115,7 +115,7 @@ def compare(media_file, rounds: int) -> None:
                 result = reembed.reembed_file(media_file)
             finally:
                 if saved is not None:
-                    reembed.face_region, reembed.SECOND_PASS_SHALLOW = saved
+                    reembed.face_region, reembed.SECOND_PASS_SHALLOW, reembed.SECOND_PASS_CANDIDATES = saved
             cpu[name].append(result.cpu_seconds)
             frames[name] = (result.frames_decoded, result.embedded, result.faces_embedded)
     first, current = min(cpu["first"]), min(cpu["current"])

@@ -63,8 +63,10 @@ KEYFRAME_REACH = 3
 #: or tiny face, which the rest of the trace rarely changes: measured in bench/bench_reembed.py, a second
 #: pass for them doubled the decoding and embedded no more traces) ...
 SECOND_PASS_BELOW = 1
-#: ... trying at most this many of them (each may cost most of a GOP's decoding).
-SECOND_PASS_CANDIDATES = 2
+#: ... trying at most this many of them (each may cost most of a GOP's decoding; a trace shorter than a GOP
+#: looks much the same on all its frames: a second one embedded no more traces in bench/bench_reembed.py and
+#: cost ~7 % more CPU at 1080p).
+SECOND_PASS_CANDIDATES = 1
 #: ... chosen among its faces at least this tall relative to its tallest, those nearest after a keyframe (each
 #: frame deeper into a GOP is one more frame to decode; measured in bench/bench_reembed.py).
 SECOND_PASS_QUALITY = 0.8
@@ -156,9 +158,10 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
 
     Decoding is what costs on long footage, so faces are first chosen on frames at most
     KEYFRAME_REACH frames after a keyframe (a few pictures decoded per GOP); only traces with fewer
-    than SECOND_PASS_BELOW faces there (none: shorter than a GOP) get a second pass over their best
-    SECOND_PASS_CANDIDATES other frames. ``on_progress(done, total, message)`` is called as frames are
-    read and once before storing; if it raises (a cancelled job), nothing has been written.
+    than SECOND_PASS_BELOW faces there (none: shorter than a GOP) get a second pass over
+    SECOND_PASS_CANDIDATES other frames (the shallowest good ones). ``on_progress(done, total,
+    message)`` is called as frames are read and once before storing; if it raises (a cancelled job),
+    nothing has been written.
     """
     clock, cpu = time.perf_counter(), time.process_time()
     result = ReembedResult(file_uuid=media_file.file_uuid)
