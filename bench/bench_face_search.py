@@ -80,8 +80,10 @@ def populate(traces: int):
         # Each trace keeps 1-4 exemplar vectors (the pipeline embeds up to 3 faces a track, re-embedding up to
         # 4): a trace's looks lie closer together than the person's across traces. Its embedding is their mean.
         counts = rng.choice([1, 2, 3, 4], p=[0.2, 0.3, 0.35, 0.15], size=traces)
-        centres = _vectors(rng, directions, people)
-        looks = [_vectors(rng, centres.astype(np.float64), np.full(k, n), LOOK_SPREAD) for n, k in enumerate(counts)]
+        centres = _vectors(rng, directions, people).astype(np.float64)
+        owner = np.repeat(np.arange(traces), counts)
+        every_look = _vectors(rng, centres, owner, LOOK_SPREAD)
+        looks = np.split(every_look, np.cumsum(counts)[:-1])
         vectors = np.vstack([normalise(look.mean(axis=0)) for look in looks]).astype("<f4")
         kind = rng.random(size=traces)  # < 0.05: no vector; < 0.07: dlib's
         rows = []
