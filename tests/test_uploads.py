@@ -29,7 +29,10 @@ from tests.servers import gunicorn, wait_for
 from uploads import services
 from uploads.models import Upload
 
-pytestmark = pytest.mark.django_db(transaction=True)  # jobs run in this process (jobs.tasks.run_job)
+# Tests that run a job or a beat task in this process (they close the connection) or a live server need
+# committed data; the others run in a rolled-back transaction (faster).
+committed = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 TUS = {"HTTP_TUS_RESUMABLE": "1.0.0"}
 OCTET = "application/offset+octet-stream"
@@ -80,6 +83,7 @@ def _half_a_chunk(base_url: str, path: str, key: str, offset: int, chunk: bytes)
         sock.sendall(head + chunk[:len(chunk) // 2])
 
 
+@committed
 def test_tuspy_upload_survives_a_dropped_chunk_and_becomes_a_file(staff_user, tmp_path):
     from tusclient import client as tus_client
 
@@ -126,6 +130,7 @@ def test_tuspy_upload_survives_a_dropped_chunk_and_becomes_a_file(staff_user, tm
 # --------------------------------------------------------------------------- the protocol, through the test client
 
 
+@committed
 def test_discovery_and_the_whole_protocol_on_local_storage(writer):
     client, _ = writer
     options = client.options("/api/v1/uploads")
@@ -215,6 +220,7 @@ def APIClient_anonymous():  # noqa: N802 - reads like the class it returns
     return APIClient()
 
 
+@committed
 def test_expired_upload_is_gone_then_removed_by_beat(writer):
     client, _ = writer
     url = create(client, 10)["Location"]
@@ -246,6 +252,7 @@ def _keys(client, bucket: str) -> list[str]:
     return sorted(item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
+@committed
 def test_s3_sink_multipart_parts_and_tail_objects(writer, s3):
     s3_client, bucket = s3
     client, _ = writer
@@ -286,6 +293,7 @@ def test_s3_abandoned_and_expired_uploads_leave_nothing(writer, s3):
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@committed
 def test_s3_upload_of_a_video_registers_the_object(writer, s3):
     s3_client, bucket = s3
     client, _ = writer
