@@ -327,3 +327,14 @@ def test_s3_refusing_a_part_is_a_503_and_counts_nothing(writer, s3):
     assert client.head(url, **TUS)["Upload-Offset"] == "0"
     upload.refresh_from_db()
     assert upload.busy_since is None  # the next PATCH is not locked out
+
+
+def test_admin_lists_uploads_read_only(writer, staff_user, client):
+    api, _ = writer
+    upload_id = create(api, 10, filename="admin view.mp4")["Location"].rsplit("/", 1)[1]
+    client.force_login(staff_user)
+    listing = client.get("/admin/uploads/upload/")
+    assert listing.status_code == 200 and b"admin view.mp4" in listing.content
+    detail = client.get(f"/admin/uploads/upload/{Upload.objects.get(pk=upload_id).pk}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content  # read-only
+    assert client.get("/admin/uploads/upload/add/").status_code == 403
