@@ -22,6 +22,11 @@ Euclidean distance ``sqrt(2 * cosine)``), each just below the impostor distance 
 - **confident**: at most 0.1 % of impostor pairs closer (FAR ≤ 0.1 %);
 - **offered** (top of the weak band): FAR ≤ 1 %;
 - **cluster**: no impostor pair closer at all (FAR 0 on the set), clustering has no human in the loop.
+
+Traces are compared as exemplar sets (``media_api.faces.exemplars``), so the same three thresholds are
+also derived for sets (``set_calibration``, stored under ``sets``): per person, sets of 1-4 faces drawn
+from disjoint sessions (seeded), compared by their closest pair (``min``: suggestions) and by their
+means (``centroid``: clustering). ``bench/eval_identity_videos.py`` applies them to labelled video.
 """
 
 from __future__ import annotations
