@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -126,23 +125,21 @@ def read_image(stream: IO[bytes]) -> Picture:
     JPEG, PNG or WebP, or cannot decode to the end, is a 400.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream, formats=FORMATS)
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise _too_many_pixels(width, height)
-            image.draft("RGB", _analysis_size(width, height))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
-            image.load()
-            oriented = ImageOps.exif_transpose(image)
-            if oriented.size[0] != image.size[0]:  # turned by 90 degrees: the client's picture is too
-                width, height = height, width
-            rgb = oriented.convert("RGB")
-            rgb.thumbnail(_analysis_size(width, height), Image.Resampling.LANCZOS)
-            return Picture(np.asarray(rgb), width, height, image.format or "")
+        image = Image.open(stream, formats=FORMATS)  # reads the header only
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise _too_many_pixels(width, height)
+        image.draft("RGB", _analysis_size(width, height))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+        if oriented.size[0] != image.size[0]:  # turned by 90 degrees: the client's picture is too
+            width, height = height, width
+        rgb = oriented.convert("RGB")
+        rgb.thumbnail(_analysis_size(width, height), Image.Resampling.LANCZOS)
+        return Picture(np.asarray(rgb), width, height, image.format or "")
     except PayloadTooLarge:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own guard (2 x 89 MP), met before ours
         raise PayloadTooLarge(f"The image has too many pixels: {exc}", {"parameter": "image",
                               "max_pixels": MAX_IMAGE_PIXELS}) from None
     except UnidentifiedImageError:
@@ -180,10 +177,10 @@ _models_lock = threading.Lock()  # OpenCV's and LiteRT's objects are not thread-
 def faces_in(picture: Picture) -> list[QueryFace]:
     """Every face the pipeline's detector finds, largest first; the MAX_SEARCHED_FACES largest readable
     ones embedded with SFace (aligned on YuNet's landmarks, as the pipeline does)."""
-    from media_api.faces.detector import _worker_detector
+    from media_api.faces.detector import detect  # this process's detector (loads its models once)
 
     with _models_lock:
-        found = sorted(_worker_detector().detect(picture.rgb), key=lambda f: -f.width * f.height)
+        found = sorted(detect(picture.rgb), key=lambda f: -f.width * f.height)
         faces = []
         for rank, face in enumerate(found):
             vector, reason = None, None
