@@ -247,3 +247,15 @@ def test_bad_input_is_a_clean_json_400_or_413(cast, api_client):
 def test_search_needs_a_credential(cast, client):
     response = client.post(URL, {"image": _named(b"x", "a.jpg")})
     assert response.status_code in (401, 403) and response.json()["success"] is False
+
+
+def test_a_phone_photo_turned_by_its_exif_orientation_is_searched_upright(cast, api_client):
+    hamilton, _, performer, medium = cast
+    photo, _ = performer_photo(hamilton, medium)
+    upright = Image.open(io.BytesIO(photo))
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned, as a phone does
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show
+    body = post(api_client, encoded(sideways, "JPEG", quality=95, exif=exif.tobytes())).json()
+    assert (body["image"]["width"], body["image"]["height"]) == upright.size
+    assert body["faces"][0]["identities"][0]["identity_uuid"] == performer.identity_uuid
