@@ -12,8 +12,8 @@ Three steps, each its own function so the benchmark and the tests can reach them
    and sure enough, the pipeline's alignment and SFace embedding (``media_api.faces``) — the same
    vector space as every trace the pipeline stores, so the calibrated thresholds apply.
 3. :func:`match` compares each face with the trace vectors in the caller's scope. The vectors live
-   in an **in-process matrix** (:class:`VectorIndex`): exact search, one matrix product for every
-   face at once (100 000 traces: a few milliseconds, docs/BENCHMARKS.md), no recall loss. Every
+   in an **in-process matrix** (:class:`VectorIndex`): exact search, one matrix-vector product per
+   face (100 000 traces with their exemplars: ~20 ms of CPU, docs/BENCHMARKS.md), no recall loss. Every
    web process keeps its own copy and checks before each search that it is current with one cheap
    query (:func:`vectors_stamp`); the candidates it finds are then read again from the database
    (identity, hidden flag, scope, the vector itself), so a binding, a rename, a hidden trace or a
