@@ -261,6 +261,26 @@ def cursor_not_given_or_frames_reversed(case, response) -> bool:
     return False
 
 
+def image_is_no_picture(case, response) -> bool:
+    """Search by photo: the image part is no JPEG, PNG or WebP picture Pillow can decode (what schemathesis
+    sends for a binary part: text, random bytes). OpenAPI cannot say "a decodable picture"."""
+    import io
+
+    from PIL import Image
+
+    if response.status_code != 400 or _error_details(response).get("parameter") != "image" \
+            or not isinstance(case.body, dict):
+        return False
+    data = case.body.get("image")
+    data = data.encode() if isinstance(data, str) else data
+    try:
+        with Image.open(io.BytesIO(data if isinstance(data, bytes) else b""), formats=("JPEG", "PNG", "WEBP")) as im:
+            im.load()
+    except Exception:  # noqa: BLE001 - anything Pillow refuses is no picture
+        return True
+    return False
+
+
 def webhook_url_not_public(case, response) -> bool:
     """A webhook URL whose host does not resolve, or not only to public addresses (webhooks.addresses)."""
     from webhooks import addresses
@@ -289,6 +309,7 @@ DATA_RULES = {
     "POST /api/v1/files": not_a_video_under_the_media_roots,
     "POST /api/v1/webhooks": webhook_url_not_public,
     "PATCH /api/v1/webhooks/{webhook_id}": webhook_url_not_public,
+    "POST /api/v1/faces/search": image_is_no_picture,
 }
 
 
