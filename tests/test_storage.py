@@ -186,3 +186,19 @@ def test_an_object_that_is_no_video_is_refused_and_removed_only_if_owned(s3_stor
             register_object(f"s3://{s3_storage.bucket}/{key}", owned=owned)
         assert _object_exists(s3_storage, key) is not owned
     assert not MediaFile.objects.exists()
+
+
+def test_an_object_is_one_presigned_url_argument_with_safe_options(s3_storage, monkeypatch, tmp_path):
+    from media_api.ffmpeg.source import av_options, input_args, redact
+
+    args = input_args(f"s3://{s3_storage.bucket}/{KEY}")
+    url = args[args.index("-i") + 1]
+    assert args[-2:] == ["-i", url] and url.startswith(f"{s3_storage.endpoint}/{s3_storage.bucket}/{KEY}?")
+    assert args[args.index("-protocol_whitelist") + 1] == "http,https,tcp,tls" and "-rw_timeout" in args
+    assert "X-Amz-Signature" in url and "Signature" not in redact(f"ffmpeg -i {url} out.ts")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("private CA")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))  # boto3's variable for a store with a private CA
+    options = av_options("https://minio.internal/b/k?X-Amz-Signature=x")
+    assert (options["tls_verify"], options["ca_file"]) == ("1", str(bundle))
+    assert av_options("/srv/media/a.mp4") == {}

@@ -11,13 +11,14 @@ new ranged request, a thumbnail of frame 14 000 reads about one GOP, a face-anal
 span — no host downloads a whole film, and no host needs the file on a disk.
 
 Rules (process.py's hold too): a URL is one argv element after ``-i``, never in a shell or a filter
-graph; only the http(s) protocols may be used for it (``protocol_whitelist``); every network read
-has a timeout; the signature in a URL never reaches a log (:func:`redact`, and callers log the
-``s3://`` form).
+graph; only the http(s) protocols may be used for it (``protocol_whitelist``); an https store's
+certificate is verified (:func:`tls_options`); every network read has a timeout; the signature in a
+URL never reaches a log (:func:`redact`, and callers log the ``s3://`` form).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +76,22 @@ def resolve(source: str | Path) -> str:
 
 def av_options(source: str | Path, request_size: int = FRAME_REQUEST_SIZE) -> dict[str, str]:
     """PyAV/FFmpeg open options for a resolved ``source`` (the http protocol's for a URL, none for a path)."""
-    return {**_HTTP_OPTIONS, "request_size": str(request_size)} if is_url(source) else {}
+    if not is_url(source):
+        return {}
+    options = {**_HTTP_OPTIONS, "request_size": str(request_size)}
+    if str(source).startswith("https://"):
+        options.update(tls_options())
+    return options
+
+
+def tls_options() -> dict[str, str]:
+    """Verify the store's certificate, against the CA bundle boto3 is told to use (``AWS_CA_BUNDLE``, e.g. a
+    private CA of an internal MinIO) or the system's. PyAV's FFmpeg does not verify by default, and neither
+    FFmpeg build knows where this host keeps its CAs, so both are said explicitly."""
+    import ssl
+
+    ca_file = os.environ.get("AWS_CA_BUNDLE") or ssl.get_default_verify_paths().cafile or ""
+    return {"tls_verify": "1", **({"ca_file": ca_file} if ca_file and os.path.isfile(ca_file) else {})}
 
 
 def input_args(source: str | Path) -> list[str]:
