@@ -228,6 +228,8 @@ def not_a_video_under_the_media_roots(case, response) -> bool:
 
     if response.status_code != 400 or not isinstance(case.body, dict):
         return False
+    if "url" in case.body:
+        return not_an_object_of_a_configured_bucket(case.body["url"])
     if not Path(case.body["path"]).is_absolute():
         return False  # the schema says absolute (pattern ^/): a relative path is no valid data
     try:
@@ -236,6 +238,20 @@ def not_a_video_under_the_media_roots(case, response) -> bool:
         return not (path.is_file() and any(path.is_relative_to(root) for root in roots)) or path.suffix != ".mp4"
     except (OSError, ValueError):
         return True  # no path this machine can have (too long, NUL...)
+
+
+def not_an_object_of_a_configured_bucket(url: str) -> bool:
+    """POST /files {"url"}: a bucket outside MOMENTRY_STORAGE_URL's and MOMENTRY_S3_REGISTER_BUCKETS, or no such
+    object there (the stored data; OpenAPI can only say s3://bucket/key)."""
+    from media_api.storage import objects
+
+    try:
+        ref = objects.parse_object_url(url)
+        objects.check_registrable(ref)
+        objects.head(ref)
+    except objects.ObjectError:
+        return True
+    return False
 
 
 def cursor_not_given_or_frames_reversed(case, response) -> bool:
