@@ -216,7 +216,7 @@ def test_private_addresses_refused_at_creation(admin_api, settings):
     for url in ("http://127.0.0.1:8000/hook", "http://localhost/hook", "http://10.1.2.3/", "http://192.168.1.1/",
                 "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
                 "http://0.0.0.0/", "http://100.64.0.1/", "http://[fe80::1]/", "http://224.0.0.1/",
-                "http://[64:ff9b::a00:1]/", "ftp://8.8.8.8/", "file:///etc/passwd", "http://user:pw@8.8.8.8/",
+                "http://[64:ff9b::a00:1]/", "http://[fec0::1]/", "ftp://8.8.8.8/", "file:///etc/passwd", "http://user:pw@8.8.8.8/",
                 "http:///nohost", "not a url"):
         response = admin_api.post("/api/v1/webhooks", {"url": url, "events": ["job.failed"]}, format="json")
         assert response.status_code == 400, (url, response.content)

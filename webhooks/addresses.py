@@ -6,8 +6,8 @@ into the internal network (server-side request forgery): ``http://127.0.0.1:6379
 
 - ``http`` and ``https`` only, a host name, no credentials in the URL;
 - the host's addresses must all be *public*: no loopback, private (RFC 1918, ULA), link-local,
-  carrier-grade NAT, multicast, reserved, unspecified or documentation ranges, including IPv4
-  addresses wrapped in IPv6 (``::ffff:127.0.0.1``, 6to4, Teredo, NAT64);
+  site-local (``fec0::/10``), carrier-grade NAT, multicast, reserved, unspecified or documentation
+  ranges, including IPv4 addresses wrapped in IPv6 (``::ffff:127.0.0.1``, 6to4, Teredo, NAT64);
 - at delivery the host is resolved again and the connection goes to the very address that was
   checked (:func:`webhooks.sender.post`), so a DNS answer that changes between the check and the
   connection (DNS rebinding) cannot redirect it; redirects are never followed.
@@ -94,6 +94,10 @@ def is_public(address: IPAddress) -> bool:
     if not address.is_global or address.is_multicast or address.is_reserved or address.is_unspecified:
         return False
     if isinstance(address, ipaddress.IPv6Address):
+        # fec0::/10 (site-local) is deprecated but still routed inside networks that use it, and
+        # Python counts it as global: refused like the private ranges it stood for.
+        if address.is_site_local:
+            return False
         return all(is_public(inner) for inner in _embedded_ipv4(address))
     return True
 
