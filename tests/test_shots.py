@@ -3,7 +3,8 @@
 tests/data/shots_labels.json holds the hand-placed cuts (and how they were placed). Every path
 that stores shots is checked against them on the real clips through the real FFmpeg layer: the
 ``detect_shots`` service, face analysis in chunks stitched together (a chunk starting on a cut),
-and the job over REST on a real Celery worker.
+and the job over REST, run by the task a worker runs (workers running jobs are tests/test_jobs.py's
+subject; starting one here cost ~10 s a database pass for nothing this module checks).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from media_api.models import Shot
-from media_api.services.shots import detect_shots, shots_from_cuts
+from media_api.services.shots import detect_shots, replace_shots, shots_from_cuts
 from tests.conftest import REPO
 from tests.helpers_rest import key_client
 
@@ -107,7 +108,7 @@ def test_shots_route_pages_scope_and_errors(hamilton, facenet, plain_user):
     url = f"/api/v1/file/{hamilton.file_uuid}/shots"
     empty = reader.get(url).json()
     assert empty["success"] is True and empty["total"] == 0 and empty["shots"] == []  # not analysed yet
-    detect_shots(hamilton)
+    replace_shots(hamilton, LABELS[hamilton.name]["cuts"])  # (finding them is the tests above)
     body = reader.get(url).json()
     assert body["file_uuid"] == hamilton.file_uuid and body["total"] == body["count"] == 4
     assert body["page_size"] == 2000 and body["num_pages"] == 1
@@ -148,9 +149,8 @@ def test_command_queue_and_admin_action(hamilton, facenet, admin_client, capsys)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_detect_shots_job_over_rest_on_a_real_worker(hamilton, staff_user, plain_user, tmp_path):
-    from tests.servers import celery_worker
-    from tests.test_jobs import wait_job
+def test_detect_shots_job_over_rest(hamilton, staff_user, plain_user):
+    from jobs.tasks import run_job
 
     writer = key_client(staff_user, write=True)[0]
     reader = key_client(plain_user)[0]
@@ -163,8 +163,8 @@ def test_detect_shots_job_over_rest_on_a_real_worker(hamilton, staff_user, plain
     job = response.json()["job"]
     assert job["kind"] == "detect_shots" and job["file_uuid"] == hamilton.file_uuid
     assert writer.post(url, {}, format="json").json()["job"]["id"] == job["id"]  # one at a time per file
-    with celery_worker(log_path=tmp_path / "worker.log"):
-        done = wait_job(writer, job["id"])
+    run_job(job["id"])  # what the worker runs for the queued message
+    done = writer.get(f"/api/v1/jobs/{job['id']}").json()["job"]
     assert done["state"] == "succeeded", done
     assert done["result"]["shots"] == 4 and done["result"]["frames_decoded"] == hamilton.total_frames
     assert_matches_labels(done["result"]["cuts"], hamilton)
