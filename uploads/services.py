@@ -23,7 +23,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import inspect
 import logging
 import re
 import time
@@ -342,9 +341,7 @@ def _register(target: str, owned: bool) -> Any:
 
     if target.startswith("s3://"):
         return files.register_object(target, owned=owned)
-    if "owned" in inspect.signature(files.register_file).parameters:
-        return files.register_file(target, owned=owned)
-    return files.register_file(target)  # pragma: no cover - before files could be owned
+    return files.register_file(target, owned=owned)
 
 
 def register_upload(job: Any) -> dict[str, Any]:
