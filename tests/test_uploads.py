@@ -239,6 +239,29 @@ def test_expired_upload_is_gone_then_removed_by_beat(writer):
     assert client.head(url, **TUS).status_code == 404
 
 
+def test_a_registration_failing_for_another_reason_says_so(writer, monkeypatch):
+    """Only FFmpeg's refusal is "not a video"; any other failure (here the database) is named as itself."""
+    from django.db import OperationalError
+
+    from media_api.services import files
+
+    client, _ = writer
+    url = create(client, 10)["Location"]
+    assert patch(client, url, b"0123456789", 0).status_code == 204
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+
+    def database_locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(files, "register_file", database_locked)
+    with pytest.raises(services.UploadNotRegistered) as failed:
+        services.register_upload(upload.job)
+    assert "OperationalError: database is locked" in str(failed.value) and "not a video" not in str(failed.value)
+    status = client.get(url).json()["upload"]
+    assert status["state"] == "failed" and "database is locked" in status["error"]
+    assert "not a video" not in status["error"]
+
+
 # --------------------------------------------------------------------------- S3 (moto's server on loopback)
 
 

@@ -352,8 +352,8 @@ def register_upload(job: Any) -> dict[str, Any]:
     try:
         registered = _register(job.params["path"], bool(job.params.get("owned", True)))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        reason = f"the upload is not a video FFmpeg can read ({first})"[:1000]
+        failure = _failure(exc)
+        reason = str(failure)
         if upload is not None:
             try:
                 store.discard(upload)  # (registration removes owned bytes too; this makes sure)
@@ -361,7 +361,7 @@ def register_upload(job: Any) -> dict[str, Any]:
                 logger.exception("upload %s: could not delete its stored bytes", upload.pk)
             Upload.objects.filter(pk=upload.pk).update(state=Upload.State.FAILED, error=reason,
                                                        updated_at=timezone.now())
-        raise UploadNotVideo(reason) from exc
+        raise failure from exc
     Job.objects.filter(pk=job.pk).update(file=registered.file)
     file_uuid = registered.file.file_uuid
     if upload is not None:
@@ -372,8 +372,27 @@ def register_upload(job: Any) -> dict[str, Any]:
             "total_frames": registered.file.total_frames, "upload_id": job.params["upload"]}
 
 
-class UploadNotVideo(Exception):
-    """The uploaded bytes are not a video FFmpeg can read (the job fails with this reason)."""
+class UploadNotRegistered(Exception):
+    """The upload's register job failed; its stored bytes were removed (the job fails with this reason)."""
+
+
+class UploadNotVideo(UploadNotRegistered):
+    """The uploaded bytes are not a video FFmpeg can read."""
+
+
+def _failure(exc: Exception) -> UploadNotRegistered:
+    """Why registering failed, told truly: only a probe's refusal means the bytes are no video.
+
+    Anything else (the database busy, the store failing while hashing) is named as itself, so the
+    uploader is not told a video is not one.
+    """
+    from media_api.services.files import ProbeError
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, ProbeError):
+        return UploadNotVideo(f"the upload is not a video FFmpeg can read ({first})"[:1000])
+    return UploadNotRegistered(f"the upload could not be registered ({type(exc).__name__}: {first}); "
+                               f"its bytes were removed: upload it again"[:1000])
 
 
 def _announce(upload: Upload, file_uuid: str, job: Any) -> None:
