@@ -21,12 +21,19 @@ from momentry.errors import BadRequest
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY,
-                     description="1-based page number (default 1); a page past the end is an empty list"),
-    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, OpenApiParameter.QUERY,
-                     description=f"items per page, 1..{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})"),
-]
+
+def page_parameters(default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE,
+                    items: str = "items") -> list[OpenApiParameter]:
+    """The OpenAPI ``page`` and ``page_size`` of a list; a list of small rows may allow larger pages."""
+    return [
+        OpenApiParameter("page", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY,
+                         description="1-based page number (default 1); a page past the end is an empty list"),
+        OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": maximum}, OpenApiParameter.QUERY,
+                         description=f"{items} per page, 1..{maximum} (default {default})"),
+    ]
+
+
+PAGE_PARAMETERS = page_parameters()
 
 
 # What a query string may spell a number as: ASCII digits (Python's int() and float() would also
@@ -97,10 +104,12 @@ class Page:
     page_size: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> Page:
+    def from_params(cls, params: Mapping[str, str], default: int = DEFAULT_PAGE_SIZE,
+                    maximum: int = MAX_PAGE_SIZE) -> Page:
+        """The page asked for (400s naming the parameter); sizes as :func:`page_parameters` states them."""
         return cls(
             page=int_param(params, "page", 1, 1),
-            page_size=int_param(params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+            page_size=int_param(params, "page_size", default, 1, maximum),
         )
 
     def slice(self, queryset: QuerySet | list, total: int) -> list:

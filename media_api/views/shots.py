@@ -9,7 +9,7 @@ shots (``total`` 0): face analysis or a ``detect_shots`` job stores them.
 from __future__ import annotations
 
 import numpy as np
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers as S
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,7 +19,7 @@ from identities.cooccurrence import FrameClock
 from media_api import selectors
 from media_api.models import Shot
 from momentry import schema
-from momentry.pagination import Page, int_param
+from momentry.pagination import Page, page_parameters
 
 DEFAULT_PAGE_SIZE = 2000
 MAX_PAGE_SIZE = 10000
@@ -32,18 +32,7 @@ SHOT_PAGE = schema.page_of("ShotPage", "shots", inline_serializer("Shot", {
     "end_secs": S.FloatField(help_text="end of the last frame (the next shot's start)"),
 }), file_uuid=S.CharField())
 
-SHOT_PAGE_PARAMETERS = [
-    OpenApiParameter("page", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY,
-                     description="1-based page number (default 1); a page past the end is an empty list"),
-    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, OpenApiParameter.QUERY,
-                     description=f"shots per page, 1..{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})"),
-]
-
-
-def shot_page(params) -> Page:
-    """Page parameters of the shots list (its own sizes; the same 400s as every list)."""
-    return Page(page=int_param(params, "page", 1, 1),
-                page_size=int_param(params, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE))
+SHOT_PAGE_PARAMETERS = page_parameters(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, items="shots")
 
 
 class FileShotsView(APIView):
@@ -55,7 +44,7 @@ class FileShotsView(APIView):
         tags=["files"],
     )
     def get(self, request: Request, file_uuid: str) -> Response:
-        page = shot_page(request.query_params)
+        page = Page.from_params(request.query_params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         media_file = selectors.file_for_request(request, file_uuid)
         shots = Shot.objects.filter(file=media_file).order_by("index")
         total = shots.count()
