@@ -26,7 +26,6 @@ import hashlib
 import logging
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -35,6 +34,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from momentry.converters import canonical_uuid
 from momentry.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, Unavailable
 from momentry.models import APIKey
 from uploads import store
@@ -81,10 +81,9 @@ def uploads_of(user: Any, auth: Any) -> QuerySet[Upload]:
 
 def upload_for(user: Any, auth: Any, upload_id: Any) -> Upload:
     """The caller's upload, or the 404 of an unknown one; 410 once it expired (until beat removes it)."""
-    try:
-        pk = uuid.UUID(str(upload_id))
-    except ValueError:
-        raise not_found(upload_id) from None
+    pk = canonical_uuid(str(upload_id))
+    if pk is None:
+        raise not_found(upload_id)
     upload = uploads_of(user, auth).select_related("job", "job__file").filter(pk=pk).first()
     if upload is None:
         raise not_found(upload_id)

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 from media_api import selectors
 from momentry.bodies import validated
+from momentry.converters import canonical_uuid
 from momentry.errors import BadRequest, Conflict, NotFound
 from momentry.models import APIKey
 from momentry.pagination import PAGE_PARAMETERS, Page, choice_param, paginate
@@ -160,10 +161,8 @@ class WebhookUpdateSerializer(WebhookCreateSerializer):
 
 
 def _webhook(webhook_id: str) -> Webhook:
-    cleaned = str(webhook_id).replace("-", "").lower()
-    webhook = None
-    if len(cleaned) == 32 and all(c in "0123456789abcdef" for c in cleaned):
-        webhook = Webhook.objects.filter(pk=cleaned).first()
+    cleaned = canonical_uuid(str(webhook_id))
+    webhook = Webhook.objects.filter(pk=cleaned).first() if cleaned else None
     if webhook is None:
         raise NotFound("Webhook not found.", {"webhook_id": webhook_id})
     return webhook
