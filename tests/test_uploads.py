@@ -214,6 +214,22 @@ def test_refusals_scope_quota_and_termination(writer, staff_user, plain_user, se
     assert create(client, 10).status_code == 201  # a slot is free again
 
 
+def test_an_upload_deleted_while_a_request_waits_for_it_is_a_404(writer):
+    """A PATCH or HEAD that found the upload, then waits its turn while a DELETE removes it: 404, not a 500."""
+    import io
+
+    client, _ = writer
+    url = create(client, 10)["Location"]
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    Upload.objects.filter(pk=upload.pk).update(busy_since=timezone.now())  # a PATCH is writing it
+    waiting = Upload.objects.get(pk=upload.pk)
+    Upload.objects.filter(pk=upload.pk).delete()  # a DELETE (after that PATCH) removed it
+    for call in (lambda: services.wait_until_idle(waiting, timeout=1),
+                 lambda: services.receive(waiting, 0, io.BytesIO(b"12345"), 5)):
+        with pytest.raises(services.NotFound):
+            call()
+
+
 def APIClient_anonymous():  # noqa: N802 - reads like the class it returns
     from rest_framework.test import APIClient
 

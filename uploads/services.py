@@ -168,6 +168,15 @@ def _free_or_stale() -> Q:
     return Q(busy_since__isnull=True) | Q(busy_since__lt=timezone.now() - timedelta(seconds=BUSY_STALE_SECONDS))
 
 
+def _reload(upload: Upload) -> Upload:
+    """The row as it is now; the 404 of an unknown upload once another request deleted it (DELETE)."""
+    try:
+        upload.refresh_from_db()
+    except Upload.DoesNotExist:
+        raise not_found(upload.pk.hex) from None
+    return upload
+
+
 def wait_until_idle(upload: Upload, timeout: float = WAIT_FOR_WRITER_SECONDS) -> Upload:
     """The upload once no PATCH is writing it (or after ``timeout``): what HEAD reports."""
     deadline = time.monotonic() + timeout
@@ -175,7 +184,7 @@ def wait_until_idle(upload: Upload, timeout: float = WAIT_FOR_WRITER_SECONDS) ->
         if upload.busy_since < timezone.now() - timedelta(seconds=BUSY_STALE_SECONDS):
             break
         time.sleep(0.05)
-        upload.refresh_from_db()
+        _reload(upload)
     return upload
 
 
@@ -186,9 +195,8 @@ def claim(upload: Upload, offset: int) -> Upload:
         taken = Upload.objects.filter(_free_or_stale(), pk=upload.pk, offset=offset,
                                       state=Upload.State.UPLOADING).update(busy_since=timezone.now())
         if taken:
-            upload.refresh_from_db()
-            return upload
-        upload.refresh_from_db()
+            return _reload(upload)
+        _reload(upload)
         if upload.state != Upload.State.UPLOADING:
             raise Conflict("The upload is already complete.", {"upload_id": upload.pk.hex, "state": upload.state,
                                                                "offset": upload.offset})
