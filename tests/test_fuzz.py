@@ -310,6 +310,18 @@ def webhook_url_not_public(case, response) -> bool:
     return False
 
 
+def nul_in_free_json(case, response) -> bool:
+    """A NUL character somewhere inside the free-form ``metadata`` object (PostgreSQL cannot store it in
+    jsonb, so both databases refuse it: momentry.nul). The schema of a free JSON object cannot forbid a
+    character at every depth without a recursive schema, which the generator cannot draw from."""
+    from momentry.nul import nul_path
+
+    if response.status_code != 400 or not isinstance(case.body, dict) or "metadata" not in case.body:
+        return False
+    where = nul_path(case.body["metadata"], "metadata")
+    return where is not None and _error_details(response).get("parameter") == where
+
+
 SPAN = {"start_frame", "end_frame", "start_time", "end_time"}
 DATA_RULES = {
     "GET /api/v1/file/{file_uuid}/detections": cursor_not_given_or_frames_reversed,
@@ -326,6 +338,8 @@ DATA_RULES = {
     "POST /api/v1/webhooks": webhook_url_not_public,
     "PATCH /api/v1/webhooks/{webhook_id}": webhook_url_not_public,
     "POST /api/v1/faces/search": image_is_no_picture,
+    "POST /api/v1/identities": nul_in_free_json,
+    "PATCH /api/v1/identity/{identity_uuid}": nul_in_free_json,
 }
 
 
