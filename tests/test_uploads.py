@@ -230,6 +230,22 @@ def test_an_upload_deleted_while_a_request_waits_for_it_is_a_404(writer):
             call()
 
 
+def test_delete_waits_for_a_writer_and_never_deletes_under_it(writer, monkeypatch):
+    """Bytes are removed only while no PATCH writes (else a write after them, such as an S3 tail, stays)."""
+    monkeypatch.setattr(services, "WAIT_FOR_WRITER_SECONDS", 0.3)
+    client, _ = writer
+    url = create(client, 10)["Location"]
+    assert patch(client, url, b"12345", 0).status_code == 204
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    part = storage_config().local_root / "uploads" / f"{upload.pk.hex}.part"
+    Upload.objects.filter(pk=upload.pk).update(busy_since=timezone.now())  # a PATCH is writing it
+    busy = client.delete(url, **TUS)
+    assert busy.status_code == 409 and error_code(busy) == "CONFLICT"
+    assert part.stat().st_size == 5 and Upload.objects.filter(pk=upload.pk).exists()
+    Upload.objects.filter(pk=upload.pk).update(busy_since=None, expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.expire_uploads() == 1 and not part.exists()  # expiry takes it the same way
+
+
 def APIClient_anonymous():  # noqa: N802 - reads like the class it returns
     from rest_framework.test import APIClient
 

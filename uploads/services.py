@@ -416,15 +416,35 @@ def _announce(upload: Upload, file_uuid: str, job: Any) -> None:
 
 def terminate(upload: Upload) -> None:
     """DELETE: remove the bytes and the row. A completed upload's file stays (delete the file for that)."""
-    if upload.state == Upload.State.UPLOADING:
-        claim_for_delete(upload)
-        with storage_errors():
-            store.discard(upload)
+    if upload.state == Upload.State.UPLOADING and _claim_for_delete(upload):
+        try:
+            with storage_errors():
+                store.discard(upload)
+        except BaseException:
+            _save(upload, {}, release=True)
+            raise
     upload.delete()
 
 
-def claim_for_delete(upload: Upload) -> None:
-    wait_until_idle(upload)
+def _take(upload: Upload, **still: Any) -> bool:
+    """Mark the upload busy if no live PATCH holds it and it is ``still`` so (a PATCH's guarded update)."""
+    return bool(Upload.objects.filter(_free_or_stale(), pk=upload.pk, **still).update(busy_since=timezone.now()))
+
+
+def _claim_for_delete(upload: Upload) -> bool:
+    """Hold the upload like a writer before its bytes go, so no PATCH writes after them (an S3 tail
+    object would be left behind); False when it was completed meanwhile (its bytes are a file's now),
+    409 when a PATCH is still writing after :data:`WAIT_FOR_WRITER_SECONDS`."""
+    deadline = time.monotonic() + WAIT_FOR_WRITER_SECONDS
+    while not _take(upload, state=Upload.State.UPLOADING):
+        _reload(upload)
+        if upload.state != Upload.State.UPLOADING:
+            return False
+        if time.monotonic() > deadline:
+            raise Conflict("Another request is writing this upload; retry the DELETE.",
+                           {"upload_id": upload.pk.hex, "offset": upload.offset})
+        time.sleep(0.05)
+    return True
 
 
 def expire_uploads(now: Any = None) -> int:
@@ -435,6 +455,8 @@ def expire_uploads(now: Any = None) -> int:
     expired = Upload.objects.filter(Q(busy_since__isnull=True) | Q(busy_since__lt=stale),
                                     state=Upload.State.UPLOADING, expires_at__lte=now)
     for upload in expired.iterator():
+        if not _take(upload, state=Upload.State.UPLOADING, expires_at__lte=now):
+            continue  # a PATCH took it (and moved its expiry) meanwhile
         try:
             store.discard(upload)
         except Exception:  # noqa: BLE001 - try again at the next round
