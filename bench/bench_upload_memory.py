@@ -14,6 +14,7 @@ moto server on loopback (its own memory is not the web node's and is not measure
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import platform
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import children_of, free_port, wait_for  # noqa: E402
+from tests.servers import children_of, free_port, moto_server, wait_for  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -105,33 +106,15 @@ def upload(port: int, key: str, size: int, chunk: int) -> float:
     return time.perf_counter() - start
 
 
-def moto_server(folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    binary = shutil.which("moto_server") or str(ROOT / ".venv/bin/moto_server")
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(url + "/moto-api/data.json", timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    wait_for(answers, timeout=30)
-    return proc, url
-
-
 def run(kind: str, size: int, chunk: int) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"upload-mem-{kind}-"))
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="momentry.settings", MOMENTRY_DATA_DIR=str(folder / "data"),
                MOMENTRY_MAX_UPLOAD_BYTES=str(size), PYTHONPATH=str(ROOT))
     env.pop("DATABASE_URL", None)
-    moto = None
+    stack = contextlib.ExitStack()
     try:
         if kind == "s3":
-            moto, endpoint = moto_server(folder)
+            endpoint = stack.enter_context(moto_server())
             env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                        AWS_DEFAULT_REGION="us-east-1", MOMENTRY_STORAGE_URL="s3://bench/media")
             import boto3
@@ -165,9 +148,7 @@ def run(kind: str, size: int, chunk: int) -> dict:
             proc.wait(timeout=30)
             log.close()
     finally:
-        if moto is not None:
-            moto.kill()
-            moto.wait()
+        stack.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

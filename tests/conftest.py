@@ -70,35 +70,14 @@ def admin_client_api(staff_user):
 def s3_endpoint():
     """The test S3 server's URL: scripts/test.sh's moto server (TEST_S3_ENDPOINT), else one started here."""
     import os
-    import shutil
-    import subprocess
-    import tempfile
-    import urllib.request
 
-    from tests.servers import free_port, wait_for
+    from tests.servers import moto_server
 
     if os.environ.get("TEST_S3_ENDPOINT"):
         yield os.environ["TEST_S3_ENDPOINT"].rstrip("/")
         return
-    binary = shutil.which("moto_server") or str(Path(__file__).resolve().parent.parent / ".venv/bin/moto_server")
-    url = f"http://127.0.0.1:{free_port()}"
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(url + "/moto-api/data.json", timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    with tempfile.TemporaryDirectory(prefix="momentry-moto-") as folder:
-        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", url.rsplit(":", 1)[1]], cwd=folder,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: proc.poll() is not None or answers(), timeout=30)
-            yield url
-        finally:
-            proc.kill()
-            proc.wait()
+    with moto_server() as url:
+        yield url
 
 
 def s3_environment(endpoint: str, bucket: str, prefix: str = "media") -> dict[str, str]:

@@ -187,6 +187,38 @@ def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's standalone S3 server (in memory) on a free loopback port, stopped afterwards: its URL.
+
+    A test double of the S3 API for tests and benchmarks (no S3-compatible server is installable
+    here); production uses a real store.
+    """
+    import shutil
+    import tempfile
+    import urllib.request
+
+    binary = shutil.which("moto_server") or str(REPO / ".venv/bin/moto_server")
+    url = f"http://127.0.0.1:{free_port()}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(url + "/moto-api/data.json", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    with tempfile.TemporaryDirectory(prefix="momentry-moto-") as folder:
+        proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", url.rsplit(":", 1)[1]], cwd=folder,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: proc.poll() is not None or answers(), timeout=30)
+            yield url
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
 def redis_server(port: int | None = None) -> Iterator[str]:
     """A private Redis (no persistence, in a temporary directory) on a free port: for tests that restart their broker.
 
