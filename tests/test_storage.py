@@ -202,3 +202,15 @@ def test_an_object_is_one_presigned_url_argument_with_safe_options(s3_storage, m
     options = av_options("https://minio.internal/b/k?X-Amz-Signature=x")
     assert (options["tls_verify"], options["ca_file"]) == ("1", str(bundle))
     assert av_options("/srv/media/a.mp4") == {}
+
+
+def test_an_unreachable_store_is_a_503_not_a_broken_file(stored, s3_storage, admin_client_api, monkeypatch):
+    from tests.servers import free_port
+
+    remote = register_object(stored).file
+    load_traces(remote, {1: (100, 130, 2)})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # the store is gone
+    for route in ("thumbnail?frame=40", "trace/1/video?crop=face&size=96", "video"):
+        answer = admin_client_api.get(f"/api/v1/file/{remote.file_uuid}/{route}")
+        assert answer.status_code == 503 and answer["Retry-After"], (route, answer.status_code)
+        assert answer.json()["error"]["code"] == "UNAVAILABLE"

@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from momentry.errors import MediaError
+from momentry.errors import MediaError, Unavailable
 
 from .encode import SEEKABLE_FMP4_ARGS, X264_ARGS, Span
-from .frames import FrameReader, FrameReadError
+from .frames import FrameReader, FrameReadError, SourceUnavailable
 from .index import FrameIndexData
 from .process import _log_failure, _read_tail, ffmpeg_command, media_job_slot, raise_if_client_gone
 
@@ -206,6 +206,9 @@ def render_crop_clip(
     with media_job_slot():
         try:
             reader = FrameReader(path, index)
+        except SourceUnavailable as exc:
+            logger.error("crop clip: %s", exc)
+            raise Unavailable("The object store holding this video did not answer; retry shortly.") from None
         except FrameReadError as exc:
             logger.error("crop clip: %s", exc)
             raise MediaError() from None

@@ -46,7 +46,7 @@ _HTTP_OPTIONS = {
     "multiple_requests": "1",  # keep-alive between ranged requests
     "reconnect": "1",
     "reconnect_on_network_error": "1",
-    "reconnect_delay_max": "5",
+    "reconnect_delay_max": "2",  # a store that stays down fails the request in seconds (503)
 }
 
 
