@@ -246,6 +246,21 @@ def test_delete_waits_for_a_writer_and_never_deletes_under_it(writer, monkeypatc
     assert services.expire_uploads() == 1 and not part.exists()  # expiry takes it the same way
 
 
+def test_bytes_of_a_cancelled_register_job_are_removed_by_beat(writer):
+    """A completed upload whose register job is cancelled never reaches register_upload: beat removes its bytes."""
+    client, _ = writer
+    url = create(client, 10)["Location"]
+    assert patch(client, url, b"0123456789", 0).status_code == 204
+    status = client.get(url).json()["upload"]
+    stored = storage_config().local_root / "media" / status["id"] / "clip.mp4"
+    assert stored.exists() and status["state"] == "registering"
+    assert client.delete(f"/api/v1/jobs/{status['job']['id']}").json()["job"]["state"] == "cancelled"
+    assert services.expire_uploads() == 1
+    status = client.get(url).json()["upload"]
+    assert status["state"] == "failed" and "cancelled" in status["error"] and not stored.exists()
+    assert services.expire_uploads() == 0
+
+
 def APIClient_anonymous():  # noqa: N802 - reads like the class it returns
     from rest_framework.test import APIClient
 

@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings
@@ -466,7 +467,40 @@ def expire_uploads(now: Any = None) -> int:
         removed += 1
     if removed:
         logger.info("removed %d expired uploads", removed)
-    return removed
+    return removed + fail_unregistered()
+
+
+def fail_unregistered() -> int:
+    """Delete the bytes of completed uploads whose register job ended without running
+    :func:`register_upload` (cancelled, failed by the reaper, or deleted): else they stay stored for
+    good, outside the unfinished-upload quota. The row stays, ``failed`` with the reason."""
+    from jobs.models import Job
+
+    left = Upload.objects.filter(Q(job__isnull=True) | Q(job__state__in=[Job.State.FAILED, Job.State.CANCELLED]),
+                                 state=Upload.State.REGISTERING).select_related("job")
+    failed = 0
+    for upload in left.iterator():
+        if _is_a_file(upload):
+            continue  # registered before its job was ended: the bytes are the file's
+        try:
+            store.discard(upload)
+        except Exception:  # noqa: BLE001 - try again at the next round
+            logger.exception("upload %s: could not delete the bytes of its ended register job", upload.pk)
+            continue
+        ended = upload.job.state if upload.job else "deleted"
+        failed += Upload.objects.filter(pk=upload.pk, state=Upload.State.REGISTERING).update(
+            state=Upload.State.FAILED, error=f"the register job was {ended} before it registered the upload; "
+                                             f"its bytes were removed: upload it again", updated_at=timezone.now())
+    return failed
+
+
+def _is_a_file(upload: Upload) -> bool:
+    """A file was registered from the upload's bytes (local files are registered by their resolved path)."""
+    from media_api.models import MediaFile
+
+    target = store.registration_target(upload)
+    paths = {target} if target.startswith("s3://") else {target, str(Path(target).resolve())}
+    return MediaFile.objects.filter(path__in=paths).exists()
 
 
 # --------------------------------------------------------------------------- reporting

@@ -1,4 +1,5 @@
-"""Beat task: remove uploads abandoned past their ``expires_at`` (bytes first, then the row)."""
+"""Beat task: remove uploads abandoned past their ``expires_at`` (bytes first, then the row), and the bytes of
+completed uploads whose register job ended without registering them."""
 
 from __future__ import annotations
 
