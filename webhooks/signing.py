@@ -30,19 +30,3 @@ def header(secret: str, body: bytes, timestamp: int | None = None) -> str:
     """The ``Momentry-Signature`` value for ``body`` signed now (or at ``timestamp``)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     return f"t={timestamp},v1={signature(secret, body, timestamp)}"
-
-
-def verify(secret: str, body: bytes, value: str, tolerance: int = 300, now: float | None = None) -> bool:
-    """What a receiver does: True when ``value`` signs ``body`` with ``secret`` within ``tolerance`` seconds."""
-    fields: dict[str, list[str]] = {}
-    for item in value.split(","):
-        key, _, val = item.strip().partition("=")
-        fields.setdefault(key, []).append(val)
-    try:
-        timestamp = int(fields["t"][0])
-    except (KeyError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
-        return False
-    expected = signature(secret, body, timestamp)
-    return any(hmac.compare_digest(expected, candidate) for candidate in fields.get("v1", []))
