@@ -3,7 +3,9 @@
 YuNet (a 0.12 MB int8 network run by ``cv2.FaceDetectorYN``) runs on the whole frame at its own
 size — a 1080p frame is one input, no tiles — and finds faces from about 12 px up; a second pass
 on the frame at a quarter size catches faces too large for the native pass (a 600 px profile in
-1080p). Every box then gets a second opinion from BlazeFace (``blazeface.py``, the Faces v2
+1080p). Asked not to look for small faces (``small_faces=False``, the pipeline's every other sample of
+720p and more), the native pass sees the frame at half size instead: a quarter of the cost, faces from
+about :data:`REDUCED_MIN_FACE_PX`. Every box then gets a second opinion from BlazeFace (``blazeface.py``, the Faces v2
 detector), which scores a crop of the box with context: boxes YuNet is unsure of (:data:`MIN_SCORE`
 .. :data:`SURE_SCORE`) are dropped when it scores them under :data:`VERIFY_SCORE` (most backs of
 heads, hands and emblems), and every face's score is the lower of the two — the scale of Faces v2's
