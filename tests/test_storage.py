@@ -204,13 +204,33 @@ def test_an_object_is_one_presigned_url_argument_with_safe_options(s3_storage, m
     assert av_options("/srv/media/a.mp4") == {}
 
 
-def test_an_unreachable_store_is_a_503_not_a_broken_file(stored, s3_storage, admin_client_api, monkeypatch):
+def test_an_unreachable_store_is_a_503_and_a_deleted_object_a_404_on_every_route(stored, s3_storage,
+                                                                                  admin_client_api, monkeypatch):
+    """Every media route (frames, ffmpeg renders, segments, crops, /video) asks the one diagnosis of the layer."""
+    from jobs import dispatch, tasks
     from tests.servers import free_port
 
     remote = register_object(stored).file
-    load_traces(remote, {1: (100, 130, 2)})
+    load_traces(remote, TRACES)
+    url = f"/api/v1/file/{remote.file_uuid}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # the store is gone
-    for route in ("thumbnail?frame=40", "trace/1/video?crop=face&size=96", "video"):
-        answer = admin_client_api.get(f"/api/v1/file/{remote.file_uuid}/{route}")
-        assert answer.status_code == 503 and answer["Retry-After"], (route, answer.status_code)
-        assert answer.json()["error"]["code"] == "UNAVAILABLE"
+    for route, headers in ROUTES:
+        answer = admin_client_api.get(f"{url}/{route}", **headers)
+        close_response(answer)
+        assert (answer.status_code, answer.get("Retry-After")) == (503, "10"), (route, answer.status_code)
+        assert answer.json()["error"]["code"] == "UNAVAILABLE", route
+    for kind, params in (("prewarm", {"force": True}), ("detect_shots", {}), ("reembed", {}), ("detect_faces", {})):
+        job = Job.objects.create(kind=kind, file=remote, params=params)
+        try:  # what a worker runs (jobs.tasks.run_job records the exception's first line, no retry)
+            reasons = list(dispatch.runner_for(kind)(job)["failed"])  # prewarm counts per-batch failures
+        except Exception as exc:  # noqa: BLE001
+            reasons = [tasks._reason(exc)[0]]
+        assert reasons and all("store unavailable: cannot open s3://" in r and "Signature" not in r
+                               and "\n" not in r for r in reasons), (kind, reasons)
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_storage.endpoint)
+    s3_storage.client.delete_object(Bucket=s3_storage.bucket, Key=KEY)  # gone for good
+    for route, headers in ROUTES:
+        answer = admin_client_api.get(f"{url}/{route}", **headers)
+        close_response(answer)
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "SOURCE_MISSING", route

@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from momentry.errors import MediaError, Unavailable
+from momentry.errors import MediaError
 
 from .encode import SEEKABLE_FMP4_ARGS, X264_ARGS, Span
-from .frames import FrameReader, FrameReadError, SourceUnavailable
+from .frames import FrameReader, FrameReadError, api_error
 from .index import FrameIndexData
 from .process import _log_failure, _read_tail, ffmpeg_command, media_job_slot, raise_if_client_gone
 
@@ -169,7 +169,7 @@ def encode_from_pipe(args: list[str], chunks: Iterable[bytes], *, timeout: float
             except FrameReadError as exc:
                 process.kill()
                 _log_failure(cmd, None, str(exc), "input could not be decoded")
-                raise MediaError() from None
+                raise api_error(exc) from None
             returncode = process.wait()
         finally:
             timer.cancel()
@@ -206,12 +206,9 @@ def render_crop_clip(
     with media_job_slot():
         try:
             reader = FrameReader(path, index)
-        except SourceUnavailable as exc:
-            logger.error("crop clip: %s", exc)
-            raise Unavailable("The object store holding this video did not answer; retry shortly.") from None
         except FrameReadError as exc:
             logger.error("crop clip: %s", exc)
-            raise MediaError() from None
+            raise api_error(exc) from None
         with reader:
             encode_from_pipe(crop_clip_args(size, fps, output), _cropped_frames(reader, span, crops, size))
 

@@ -11,7 +11,8 @@ Everything that runs ``ffmpeg`` goes through here so the rules hold in one place
 * a per-job timeout (``MOMENTRY_FFMPEG_TIMEOUT``) after which the process is killed;
 * stderr goes to a temporary file (no pipe to fill up and deadlock), is logged with the
   command on failure (logger ``media_api.ffmpeg``) and is never sent to a client, who gets
-  a generic :class:`~momentry.errors.MediaError`;
+  a generic :class:`~momentry.errors.MediaError` — or, when the input's store does not answer or its
+  object/file is gone, the 503/404 that :func:`~media_api.ffmpeg.source.input_failure` finds;
 * a streamed job (:class:`FFmpegStream`) kills and reaps its process when it is closed —
   Django calls ``close()`` on a ``StreamingHttpResponse``'s iterator when the response is
   closed, which the WSGI/ASGI server does when the client disconnects;
@@ -205,6 +206,13 @@ def _log_failure(cmd: list[str], returncode: int | None, stderr: str, reason: st
                  redact(stderr or "(no stderr)"))
 
 
+def _failure(cmd: Sequence[str]) -> ApiError:
+    """What a failed ffmpeg answers: its input's store down (503) or object/file gone (404), else MEDIA_ERROR."""
+    from .source import input_failure
+
+    return input_failure(cmd) or MediaError()
+
+
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -243,7 +251,7 @@ def run_ffmpeg(
                 raise MediaError() from None
             if completed.returncode != 0:
                 _log_failure(cmd, completed.returncode, _read_tail(err), "failed")
-                raise MediaError()
+                raise _failure(cmd)
             return completed.stdout
 
 
@@ -338,7 +346,7 @@ class FFmpegStream:
             _log_failure(self.cmd, returncode, _read_tail(self._stderr), reason)
             self.close()
             if before_output:
-                raise MediaError("Media processing timed out." if self._timed_out else None)
+                raise MediaError("Media processing timed out.") if self._timed_out else _failure(self.cmd)
 
     def __iter__(self) -> Iterator[bytes]:
         try:

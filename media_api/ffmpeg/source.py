@@ -14,16 +14,27 @@ Rules (process.py's hold too): a URL is one argv element after ``-i``, never in 
 graph; only the http(s) protocols may be used for it (``protocol_whitelist``); an https store's
 certificate is verified (:func:`tls_options`); every network read has a timeout; the signature in a
 URL never reaches a log (:func:`redact`, and callers log the ``s3://`` form).
+
+When a read fails, :func:`diagnose` says whether the source is to blame: the store does not answer or
+refuses (:class:`StoreUnavailable`, a 503 with ``Retry-After``), or the object or file is gone for good
+(:class:`SourceMissing`, a 404 ``SOURCE_MISSING``); otherwise the failure is the media's (500
+``MEDIA_ERROR``). Every opener asks it (FrameReader, and process.py for every failed ffmpeg whose input
+came from :func:`input_args`), so no route has its own mapping.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+
+from momentry.errors import ApiError, NotFound, Unavailable
 
 if TYPE_CHECKING:
     from media_api.models import MediaFile
@@ -94,9 +105,69 @@ def tls_options() -> dict[str, str]:
     return {"tls_verify": "1", **({"ca_file": ca_file} if ca_file and os.path.isfile(ca_file) else {})}
 
 
+class StoreUnavailable(Unavailable):
+    """The object store did not answer, or refused (credentials, permissions): retry later."""
+
+    default_message = "The object store holding this video did not answer; retry shortly."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, retry_after=10)
+
+
+class SourceMissing(NotFound):
+    """The file's bytes are gone from where it was registered (object or file deleted): retrying will not help."""
+
+    code = "SOURCE_MISSING"
+    default_message = ("The video's bytes are gone from where the file was registered (its object or file was "
+                       "deleted); register it again.")
+
+
+def diagnose(source: str | Path) -> ApiError | None:
+    """Why ``source`` (a path or ``s3://``) cannot be read, if the source is to blame; None when it is there.
+
+    One ``HeadObject`` with short timeouts and no retries (an answer within seconds), or one ``stat``.
+    """
+    if is_object(source):
+        from media_api.storage.objects import ObjectError, head, parse_object_url
+
+        try:
+            head(parse_object_url(str(source)), quick=True)
+        except ObjectError as exc:
+            return SourceMissing() if exc.missing else StoreUnavailable()
+        return None
+    if is_url(source):
+        return None
+    return None if os.path.exists(source) else SourceMissing()
+
+
+#: Inputs :func:`input_args` handed out lately: resolved argv element -> the source it stands for, so a
+#: failed ffmpeg's command line can be diagnosed (process.py) without every caller passing its source.
+_INPUTS: OrderedDict[str, str] = OrderedDict()
+_INPUTS_LOCK = threading.Lock()
+_INPUTS_KEPT = 256
+
+
+def input_failure(argv: Sequence[str]) -> ApiError | None:
+    """:func:`diagnose` of every ``-i`` input of ``argv`` that came from :func:`input_args` (first failure)."""
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag != "-i":
+            continue
+        with _INPUTS_LOCK:
+            source = _INPUTS.get(value)
+        failure = diagnose(source) if source is not None else None
+        if failure is not None:
+            return failure
+    return None
+
+
 def input_args(source: str | Path) -> list[str]:
     """``ffmpeg`` arguments that open ``source`` as the next input (options, then ``-i`` and one argv element)."""
     target = resolve(source)
+    with _INPUTS_LOCK:
+        _INPUTS[target] = str(source)
+        _INPUTS.move_to_end(target)
+        while len(_INPUTS) > _INPUTS_KEPT:
+            _INPUTS.popitem(last=False)
     args: list[str] = []
     for name, value in av_options(target, STREAM_REQUEST_SIZE).items():
         args += [f"-{name}", value]
@@ -122,5 +193,5 @@ def redact(text: str) -> str:
     return _SIGNED_QUERY.sub(r"\1?…", text)
 
 
-__all__ = ["av_options", "display_name", "input_args", "is_object", "is_url", "media_input", "open_input", "redact",
-           "resolve"]
+__all__ = ["SourceMissing", "StoreUnavailable", "av_options", "diagnose", "display_name", "input_args",
+           "input_failure", "is_object", "is_url", "media_input", "open_input", "redact", "resolve"]

@@ -27,14 +27,14 @@ from django.db.models import ExpressionWrapper, F, FloatField, Window
 from django.db.models.functions import RowNumber
 
 from media_api.ffmpeg import images
-from media_api.ffmpeg.frames import FrameReader, FrameReadError, SourceUnavailable
+from media_api.ffmpeg.frames import FrameReader, FrameReadError, api_error
 from media_api.ffmpeg.images import Box
 from media_api.ffmpeg.index import FrameIndexData
 from media_api.ffmpeg.process import media_job_slot
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services import image_cache
 from media_api.services.files import frame_index_for
-from momentry.errors import MediaError, NotFound, Unavailable
+from momentry.errors import NotFound
 
 logger = logging.getLogger("media_api.representative")
 
@@ -219,12 +219,9 @@ def decoding(file_uuid: str, path: str, wait_seconds: float | None = None) -> It
     with media_job_slot(wait_seconds):
         try:
             yield
-        except SourceUnavailable as exc:  # the object store is down or refuses: retry later, not a broken file
-            logger.error("reading %s (%s) failed: %s", file_uuid, path, exc)
-            raise Unavailable("The object store holding this video did not answer; retry shortly.") from None
-        except FrameReadError as exc:
+        except FrameReadError as exc:  # the source's own answer (store down 503, gone 404) or MEDIA_ERROR
             logger.error("decoding %s (%s) failed: %s", file_uuid, path, exc)
-            raise MediaError() from None
+            raise api_error(exc) from None
 
 
 def warm_with_slot(unit: WarmUnit, wait_seconds: float | None = None) -> list[Choice]:

@@ -59,8 +59,23 @@ def _client(endpoint_hint: str):  # noqa: ANN202 - a botocore client class is ge
         "s3", config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}))
 
 
-def s3_client():  # noqa: ANN201
-    """A boto3 S3 client configured from the standard AWS_* environment (cached per endpoint)."""
+@lru_cache(maxsize=4)
+def _quick_client(endpoint_hint: str):  # noqa: ANN202
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", config=Config(signature_version="s3v4", connect_timeout=2, read_timeout=5,
+                            retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def s3_client(quick: bool = False):  # noqa: ANN201
+    """A boto3 S3 client configured from the standard AWS_* environment (cached per endpoint).
+
+    ``quick``: one attempt with short timeouts, for a check that must answer a request within seconds
+    (why a read failed: :func:`media_api.ffmpeg.source.diagnose`) rather than ride out a store's hiccup.
+    """
     import os
 
-    return _client(os.environ.get("AWS_ENDPOINT_URL", ""))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    return _quick_client(endpoint) if quick else _client(endpoint)

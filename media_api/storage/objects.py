@@ -77,7 +77,7 @@ def check_registrable(ref: ObjectRef) -> None:
                           "(MOMENTRY_STORAGE_URL's bucket or MOMENTRY_S3_REGISTER_BUCKETS)", forbidden=True)
 
 
-def _client_error(exc: Exception, ref: ObjectRef) -> ObjectError:
+def client_error(exc: Exception, ref: ObjectRef) -> ObjectError:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
     if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
         return ObjectError(f"no such object: {ref.url}", missing=True)
@@ -94,14 +94,17 @@ class ObjectInfo:
     etag: str
 
 
-def head(ref: ObjectRef) -> ObjectInfo:
-    """Size, modification time and ETag of the object (ObjectError when it is missing or unreadable)."""
+def head(ref: ObjectRef, quick: bool = False) -> ObjectInfo:
+    """Size, modification time and ETag of the object (ObjectError when it is missing or unreadable).
+
+    ``quick``: one attempt with short timeouts (:func:`~media_api.storage.config.s3_client`).
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        answer = s3_client().head_object(Bucket=ref.bucket, Key=ref.key)
+        answer = s3_client(quick).head_object(Bucket=ref.bucket, Key=ref.key)
     except ClientError as exc:
-        raise _client_error(exc, ref) from None
+        raise client_error(exc, ref) from None
     except BotoCoreError as exc:
         logger.warning("S3 error on %s: %s", ref.url, exc)
         raise ObjectError(f"the object store did not answer for {ref.url}") from None
@@ -121,7 +124,7 @@ def iter_range(ref: ObjectRef, start: int = 0, end: int | None = None, chunk: in
     try:
         body = s3_client().get_object(Bucket=ref.bucket, Key=ref.key, Range=wanted)["Body"]
     except ClientError as exc:
-        raise _client_error(exc, ref) from None
+        raise client_error(exc, ref) from None
     except BotoCoreError as exc:
         logger.warning("S3 error on %s: %s", ref.url, exc)
         raise ObjectError(f"the object store did not answer for {ref.url}") from None

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, StreamingHttpResponse
 
+from media_api.ffmpeg.source import SourceMissing, StoreUnavailable
 from media_api.models import MediaFile
 from media_api.ranged import (
     CHUNK_SIZE,
@@ -26,7 +27,7 @@ from media_api.ranged import (
     parse_range,
     streaming_body,
 )
-from momentry.errors import RangeNotSatisfiable, Unavailable, error_response
+from momentry.errors import RangeNotSatisfiable, error_response
 
 from . import objects
 from .config import s3_client
@@ -110,6 +111,11 @@ def _open_range(media_file: MediaFile, first: int, last: int):  # noqa: ANN202 -
     ref = objects.parse_object_url(media_file.path)
     try:
         return s3_client().get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes={first}-{last}")["Body"]
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
         logger.error("cannot read stored video %s (%s): %s", media_file.file_uuid, ref.url, exc)
-        raise Unavailable("The object store holding this video did not answer; retry shortly.") from None
+        if objects.client_error(exc, ref).missing:
+            raise SourceMissing() from None
+        raise StoreUnavailable() from None
+    except BotoCoreError as exc:
+        logger.error("cannot read stored video %s (%s): %s", media_file.file_uuid, ref.url, exc)
+        raise StoreUnavailable() from None
