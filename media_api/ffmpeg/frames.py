@@ -63,7 +63,7 @@ class FrameReader:
             self._container = open_input(path)
         except (av.FFmpegError, OSError) as exc:
             message = f"cannot open {display_name(path)}: {display_name(str(exc))}"
-            failure = diagnose(path)
+            failure = diagnose(path, exc)
             if failure is not None:
                 raise SourceUnavailable(message, failure) from exc
             raise FrameReadError(message) from exc
@@ -125,7 +125,7 @@ class FrameReader:
         except SourceUnavailable:
             raise
         except FrameReadError as exc:
-            failure = diagnose(self._source)
+            failure = diagnose(self._source, exc)
             if failure is not None:
                 raise SourceUnavailable(str(exc), failure) from exc
             raise
@@ -187,8 +187,8 @@ class FrameReader:
                         return
                 if pts > last_wanted:
                     break
-        except av.FFmpegError as exc:
-            raise FrameReadError(f"decoding failed: {exc}") from exc
+        except (av.FFmpegError, OSError) as exc:  # OSError: a stored object's read (storage.reader)
+            raise FrameReadError(f"decoding failed: {display_name(str(exc))}") from exc
         if first_seen is None:
             raise _SeekOvershot
         raise FrameReadError(f"{remaining} wanted frame(s) up to pts {last_wanted} were not produced by the decoder")

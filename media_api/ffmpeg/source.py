@@ -122,11 +122,16 @@ class SourceMissing(NotFound):
                        "deleted); register it again.")
 
 
-def diagnose(source: str | Path) -> ApiError | None:
+def diagnose(source: str | Path, cause: BaseException | None = None) -> ApiError | None:
     """Why ``source`` (a path or ``s3://``) cannot be read, if the source is to blame; None when it is there.
 
     One ``HeadObject`` with short timeouts and no retries (an answer within seconds), or one ``stat``.
+    ``cause``: the read's exception; an object replaced since registration (storage.reader) is a missing source.
     """
+    while cause is not None:
+        if getattr(cause, "changed", False):
+            return SourceMissing()
+        cause = cause.__cause__
     if is_object(source):
         from media_api.storage.objects import ObjectError, head, parse_object_url
 
@@ -175,7 +180,25 @@ def input_args(source: str | Path) -> list[str]:
 
 
 def open_input(source: str | Path, request_size: int = FRAME_REQUEST_SIZE) -> av.container.InputContainer:
-    """``av.open`` for a path, an ``s3://`` object or a URL (raises av.FFmpegError / OSError like av.open)."""
+    """``av.open`` for a path, an ``s3://`` object or a URL (raises av.FFmpegError / OSError like av.open).
+
+    An object read for frames (thumbnails, crops, faces, analysis) is opened through
+    :class:`~media_api.storage.reader.CachedObjectReader`: the bytes FFmpeg reads to open it (head, MP4
+    index, first samples) are cached on this host after the first open, so a cold frame costs the store
+    only its GOP's range requests. The registration's whole-file scan (``SCAN_REQUEST_SIZE``) reads in order
+    through FFmpeg's http protocol.
+    """
+    if is_object(source) and request_size != SCAN_REQUEST_SIZE:
+        from media_api.storage.reader import CachedObjectReader
+
+        reader = CachedObjectReader(str(source), request_size)
+        try:
+            container = av.open(reader, buffer_size=64 * 1024)
+        except BaseException:
+            reader.close()
+            raise
+        reader.opened()
+        return container
     target = resolve(source)
     return av.open(target, options=av_options(target, request_size))
 
