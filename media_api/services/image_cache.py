@@ -210,7 +210,7 @@ class Eviction:
     kept_bytes: int
 
 
-def evict(max_bytes: int, roots: tuple[str, ...] = ("images", "clips")) -> Eviction:
+def evict(max_bytes: int, roots: tuple[str, ...] = ("images", "clips", "objects")) -> Eviction:
     """Delete the least recently used cached files until the cache holds at most ``max_bytes``.
 
     Only finished files are candidates: temporary files of a render in progress (``.tmp-…``) and

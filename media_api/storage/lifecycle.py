@@ -83,6 +83,10 @@ def delete_file(media_file: MediaFile) -> Deleted:
         delete_source(media_file.storage, media_file.path)
     with transaction.atomic():
         MediaFile.objects.filter(pk=media_file.pk).delete()
+    if media_file.storage == "s3":
+        from .reader import forget
+
+        forget(media_file.path)
     dirs = cache_dirs(media_file.file_uuid)
     for folder in dirs:
         shutil.rmtree(folder, ignore_errors=True)

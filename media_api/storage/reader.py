@@ -11,7 +11,9 @@ bytes come from the store — as bounded ranged ``GetObject``s over boto3's kept
 Safety: every ranged read carries ``If-Match`` with the ETag the cache was made from, so an object replaced
 under the same key is never mixed with cached bytes of its predecessor (the read fails as a missing
 source and the cache entry is dropped). A cache file is written whole under a temporary name and renamed,
-and an unreadable one is ignored; only opening ranges up to :data:`MAX_CACHED_BYTES` are kept.
+and an unreadable one is ignored; only opening ranges up to :data:`MAX_CACHED_BYTES` are kept. Entries
+age out with the rendered images and clips (``image_cache.evict``, ``MOMENTRY_CACHE_MAX_BYTES``) and go
+with their file (``lifecycle.delete_file``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ def _store(path: Path, meta: dict, ranges: dict[int, bytes]) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def forget(url: str) -> None:
+    """Drop this host's cached opening bytes of the object (the file is deleted)."""
+    with contextlib.suppress(OSError, ValueError):
+        _cache_path(parse_object_url(url)).unlink()
 
 
 class CachedObjectReader(io.RawIOBase):
@@ -165,4 +173,4 @@ class CachedObjectReader(io.RawIOBase):
             self._ranges = {}
 
 
-__all__ = ["CachedObjectReader", "MAX_CACHED_BYTES", "ObjectReadError"]
+__all__ = ["CachedObjectReader", "MAX_CACHED_BYTES", "ObjectReadError", "forget"]
