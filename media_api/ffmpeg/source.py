@@ -48,6 +48,9 @@ FRAME_REQUEST_SIZE = 256 * 1024
 STREAM_REQUEST_SIZE = 1 << 20
 #: The registration's packet scan reads the whole object once, in order: few, large requests.
 SCAN_REQUEST_SIZE = 8 << 20
+#: Objects read for frames open through storage.reader's cache of their opening reads (off: FFmpeg's http
+#: protocol, as the ffmpeg processes read; bench_storage compares the two in one run).
+OPENING_CACHE = True
 #: Network read/write timeout (microseconds, FFmpeg's unit): a stalled store fails the job, never hangs it.
 RW_TIMEOUT_US = 30_000_000
 
@@ -188,7 +191,7 @@ def open_input(source: str | Path, request_size: int = FRAME_REQUEST_SIZE) -> av
     only its GOP's range requests. The registration's whole-file scan (``SCAN_REQUEST_SIZE``) reads in order
     through FFmpeg's http protocol.
     """
-    if is_object(source) and request_size != SCAN_REQUEST_SIZE:
+    if is_object(source) and request_size != SCAN_REQUEST_SIZE and OPENING_CACHE:
         from media_api.storage.reader import CachedObjectReader
 
         reader = CachedObjectReader(str(source), request_size)
