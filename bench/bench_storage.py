@@ -7,7 +7,9 @@ data directory (SQLite), puts the same bytes into a bucket on moto's S3 server (
 row whose path is ``s3://bucket/key`` (same frame index). Between FFmpeg and the S3 server sits a counting TCP
 proxy, so every byte the FFmpeg layer reads from the store is counted. In the same run, interleaved:
 
-* cold deep-frame thumbnail (image cache emptied before each; the last frame of a GOP near the end, the
+* cold deep-frame thumbnail (image cache emptied before each; with this host's cache of the object's
+  opening reads, as after its first open, and — the before — through FFmpeg's http protocol, and once on a
+  host that has not opened it yet; the last frame of a GOP near the end, the
   worst case: a whole GOP decoded) through ``frame_thumbnail``: S3 / local (goal <= 2x) and bytes read per
   thumbnail against the file size;
 * a frame-exact 10 s clip (``/clip``'s re-encode, read to the end) from a deep start: S3 / local (goal <= 2x).
@@ -47,16 +49,19 @@ class CountingProxy:
         self.port = self.server.getsockname()[1]
         self.bytes_down = 0
         self.requests = 0
+        self.connections = 0
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def reset(self) -> None:
         with self._lock:
-            self.bytes_down, self.requests = 0, 0
+            self.bytes_down, self.requests, self.connections = 0, 0, 0
 
     def _accept(self) -> None:
         while True:
             client, _ = self.server.accept()
+            with self._lock:
+                self.connections += 1
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             for sock in (client, upstream):  # forward each write at once (Nagle + delayed ACK would add 40 ms)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -113,6 +118,25 @@ def cold_thumbnail(media_file, n: int) -> float:
     return elapsed
 
 
+def http_thumbnail(media_file, n: int) -> float:
+    """The cold thumbnail with frames read through FFmpeg's http protocol (no opening cache): the before."""
+    from media_api.ffmpeg import source
+
+    source.OPENING_CACHE = False
+    try:
+        return cold_thumbnail(media_file, n)
+    finally:
+        source.OPENING_CACHE = True
+
+
+def first_open_thumbnail(media_file, n: int) -> float:
+    """The cold thumbnail on a host that has not opened the object yet (its opening bytes are fetched)."""
+    from django.conf import settings
+
+    shutil.rmtree(Path(settings.CACHE_DIR) / "objects", ignore_errors=True)
+    return cold_thumbnail(media_file, n)
+
+
 def clip(media_file, start: int, frames: int) -> tuple[float, int]:
     from media_api.ffmpeg.encode import Span
     from media_api.services.streaming import StreamOptions, clip_stream
@@ -142,7 +166,7 @@ def span_decode(media_file, first: int, last: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10, help="length of the looped 360p video")
-    parser.add_argument("--hd-minutes", type=float, default=3, help="length of the looped 1080p video")
+    parser.add_argument("--hd-minutes", type=float, default=3, help="length of the looped 1080p video (0: none)")
     parser.add_argument("--frames", type=int, default=4, help="deep frames measured per video")
     parser.add_argument("--runs", type=int, default=5, help="runs per frame and side (median)")
     args = parser.parse_args()
@@ -202,21 +226,30 @@ def measure(local, remote, args: argparse.Namespace, moto_port: int, proxy: Coun
     step = max(1, len(keyframes) // (4 * args.frames))
     deep = [keyframes[-1 - i * step] - 1 for i in range(args.frames)]  # last frame of a GOP: a whole GOP decoded
     label = f"{local.width}x{local.height}, {local.duration / 60:.1f} min, {local.size / 1e6:.0f} MB"
-    rows, ratios, read = [], [], []
+    rows, ratios, read, http_ratios, first_opens = [], [], [], [], []
     for n in deep:
-        local_times, remote_times = [], []
-        for _ in range(args.runs):  # interleaved, so load on the machine hits both sides alike
+        local_times, remote_times, http_times = [], [], []
+        for _ in range(args.runs):  # interleaved, so load on the machine hits all sides alike
             local_times.append(cold_thumbnail(local, n))
             remote_times.append(cold_thumbnail(remote, n))
+            http_times.append(http_thumbnail(remote, n))
         through_proxy(proxy)
         proxy.reset()
         cold_thumbnail(remote, n)
-        read.append((proxy.bytes_down, proxy.requests))
+        read.append((proxy.bytes_down, proxy.requests, proxy.connections))
+        proxy.reset()
+        http_thumbnail(remote, n)
+        http_read = (proxy.bytes_down, proxy.requests, proxy.connections)
         direct(moto_port)
-        lt, rt = statistics.median(local_times), statistics.median(remote_times)
+        first_opens.append(first_open_thumbnail(remote, n))
+        lt, rt, ht = (statistics.median(t) for t in (local_times, remote_times, http_times))
         ratios.append(rt / lt)
+        http_ratios.append(ht / lt)
         rows.append(f"| {label} | thumbnail, frame {n} | {lt * 1000:.0f} ms | {rt * 1000:.0f} ms | {rt / lt:.2f}x | "
-                    f"{read[-1][0] / 1e6:.2f} MB, {read[-1][1]} requests |")
+                    f"{read[-1][0] / 1e6:.2f} MB, {read[-1][1]} requests, {read[-1][2]} connections |")
+        rows.append(f"| {label} | the same through FFmpeg's http (before the opening cache) | | {ht * 1000:.0f} ms | "
+                    f"{ht / lt:.2f}x | {http_read[0] / 1e6:.2f} MB, {http_read[1]} requests, {http_read[2]} "
+                    f"connections |")
     start = deep[-1] - 40  # a deep start, not on a keyframe
     frames = round(10 * local.fps)
     local_clip, remote_clip = [], []
@@ -244,9 +277,33 @@ def measure(local, remote, args: argparse.Namespace, moto_port: int, proxy: Coun
     rows.append(f"| {label} | decode frames {first}-{last} (30 s, an analysis chunk) | {lspan * 1000:.0f} ms | "
                 f"{rspan * 1000:.0f} ms | {rspan / lspan:.2f}x | {span_read[0] / 1e6:.2f} MB, {span_read[1]} requests "
                 f"(the span is {share * local.size / 1e6:.2f} MB of the file) |")
-    summary = {"label": label, "thumb_ratio": statistics.median(ratios), "clip_ratio": rc / lc,
-               "bytes": statistics.median(b for b, _ in read), "size": local.size}
+    rows.append(f"| {label} | one 256 KiB ranged GET on a new connection (the store's cost per request) | | "
+                f"{request_cost(remote) * 1000:.1f} ms | | |")
+    rows.append(f"| {label} | cold thumbnail, first open on this host (opening bytes not cached yet), median | | "
+                f"{statistics.median(first_opens) * 1000:.0f} ms | | |")
+    summary = {"label": label, "thumb_ratio": statistics.median(ratios),
+               "http_ratio": statistics.median(http_ratios), "clip_ratio": rc / lc,
+               "bytes": statistics.median(b for b, _, _ in read), "size": local.size}
     return rows, summary
+
+
+def request_cost(remote, runs: int = 15) -> float:
+    """Median seconds of one 256 KiB ranged GET of the object on a new connection (what each of FFmpeg's seeks
+    costs: its http protocol opens a new connection per seek) — the store's share of a cold thumbnail."""
+    import urllib.request
+
+    from media_api.ffmpeg.source import resolve
+
+    size = remote.size
+    times = []
+    for i in range(runs):
+        start = (i * 7919 * 4096) % max(1, size - 262144)
+        request = urllib.request.Request(resolve(remote.path), headers={"Range": f"bytes={start}-{start + 262143}"})
+        began = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
 
 
 def through_proxy(proxy: CountingProxy) -> None:
@@ -269,8 +326,9 @@ def run(args: argparse.Namespace, moto_port: int, proxy: CountingProxy) -> None:
 
     call_command("migrate", verbosity=0)
     s3_client().create_bucket(Bucket="bench-media")
-    videos = [make_long_video(settings.FFMPEG_BINARY, args.minutes), make_hd_video(settings.FFMPEG_BINARY,
-                                                                                   args.hd_minutes)]
+    videos = [make_long_video(settings.FFMPEG_BINARY, args.minutes)]
+    if args.hd_minutes > 0:
+        videos.append(make_hd_video(settings.FFMPEG_BINARY, args.hd_minutes))
     rows, summaries = [], []
     for number, video in enumerate(videos):
         local, remote = twins(video, f"media/{number}/{video.name}")
@@ -284,7 +342,8 @@ def run(args: argparse.Namespace, moto_port: int, proxy: CountingProxy) -> None:
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     for s in summaries:
-        print(f"\n{s['label']}: cold thumbnail median {s['thumb_ratio']:.2f}x local (goal <= 2x), "
+        print(f"\n{s['label']}: cold thumbnail median {s['thumb_ratio']:.2f}x local (goal <= 2x; "
+              f"{s['http_ratio']:.2f}x through FFmpeg's http), "
               f"{s['bytes'] / 1e6:.2f} MB read per thumbnail ({100 * s['bytes'] / s['size']:.1f} % of the file); "
               f"10 s clip {s['clip_ratio']:.2f}x (goal <= 2x)")
 
