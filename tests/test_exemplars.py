@@ -121,7 +121,8 @@ def test_suggestions_compare_exemplar_sets_not_means(hamilton, staff_user):
 @pytest.mark.django_db
 def test_the_pipeline_stores_its_embedded_faces_as_exemplars(facenet):
     """The first second of the facenet clip through the real pipeline and store: every trace with an embedding
-    has 1-4 unit exemplars of the same faces, whose mean is the stored embedding."""
+    has 1-4 unit exemplars of the same faces, the one of highest recorded quality first, whose mean is the stored
+    embedding."""
     from media_api.faces.pipeline import analyse_video
     from media_api.models import Trace
     from media_api.services.faces import store_analysis
@@ -135,10 +136,45 @@ def test_the_pipeline_stores_its_embedded_faces_as_exemplars(facenet):
         matrix = exemplars.unpack(trace.exemplars)
         assert matrix is not None and 1 <= len(matrix) <= exemplars.MAX_EXEMPLARS, trace.trace_id
         assert trace.embedding_model == embeddings.MODEL_NAME
-        embedded = [embeddings.normalise(v) for v in analysis.tracks[trace.trace_id - 1].embeddings]
+        track = analysis.tracks[trace.trace_id - 1]
+        embedded = [embeddings.normalise(v) for v in track.embeddings]
+        assert len(track.qualities) == len(embedded) and all(0 < q <= 1 for q in track.qualities)
+        best = embedded[int(np.argmax(track.qualities))]
+        assert float(np.linalg.norm(matrix[0] - best)) < 1e-5  # the best face first
         for row in matrix:  # each exemplar is one of the faces the pipeline embedded for this track
             assert min(float(np.linalg.norm(row - v)) for v in embedded) < 1e-5
         if len(matrix) == len(embedded):  # none dropped as a near duplicate: the stored mean is theirs
             mean = embeddings.from_bytes(trace.embedding)
             assert float(np.linalg.norm(exemplars.weighted_mean(list(matrix)) - mean)) < 1e-4
     assert not Trace.objects.filter(file=facenet, embedding__isnull=True, exemplars__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_the_pipeline_puts_its_best_face_first(hamilton):
+    """A track whose first faces are small and blurred (the performer's frontal close-up, Hamilton frame 150,
+    shrunk and softened) and whose last is that close-up itself: the pipeline records each embedded face's
+    quality, and the stored first exemplar is the sharp, big, frontal face, not the first one embedded. The
+    stored embedding stays the plain mean of every face the track embedded."""
+    from media_api.faces.detector import detect
+    from media_api.faces.pipeline import FaceAnalysis, embed_face
+    from media_api.faces.tracker import Track
+    from media_api.models import Trace
+    from media_api.services.faces import store_analysis
+
+    sharp = _frames(HAMILTON, {150})[150]
+    pictures = [cv2.resize(cv2.GaussianBlur(sharp, (0, 0), sigma), None, fx=scale, fy=scale,
+                           interpolation=cv2.INTER_AREA) for sigma, scale in ((1.5, 0.45), (2.5, 0.6), (1.0, 0.4))]
+    track = Track(key=1, shot=0)
+    for number, picture in enumerate([*pictures, sharp]):
+        face = max(detect(picture), key=lambda f: f.height)
+        track.add(number, face.box, True, face.score)
+        assert embed_face(track, picture, face, number, lambda fn, *args: fn(*args)), number
+    assert len(track.qualities) == len(track.embeddings) == 4
+    assert track.qualities[-1] > 2 * max(track.qualities[:-1]), track.qualities
+
+    store_analysis(hamilton, FaceAnalysis(tracks=[track], start=0, end=3, frames_decoded=4, frames_sampled=4,
+                                          cuts=[], seconds=0.0, stride=1))
+    trace = Trace.objects.get(file=hamilton, trace_id=1)
+    matrix = exemplars.unpack(trace.exemplars)
+    assert float(np.linalg.norm(matrix[0] - track.embeddings[-1])) < 1e-5  # the close-up first
+    assert float(np.linalg.norm(embeddings.from_bytes(trace.embedding) - track.mean_embedding())) < 1e-5

@@ -78,7 +78,8 @@ class ChunkResult:
             "first": self.first, "last": self.last, "cuts": self.cuts, "frames_decoded": self.frames_decoded,
             "frames_sampled": self.frames_sampled, "seconds": self.seconds, "stride": self.stride,
             "tracks": [{"key": t.key, "frames": t.frames, "boxes": t.boxes, "detected": t.detected,
-                        "scores": t.scores, "embeddings": [np.asarray(e).tolist() for e in t.embeddings]}
+                        "scores": t.scores, "embeddings": [np.asarray(e).tolist() for e in t.embeddings],
+                        "qualities": t.qualities}
                        for t in self.tracks],
         }
         return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
@@ -91,6 +92,7 @@ class ChunkResult:
             track = Track(key=t["key"], shot=0, frames=t["frames"], boxes=[tuple(b) for b in t["boxes"]],
                           detected=t["detected"], scores=t["scores"])
             track.embeddings = [np.asarray(e, dtype=np.float32) for e in t["embeddings"]]
+            track.qualities = [float(q) for q in t.get("qualities", ())]
             tracks.append(track)
         return cls(payload["first"], payload["last"], tracks, payload["cuts"], payload["frames_decoded"],
                    payload["frames_sampled"], payload["seconds"], payload["stride"])

@@ -122,6 +122,9 @@ class Track:
     detected: list[bool] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     embeddings: list[Future | np.ndarray] = field(default_factory=list)
+    #: ``exemplars.quality`` of each embedded face (size, pose, sharpness), parallel to ``embeddings``:
+    #: which of them become the trace's exemplars, best first.
+    qualities: list[float] = field(default_factory=list)
     last_embedded: int | None = None
     last_tried: int | None = None
     embed_tries: int = 0
@@ -160,11 +163,16 @@ class Track:
         self.detected += other.detected
         self.scores += other.scores
         self.embeddings += other.embeddings
+        self.qualities += other.qualities
 
     def mean_embedding(self) -> np.ndarray | None:
         """L2-normalised mean of the face embeddings (what is stored on the trace), or None."""
         vectors = [e for e in self.embeddings if isinstance(e, np.ndarray)]
         return normalise(np.mean(vectors, axis=0)) if vectors else None
+
+    def face_qualities(self) -> list[float] | None:
+        """The embedded faces' qualities (None when they were not recorded for every face: all count the same)."""
+        return list(self.qualities) if len(self.qualities) == len(self.embeddings) else None
 
 
 class FaceTracker:
@@ -427,6 +435,7 @@ def _absorb(keeper: Track, other: Track) -> None:
     keeper.detected = [entries[f][1] for f in keeper.frames]
     keeper.scores = [entries[f][2] for f in keeper.frames]
     keeper.embeddings += other.embeddings
+    keeper.qualities += other.qualities
 
 
 def resolve_embeddings(tracks: list[Track]) -> int:

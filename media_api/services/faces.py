@@ -95,7 +95,9 @@ def store_analysis(media_file: MediaFile, analysis: FaceAnalysis, replace: bool 
             import_detections(media_file, rows)
             store_trace_embeddings(media_file, analysis.trace_embeddings())
             store_trace_exemplars(media_file, {trace_id: track.embeddings
-                                               for trace_id, track in enumerate(analysis.tracks, start=1)})
+                                               for trace_id, track in enumerate(analysis.tracks, start=1)},
+                                  {trace_id: track.face_qualities()
+                                   for trace_id, track in enumerate(analysis.tracks, start=1)})
         for identity_id, trace_ids in _group(inherited).items():
             Trace.objects.filter(file=media_file, trace_id__in=trace_ids).update(identity_id=identity_id)
         replace_shots(media_file, analysis.cuts)  # the cuts it found are the file's shots (issue 22)
@@ -163,15 +165,28 @@ def store_trace_embeddings(media_file: MediaFile, embeddings: dict[int, Any], mo
     return len(traces)
 
 
-def store_trace_exemplars(media_file: MediaFile, vectors: dict[int, list[Any]]) -> int:
+def store_trace_exemplars(media_file: MediaFile, vectors: dict[int, list[Any]],
+                          qualities: dict[int, list[float] | None] | None = None) -> int:
     """Set ``Trace.exemplars`` by trace_id from each track's embedded faces (the pipeline's, already gated
-    for size, score, pose and contrast): up to MAX_EXEMPLARS of them, the most different first
-    (``exemplars.choose``). Traces with no vector are left alone. Returns traces updated."""
+    for size, score, pose and contrast): up to MAX_EXEMPLARS of them, the best by ``qualities`` first
+    (``exemplars.quality``: size, pose, sharpness, one per vector, as a re-embed ranks them), then the
+    most different (``exemplars.choose``). Without a trace's qualities its faces count the same. Traces
+    with no vector are left alone. Returns traces updated.
+
+    ``Trace.embedding`` is not touched here: the pipeline's is the plain mean of every face the track
+    embedded (what its pieces were joined by, and what the demo detections record).
+    """
+    qualities = qualities or {}
     chosen = {}
     for trace_id, faces in vectors.items():
-        faces = [np.asarray(v, dtype=np.float32) for v in faces if isinstance(v, np.ndarray)]
-        if faces:
-            chosen[trace_id] = exemplars.pack([faces[i] for i in exemplars.choose(faces)])
+        weights = qualities.get(trace_id)
+        if weights is None or len(weights) != len(faces):
+            weights = [1.0] * len(faces)
+        pairs = [(np.asarray(v, dtype=np.float32), float(q)) for v, q in zip(faces, weights, strict=True)
+                 if isinstance(v, np.ndarray)]
+        if pairs:
+            order = exemplars.choose([v for v, _ in pairs], [q for _, q in pairs])
+            chosen[trace_id] = exemplars.pack([pairs[i][0] for i in order])
     traces = list(Trace.objects.filter(file=media_file, trace_id__in=list(chosen)))
     for trace in traces:
         trace.exemplars = chosen[trace.trace_id]
