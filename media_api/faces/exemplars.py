@@ -5,8 +5,10 @@ sharp and then blurred, averaged into a face that is neither, and a close-up and
 person could only meet through that average. A trace now keeps up to :data:`MAX_EXEMPLARS` unit
 vectors (``Trace.exemplars``, packed float32, best first) of its best faces — sharp, frontal enough,
 big enough (:func:`quality`) — picked so that they differ (:func:`choose`: a face almost identical to
-one already kept adds nothing), and ``Trace.embedding`` stays their quality-weighted mean (older
-readers and fast paths: the cast page's grouping, the joining of a track's pieces).
+one already kept adds nothing), and ``Trace.embedding`` stays one mean (older readers and fast paths:
+the cast page's grouping, the joining of a track's pieces): a re-embed's is the quality-weighted mean of
+its exemplars, the pipeline's the plain mean of every face the track embedded (what its pieces were
+joined by). Both pick and order exemplars by :func:`quality`.
 
 Comparing two traces (or a trace and a person) is then a distance between two sets
 (:func:`set_distance`): the smallest distance between one exemplar of each — the person's face
