@@ -33,6 +33,8 @@ from .objects import ObjectRef, parse_object_url
 
 logger = logging.getLogger("media_api.storage")
 
+#: The largest ranged request of a read going on in order (read-ahead doubles from the request size to this).
+MAX_REQUEST_BYTES = 4 << 20
 #: The opening reads of a file kept per object (an MP4 index is ~1 % of the file; past this, none is kept).
 MAX_CACHED_BYTES = 16 << 20
 
@@ -98,6 +100,7 @@ class CachedObjectReader(io.RawIOBase):
         self._path = _cache_path(self.ref)
         self._pos = 0
         self._block_start, self._block = 0, b""
+        self._span = request_size
         loaded = _load(self._path)
         self._recording = loaded is None
         if loaded is None:
@@ -136,8 +139,12 @@ class CachedObjectReader(io.RawIOBase):
                 self._pos += len(piece)
                 return piece
         if not self._block_start <= self._pos < self._block_start + len(self._block):
+            # Read-ahead: a read that goes on where the last request ended (a span decoded in order, e.g. a
+            # face-analysis chunk) doubles the next request, up to MAX_REQUEST_BYTES; a seek starts small again.
+            sequential = self._block and self._pos == self._block_start + len(self._block)
+            self._span = min(MAX_REQUEST_BYTES, 2 * self._span) if sequential else self.request_size
             self._block_start = self._pos
-            self._block = self._get(self._pos, min(self.size, self._pos + max(want, self.request_size)) - 1)
+            self._block = self._get(self._pos, min(self.size, self._pos + max(want, self._span)) - 1)
             if self._recording:
                 self._ranges[self._block_start] = self._block
         piece = self._block[self._pos - self._block_start:self._pos - self._block_start + want]
