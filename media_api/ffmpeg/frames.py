@@ -166,7 +166,10 @@ class FrameReader:
         # Frame 0 seeks below the first pts: with an edit list the demuxer must start at the
         # file's very beginning.
         target = self.index.pts_of(start) if start > 0 else min(self.index.pts_of(0), 0)
-        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        try:
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        except (av.FFmpegError, OSError) as exc:
+            raise FrameReadError(f"seeking failed: {display_name(str(exc))}") from exc
         remaining = len(pts_wanted)
         first_seen: int | None = None
         try:
