@@ -236,10 +236,12 @@ def test_an_unreachable_store_is_a_503_and_a_deleted_object_a_404_on_every_route
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "SOURCE_MISSING", route
 
 
-def test_cached_opening_bytes_are_never_mixed_with_a_replaced_object(stored, s3_storage, admin_client_api, settings):
+def test_cached_opening_bytes_are_never_mixed_with_a_replaced_object(stored, s3_storage, admin_client_api, settings,
+                                                                      monkeypatch):
     """Frames of an object open from this host's cache of its opening reads (storage.reader); every ranged read
     carries If-Match, so an object replaced under the same key is a missing source, not a mix of two videos."""
     from tests.conftest import FACENET
+    from tests.servers import free_port
 
     remote = register_object(stored).file
     url = f"/api/v1/file/{remote.file_uuid}/thumbnail"
@@ -247,6 +249,9 @@ def test_cached_opening_bytes_are_never_mixed_with_a_replaced_object(stored, s3_
     cached = list((settings.CACHE_DIR / "objects").rglob("*.bin"))
     assert len(cached) == 1 and 0 < cached[0].stat().st_size < remote.size // 2
     assert admin_client_api.get(f"{url}?frame=137").status_code == 200  # opened from the cache
+    with monkeypatch.context() as down:  # opened from the cache, the GOP's read fails: the store's 503
+        down.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+        assert admin_client_api.get(f"{url}?frame=200").status_code == 503
     s3_storage.client.upload_file(str(FACENET), s3_storage.bucket, KEY)  # another video under the same key
     replaced = admin_client_api.get(f"{url}?frame=200")  # a GOP not among the cached opening bytes
     assert replaced.status_code == 404 and replaced.json()["error"]["code"] == "SOURCE_MISSING", replaced.content
