@@ -385,7 +385,8 @@ def test_runs_without_any_network():
     if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
         pytest.skip("unshare -n not permitted here")
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import os, sys; sys.path.insert(0, sys.argv[1]);"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'momentry.settings'); import django; django.setup();"
         "from media_api.ffmpeg.probe import probe_video; from media_api.faces.pipeline import analyse_video;"
         "p = probe_video(sys.argv[2]); a = analyse_video(sys.argv[2], p.index, float(p.fps), stride=15);"
         "print(len(a.rows()), a.frames_decoded)"
