@@ -164,10 +164,11 @@ def test_cache_hit_does_not_decode(api_client, hamilton, monkeypatch):
     assert api_client.get(url(hamilton, "frame=200")).status_code == 200
 
 
-def test_missing_video_file_is_a_json_media_error(api_client, hamilton, tmp_path):
+def test_missing_video_file_is_a_json_source_missing(api_client, hamilton, tmp_path):
+    """The registered file is gone from disk: the 404 SOURCE_MISSING of docs/storage.md, not a media error."""
     hamilton.path = str(tmp_path / "gone.mp4")
     hamilton.save(update_fields=["path"])
-    assert_error(api_client.get(url(hamilton, "frame=5")), 500, "MEDIA_ERROR")
+    assert_error(api_client.get(url(hamilton, "frame=5")), 404, "SOURCE_MISSING")
 
 
 def test_saturated_pool_is_503(api_client, hamilton, settings):
