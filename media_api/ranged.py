@@ -36,6 +36,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from django.utils.http import http_date, parse_http_date_safe
 
+from media_api.ffmpeg.source import diagnose
 from momentry.errors import MediaError, RangeNotSatisfiable, error_response
 
 logger = logging.getLogger("media_api.ranged")
@@ -225,7 +226,8 @@ def ranged_file_response(
         handle = path.open("rb")
     except OSError as exc:
         logger.error("cannot open registered video %s: %s", path, exc)
-        raise MediaError("The video file is not available on the server.") from None
+        # Gone from disk: the same 404 SOURCE_MISSING every other media route answers (docs/storage.md).
+        raise (diagnose(path) or MediaError("The video file is not available on the server.")) from None
     try:
         stat = os.fstat(handle.fileno())
         size, mtime, etag = stat.st_size, int(stat.st_mtime), make_etag(stat)

@@ -219,13 +219,13 @@ def test_serving_a_large_file_keeps_memory_flat(api_client, hamilton, big_file):
     assert peak - baseline < 8 * 1024, f"RSS grew by {(peak - baseline) / 1024:.1f} MB"
 
 
-def test_missing_source_file_is_a_json_media_error(api_client, tmp_path):
+def test_missing_source_file_is_a_json_source_missing(api_client, tmp_path):
     gone = MediaFile.objects.create(
         file_uuid="c" * 32, path=str(tmp_path / "moved-away.mp4"), name="moved-away.mp4", size=10, container="mp4",
         video_codec="h264", width=640, height=360, fps_num=25, fps_den=1, fps=25.0, total_frames=1, duration=0.04,
     )
     response = api_client.get(url(gone))
-    assert response.status_code == 500 and response.json()["error"]["code"] == "MEDIA_ERROR"
+    assert response.status_code == 404 and response.json()["error"]["code"] == "SOURCE_MISSING"
     assert str(tmp_path) not in response.content.decode()
 
 
