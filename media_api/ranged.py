@@ -209,6 +209,31 @@ def _sendfile_response(path: Path, content_type: str) -> HttpResponse | None:
     return response
 
 
+def negotiate(request: HttpRequest, size: int, etag: str, mtime: int) -> HttpResponse | tuple[int, int, int]:
+    """What a GET/HEAD of ``size`` bytes with these validators asks for: ``(start, length, status)`` —
+    the whole body (200) or one range (206) — or the answer itself when there is no body to send
+    (304 Not Modified, or 416 with ``Content-Range: bytes */size``). Shared by local files and stored objects.
+    """
+    if _not_modified(request, etag, mtime):
+        response = HttpResponseNotModified()  # no Content-Type: a 304 describes the resource, not a body
+        _validators(response, etag, mtime)
+        return response
+    range_header = request.headers.get("Range")
+    if not range_header or not _if_range_allows(request, etag, mtime):
+        return 0, size, 200
+    parsed = parse_range(range_header, size)
+    if parsed == "unsatisfiable":
+        exc = RangeNotSatisfiable(details={"size": size, "range": range_header[:200]})
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        response["Content-Range"] = f"bytes */{size}"
+        _validators(response, etag, mtime)
+        return response
+    if parsed is None:
+        return 0, size, 200
+    first, last = parsed
+    return first, last - first + 1, 206
+
+
 def ranged_file_response(
     request: HttpRequest,
     path: str | Path,
@@ -231,25 +256,11 @@ def ranged_file_response(
     try:
         stat = os.fstat(handle.fileno())
         size, mtime, etag = stat.st_size, int(stat.st_mtime), make_etag(stat)
-        if _not_modified(request, etag, mtime):
+        span = negotiate(request, size, etag, mtime)
+        if isinstance(span, HttpResponse):
             handle.close()
-            response = HttpResponseNotModified()  # no Content-Type: a 304 describes the resource, not a body
-            _validators(response, etag, mtime)
-            return response
-        start, length, status = 0, size, 200
-        range_header = request.headers.get("Range")
-        if range_header and _if_range_allows(request, etag, mtime):
-            parsed = parse_range(range_header, size)
-            if parsed == "unsatisfiable":
-                handle.close()
-                exc = RangeNotSatisfiable(details={"size": size, "range": range_header[:200]})
-                response = error_response(exc.status, exc.code, exc.message, exc.details)
-                response["Content-Range"] = f"bytes */{size}"
-                _validators(response, etag, mtime)
-                return response
-            if parsed is not None:
-                first, last = parsed
-                start, length, status = first, last - first + 1, 206
+            return span
+        start, length, status = span
         if request.method == "HEAD":
             handle.close()
             response = HttpResponse(status=status, content_type=content_type)
@@ -270,6 +281,7 @@ def ranged_file_response(
 
 __all__ = [
     "AsyncChunks",
+    "negotiate",
     "CHUNK_SIZE",
     "FileRangeIterator",
     "content_type_for",

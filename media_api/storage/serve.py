@@ -15,19 +15,11 @@ import logging
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 
 from media_api.ffmpeg.source import SourceMissing, StoreUnavailable
 from media_api.models import MediaFile
-from media_api.ranged import (
-    CHUNK_SIZE,
-    _if_range_allows,
-    _not_modified,
-    _validators,
-    parse_range,
-    streaming_body,
-)
-from momentry.errors import RangeNotSatisfiable, error_response
+from media_api.ranged import CHUNK_SIZE, _validators, negotiate, streaming_body
 
 from . import objects
 from .config import s3_client
@@ -74,23 +66,10 @@ def object_response(request: HttpRequest, media_file: MediaFile, *, content_type
     if getattr(settings, "MOMENTRY_S3_VIDEO_REDIRECT", False):
         return redirect_response(media_file, content_type)
     size, mtime, etag = media_file.size, int(media_file.mtime), object_etag(media_file)
-    if _not_modified(request, etag, mtime):
-        response = HttpResponseNotModified()
-        _validators(response, etag, mtime)
-        return response
-    start, length, status = 0, size, 200
-    range_header = request.headers.get("Range")
-    if range_header and _if_range_allows(request, etag, mtime):
-        parsed = parse_range(range_header, size)
-        if parsed == "unsatisfiable":
-            exc = RangeNotSatisfiable(details={"size": size, "range": range_header[:200]})
-            response = error_response(exc.status, exc.code, exc.message, exc.details)
-            response["Content-Range"] = f"bytes */{size}"
-            _validators(response, etag, mtime)
-            return response
-        if parsed is not None:
-            first, last = parsed
-            start, length, status = first, last - first + 1, 206
+    span = negotiate(request, size, etag, mtime)
+    if isinstance(span, HttpResponse):
+        return span
+    start, length, status = span
     if request.method == "HEAD" or length == 0:
         response = HttpResponse(status=status, content_type=content_type)
     else:
