@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from jobs.queueing import check_known_files
 from media_api.ffmpeg.frames import FrameReadError
-from media_api.models import MediaFile
 from media_api.services.shots import FrameCountMismatch, detect_shots, files_for_shots
 
 
@@ -22,9 +22,7 @@ class Command(BaseCommand):
                             help="submit one detect_shots job per file for the workers instead (GET /api/v1/jobs)")
 
     def handle(self, *args, file_uuids, missing, queue, **options):
-        unknown = [u for u in file_uuids if not MediaFile.objects.filter(file_uuid=u.lower()).exists()]
-        if unknown:
-            raise CommandError(f"unknown file_uuid: {', '.join(unknown)}")
+        check_known_files(file_uuids)
         files = files_for_shots(file_uuids, missing=missing)
         if not files:
             self.stdout.write("no file to analyse")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from jobs.queueing import check_known_files
 from media_api.faces.embeddings import MODEL_NAME, ModelFilesMissing
 from media_api.faces.zoo import ModelFileAltered
-from media_api.models import MediaFile
 from media_api.services.reembed import files_to_reembed, reembed_file
 
 
@@ -23,9 +23,7 @@ class Command(BaseCommand):
                             help="submit one reembed job per file for the workers instead (GET /api/v1/jobs)")
 
     def handle(self, *args, file_uuids, only_stale, queue, **options):
-        unknown = [u for u in file_uuids if not MediaFile.objects.filter(file_uuid=u.lower()).exists()]
-        if unknown:
-            raise CommandError(f"unknown file_uuid: {', '.join(unknown)}")
+        check_known_files(file_uuids)
         files = files_to_reembed(file_uuids, only_stale=only_stale)
         if not files:
             self.stdout.write("nothing to re-embed")
