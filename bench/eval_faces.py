@@ -267,11 +267,22 @@ def mosaic(spec: Mapping, labels_for_clip: Mapping) -> tuple[np.ndarray, list[di
         ox, oy = (i % columns) * width, (i // columns) * height
         canvas[oy:oy + height, ox:ox + width] = cv2.resize(decoded[number], (width, height),
                                                             interpolation=cv2.INTER_AREA)
-        for face in labels_for_clip["frames"][str(number)]:
-            faces.append({**face, "x": ox + face["x"] * scale, "y": oy + face["y"] * scale,
-                          "w": face["w"] * scale, "h": face["h"] * scale,
-                          "note": f"frame {number}: {face.get('note', '')}"})
+        faces += placed_faces(labels_for_clip["frames"][str(number)], scale, ox, oy, f"frame {number}")
     return canvas, faces
+
+
+def placed_faces(faces: Iterable[Mapping], scale: float, ox: float, oy: float, note: str = "",
+                 mirror_width: float | None = None) -> list[dict]:
+    """A frame's labelled faces as seen in a mosaic: shrunk by ``scale`` and placed at (``ox``, ``oy``);
+    ``mirror_width``: the shrunk frame (that wide) is mirrored left to right in its tile."""
+    out = []
+    for face in faces:
+        x, w = face["x"] * scale, face["w"] * scale
+        if mirror_width is not None:
+            x = mirror_width - x - w
+        out.append({**face, "x": ox + x, "y": oy + face["y"] * scale, "w": w, "h": face["h"] * scale,
+                    "note": f"{note}: {face.get('note', '')}" if note else face.get("note", "")})
+    return out
 
 
 def run_pipeline(clip: str) -> tuple[dict[int, list[Box]], dict[int, set[Box]], float]:
