@@ -7,28 +7,25 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from media_api.faces.embeddings import MODEL_NAME, ModelFilesMissing
+from media_api.faces.embeddings import ModelFilesMissing
 from media_api.faces.pipeline import FaceAnalysis, analyse_video
 from media_api.faces.zoo import ModelFileAltered
 from media_api.models import MediaFile, Trace
+from media_api.services.detections_import import export_vectors
 from media_api.services.faces import FacesAlreadyDetected, store_analysis
 from media_api.services.files import frame_index_for
 
 
-def export_analysis(analysis: FaceAnalysis, path: Path) -> None:
-    """Write the detections in the import format (with origin), plus per-trace embeddings."""
-    payload = {
-        "detections": analysis.rows(),
-        "embedding_model": MODEL_NAME,
-        "trace_embeddings": {str(k): [round(float(v), 6) for v in vec]
-                             for k, vec in analysis.trace_embeddings().items()},
-    }
+def export_analysis(analysis: FaceAnalysis, media_file: MediaFile, path: Path) -> None:
+    """Write the detections in the import format (with origin), plus the face vectors stored for each
+    trace (``embedding_model``, ``trace_embeddings``, ``trace_exemplars``: what an import restores)."""
+    payload = {"detections": analysis.rows(), **export_vectors(media_file)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 class Command(BaseCommand):
-    help = ("Detect faces (BlazeFace), follow them on every frame (MOSSE), embed them (SFace) and store the "
+    help = ("Detect faces (YuNet), follow them on every frame (Median Flow), embed them (SFace) and store the "
             "traces; a re-run with --replace keeps people named where the new trace is the same person.")
 
     def add_arguments(self, parser):
@@ -38,7 +35,8 @@ class Command(BaseCommand):
         parser.add_argument("--replace", action="store_true",
                             help="replace the file's traces (bound people carry over to the matching new traces)")
         parser.add_argument("--export-dir", default=None,
-                            help="also write <file name>.json in the import format to this directory")
+                            help="also write <file name>.json in the import format to this directory, with each "
+                                 "trace's face vectors (mean and exemplars)")
         parser.add_argument("--queue", action="store_true",
                             help="submit jobs for the workers instead (Celery; long files run in chunks on any "
                                  "worker; a job replaces traces, keeping people named)")
@@ -79,7 +77,7 @@ class Command(BaseCommand):
             except FacesAlreadyDetected as exc:
                 raise CommandError(str(exc)) from None
             if export_dir:
-                export_analysis(analysis, Path(export_dir) / f"{Path(media_file.name).stem}.json")
+                export_analysis(analysis, media_file, Path(export_dir) / f"{Path(media_file.name).stem}.json")
             speed = (analysis.frames_decoded / media_file.fps) / analysis.seconds if analysis.seconds else 0.0
             kept = f"; {result.bindings_kept} trace(s) kept their person" if replace else ""
             self.stdout.write(

@@ -1,9 +1,10 @@
-"""manage.py import_detections FILE_UUID PATH — JSON or CSV detections (spec §7)."""
+"""manage.py import_detections FILE_UUID PATH — JSON or CSV detections (spec §7), with the face vectors a JSON
+file carries (``detect_faces --export-dir``)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from media_api.models import MediaFile
-from media_api.services.detections_import import ImportValidationError, import_detections, read_rows
+from media_api.services.detections_import import ImportValidationError, import_file
 
 
 class Command(BaseCommand):
@@ -19,8 +20,7 @@ class Command(BaseCommand):
         if media_file is None:
             raise CommandError(f"unknown file_uuid: {file_uuid}")
         try:
-            rows = read_rows(path)
-            result = import_detections(media_file, rows, replace=replace)
+            result = import_file(media_file, path, replace=replace)
         except FileNotFoundError:
             raise CommandError(f"no such file: {path}") from None
         except (UnicodeDecodeError, IsADirectoryError) as exc:
@@ -36,3 +36,8 @@ class Command(BaseCommand):
             f"imported {result.detections} detections into {result.traces_touched} traces "
             f"({result.traces_created} new), {result.identities_bound} trace(s) bound to identities"
         )
+        if result.traces_embedded:
+            self.stdout.write(f"face vectors stored for {result.traces_embedded} trace(s), "
+                              f"{result.traces_with_exemplars} with exemplars")
+        if result.vectors_skipped:
+            self.stderr.write(result.vectors_skipped)
