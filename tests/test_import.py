@@ -1,16 +1,21 @@
-"""import_detections: validation refuses whole imports; summaries, identities, CSV and JSON."""
+"""import_detections: validation refuses whole imports; summaries, identities, CSV and JSON; face vectors."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from identities.models import Identity
+from media_api.faces import exemplars
+from media_api.faces.embeddings import EMBEDDING_DIM, MODEL_NAME, from_bytes, normalise
+from media_api.faces.exemplars import MAX_EXEMPLARS
 from media_api.models import Detection, Trace
-from media_api.services.detections_import import ImportValidationError, import_detections
+from media_api.services.detections_import import ImportValidationError, export_vectors, import_detections, import_file
 from media_api.services.traces import refresh_trace_summaries
+from tests.conftest import REPO
 
 
 def row(**overrides):
@@ -225,3 +230,99 @@ def test_import_reads_rows_twice_without_keeping_them(hamilton):
 
     result = import_detections(hamilton, source)
     assert result.detections == 10 and passes == [1, 2]
+
+
+# --- face vectors: the means and exemplar sets detect_faces --export-dir writes ---------------------------
+
+DEMO_HAMILTON = REPO / "demo" / "detections" / "face_recognition_short_hamilton_clip.json"
+
+
+def _unit(seed: int) -> list[float]:
+    vector = np.random.default_rng(seed).normal(size=EMBEDDING_DIM)
+    return [round(float(v), 6) for v in vector / np.linalg.norm(vector)]
+
+
+def _with_vectors(tmp_path, vectors: dict, rows=None):
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps({"detections": rows or [row(trace_id=1), row(trace_id=2, frame_number=11)],
+                                **vectors}))
+    return path
+
+
+@pytest.mark.django_db
+def test_exemplars_round_trip_through_export_and_import(hamilton):
+    """The committed demo file is detect_faces --export-dir's output: imported, its traces hold its vectors
+    (exemplar sets best first), and exporting them again gives the same vectors."""
+    exported = json.loads(DEMO_HAMILTON.read_text())
+    assert exported["embedding_model"] == MODEL_NAME and exported["trace_exemplars"]
+    result = import_file(hamilton, DEMO_HAMILTON)
+    assert result.traces_embedded == len(exported["trace_embeddings"])
+    assert result.traces_with_exemplars == len(exported["trace_exemplars"]) and not result.vectors_skipped
+    for trace_id, vectors in exported["trace_exemplars"].items():
+        trace = Trace.objects.get(file=hamilton, trace_id=int(trace_id))
+        assert trace.embedding_model == MODEL_NAME
+        assert np.allclose(exemplars.of_trace(trace.exemplars, trace.embedding), vectors, atol=2e-6)
+    again = export_vectors(hamilton)
+    assert again.keys() == {"embedding_model", "trace_embeddings", "trace_exemplars"}
+    for key in ("trace_embeddings", "trace_exemplars"):
+        assert again[key].keys() == exported[key].keys()
+        for trace_id, value in exported[key].items():
+            assert np.allclose(again[key][trace_id], value, atol=2e-6), (key, trace_id)
+
+
+@pytest.mark.django_db
+def test_means_without_exemplars_are_a_set_of_one_and_other_models_are_not_used(hamilton, tmp_path, capsys):
+    mean, other = _unit(1), _unit(2)
+    path = _with_vectors(tmp_path, {"embedding_model": MODEL_NAME, "trace_embeddings": {"1": mean},
+                                    "trace_exemplars": {"2": [other, mean]}})
+    call_command("import_detections", hamilton.file_uuid, str(path))
+    assert "face vectors stored for 2 trace(s), 1 with exemplars" in capsys.readouterr().out
+    one, two = Trace.objects.filter(file=hamilton).order_by("trace_id")
+    assert one.exemplars is None and np.allclose(exemplars.of_trace(one.exemplars, one.embedding), [mean], atol=1e-6)
+    assert np.allclose(exemplars.unpack(two.exemplars), [other, mean], atol=1e-6)  # best first, as given
+    assert np.allclose(from_bytes(two.embedding), normalise(np.add(other, mean)), atol=1e-6)  # no mean given
+    # vectors of another model (or of no named one) are not stored: the traces keep theirs
+    for vectors in ({"embedding_model": "dlib-resnet-v1", "trace_embeddings": {"1": [0.5] * 4}},
+                    {"trace_exemplars": {"1": [other]}}):
+        call_command("import_detections", hamilton.file_uuid, str(_with_vectors(tmp_path, vectors)))
+        assert "face vectors not used" in capsys.readouterr().err
+        one.refresh_from_db()
+        assert np.allclose(from_bytes(one.embedding), mean, atol=1e-6) and one.embedding_model == MODEL_NAME
+
+
+@pytest.mark.django_db
+def test_vector_keys_written_with_escapes_are_read(hamilton, tmp_path):
+    """The byte scan that spares rows-only files a JSON pass does not miss a key spelt with \\u escapes."""
+    path = tmp_path / "escaped.json"
+    escaped = f'"embedding_\\u006dodel": "{MODEL_NAME}", "trace_\\u0065xemplars": {{"1": [{json.dumps(_unit(3))}]}}'
+    path.write_text(f'{{"detections": {json.dumps([row()])}, {escaped}}}')
+    assert import_file(hamilton, path).traces_with_exemplars == 1
+    assert np.allclose(exemplars.unpack(Trace.objects.get().exemplars), [_unit(3)], atol=1e-6)
+
+
+BAD_VECTORS = {
+    "too_many_exemplars": {"trace_exemplars": {"1": [_unit(i) for i in range(MAX_EXEMPLARS + 1)]}},
+    "no_exemplar": {"trace_exemplars": {"1": []}},
+    "short_vector": {"trace_exemplars": {"1": [_unit(1)[:-1]]}},
+    "not_unit": {"trace_exemplars": {"1": [[v * 3 for v in _unit(1)]]}},
+    "not_finite": {"trace_exemplars": {"1": [[1e999] + _unit(1)[1:]]}},
+    "text_value": {"trace_exemplars": {"1": [["0.1"] * EMBEDDING_DIM]}},
+    "unknown_trace": {"trace_exemplars": {"9": [_unit(1)]}},
+    "bad_key": {"trace_embeddings": {"one": _unit(1)}},
+    "mean_not_unit": {"trace_embeddings": {"1": [0.0] * EMBEDDING_DIM}},
+    "not_an_object": {"trace_exemplars": [[_unit(1)]]},
+    "bad_model_name": {"embedding_model": 7},
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", sorted(BAD_VECTORS))
+def test_bad_vectors_refuse_the_import(hamilton, tmp_path, kind, capsys):
+    vectors = {"embedding_model": MODEL_NAME, "trace_embeddings": {"1": _unit(5)}, **BAD_VECTORS[kind]}
+    with pytest.raises(ImportValidationError) as info:
+        import_detections(hamilton, [row(trace_id=1), row(trace_id=2, frame_number=11)], vectors=vectors)
+    assert info.value.errors[0]["row"] == 0
+    with pytest.raises(CommandError, match="nothing was written"):
+        call_command("import_detections", hamilton.file_uuid, str(_with_vectors(tmp_path, vectors)))
+    assert "file: " in capsys.readouterr().err
+    assert not Detection.objects.exists() and not Trace.objects.exists()
