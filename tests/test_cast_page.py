@@ -27,7 +27,7 @@ from identities.suggestions import (
 )
 from media_api.faces.embeddings import normalise
 from media_api.models import Trace
-from media_api.services.detections_import import import_detections
+from media_api.services.detections_import import import_detections, import_file
 from media_api.services.faces import store_trace_embeddings
 from tests.conftest import REPO
 
@@ -40,9 +40,7 @@ API = "/admin/cast/api/"
 
 
 def _load_demo(media_file, stem: str) -> None:
-    data = json.loads((REPO / "demo" / "detections" / f"{stem}.json").read_text())
-    import_detections(media_file, data["detections"])
-    store_trace_embeddings(media_file, data["trace_embeddings"])
+    import_file(media_file, REPO / "demo" / "detections" / f"{stem}.json")  # boxes, means and exemplar sets
 
 
 def direction(seed: int) -> np.ndarray:

@@ -20,8 +20,7 @@ from jobs.services import JobCancelled
 from media_api.faces import exemplars
 from media_api.faces.embeddings import DLIB_MODEL_NAME, MODEL_NAME, from_bytes
 from media_api.models import Detection, Trace
-from media_api.services.detections_import import import_detections
-from media_api.services.faces import store_trace_embeddings
+from media_api.services.detections_import import import_file
 from media_api.services.reembed import choose_faces, reembed_file
 from tests.conftest import REPO
 
@@ -31,19 +30,20 @@ STEMS = {"hamilton": "face_recognition_short_hamilton_clip", "facenet": "facenet
 
 
 def _load(media_file, stem: str) -> dict[int, np.ndarray]:
-    data = json.loads((REPO / "demo" / "detections" / f"{stem}.json").read_text())
-    import_detections(media_file, data["detections"])
-    store_trace_embeddings(media_file, data["trace_embeddings"], data["embedding_model"])
+    path = REPO / "demo" / "detections" / f"{stem}.json"
+    import_file(media_file, path)  # boxes, means and exemplar sets
+    data = json.loads(path.read_text())
     return {int(k): np.asarray(v, dtype=np.float32) for k, v in data["trace_embeddings"].items()}
 
 
 def _as_old_model(media_file) -> None:
-    """What an upgraded database holds: every vector is dlib's (a 128-d vector nothing compares now)."""
+    """What an upgraded database holds: every vector is dlib's (a 128-d vector nothing compares now), no exemplars."""
     rng = np.random.default_rng(7)
     for trace in Trace.objects.filter(file=media_file):
         trace.embedding = rng.normal(size=128).astype("<f4").tobytes()
         trace.embedding_model = DLIB_MODEL_NAME
-        trace.save(update_fields=["embedding", "embedding_model"])
+        trace.exemplars = None
+        trace.save(update_fields=["embedding", "embedding_model", "exemplars"])
 
 
 def _curation_state(media_file) -> dict:

@@ -15,17 +15,15 @@ from rest_framework.test import APIClient
 from identities.models import CurationChange, Identity
 from identities.suggestions import cluster_unbound_traces, suggest_identities
 from media_api.models import Detection, Trace
-from media_api.services.detections_import import import_detections
-from media_api.services.faces import store_trace_embeddings
+from media_api.services.detections_import import import_file
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.django_db
 
 
 def _load(media_file, stem: str) -> None:
-    data = json.loads((REPO / "demo" / "detections" / f"{stem}.json").read_text())
-    import_detections(media_file, data["detections"])
-    store_trace_embeddings(media_file, data["trace_embeddings"], data["embedding_model"])
+    """The demo file through the real importer: boxes, and each trace's mean and exemplar set."""
+    import_file(media_file, REPO / "demo" / "detections" / f"{stem}.json")
 
 
 @pytest.fixture
