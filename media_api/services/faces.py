@@ -153,8 +153,8 @@ def store_trace_embeddings(media_file: MediaFile, embeddings: dict[int, Any], mo
     """Set ``Trace.embedding`` (float32 bytes, L2-normalised) and ``embedding_model`` by trace_id; returns
     traces updated.
 
-    Also used by the demo loader for the ``trace_embeddings`` key of demo/detections/*.json (whose
-    ``embedding_model`` key names the model).
+    (An import file's vectors, ``trace_embeddings`` and ``trace_exemplars``, are checked and stored by
+    ``detections_import.import_detections`` itself.)
     """
     by_id = {int(k): v for k, v in embeddings.items()}
     traces = list(Trace.objects.filter(file=media_file, trace_id__in=list(by_id)))
