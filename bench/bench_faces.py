@@ -4,6 +4,8 @@
     .venv/bin/python bench/bench_faces.py --detectors         # ms per frame: YuNet (the detector) vs BlazeFace
     .venv/bin/python bench/bench_faces.py --distances         # same-person vs different-person distances
     .venv/bin/python bench/bench_faces.py --small-face-every 1  # ... and, interleaved, small faces on every sample
+    .venv/bin/python bench/bench_faces.py --detector-processes 1  # ... and, interleaved, one detector process
+    .venv/bin/python bench/bench_faces.py --before HEAD~3     # ... and, interleaved, pipeline.py of that commit
 
 The 720p clip is the 1080p demo clip scaled to 1280x720 (written once to bench/out with PyAV, x264
 CRF 18): the demo has no 720p footage.
@@ -145,9 +147,30 @@ def decode_only(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def speed(runs: int, compare: int | None = None) -> None:
-    """The speed table; with ``compare``, also the pipeline searching small faces on every ``compare``-th
-    sample (``pipeline.SMALL_FACE_EVERY``) instead of its default, interleaved in the same runs."""
+def pipeline_at(revision: str):
+    """``media_api/faces/pipeline.py`` as it was at a git revision, loaded as a module of its own (it
+    imports today's detector, tracker and workers): the "before" of an A/B in one run."""
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(["git", "show", f"{revision}:media_api/faces/pipeline.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    path = ROOT / "bench" / "out" / f"pipeline_{revision.replace('/', '_')}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"pipeline_{abs(hash(revision))}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the worker processes find its functions by name (fork: no import)
+    spec.loader.exec_module(module)
+    return module
+
+
+def speed(runs: int, small_face_every: int | None = None, detector_processes: int | None = None,
+          before: str | None = None) -> None:
+    """The speed table; with ``small_face_every``, ``detector_processes`` or ``before``, also the pipeline
+    searching small faces on every that many-th sample (``pipeline.SMALL_FACE_EVERY``), with that many
+    detector processes (``analyse_video(detector_processes=)``) or as it was at git revision ``before``,
+    interleaved in the same runs (which of the two goes first alternates run by run), and whether its
+    output is the default's."""
     import django
 
     django.setup()
@@ -164,27 +187,45 @@ def speed(runs: int, compare: int | None = None) -> None:
     cores_before = effective_cores()
     rows = []
     default = pipeline.SMALL_FACE_EVERY
-    other: dict[str, list[tuple[float, float]]] = {}
+    comparing = small_face_every is not None or detector_processes is not None or before is not None
+    theirs_module = pipeline_at(before) if before is not None else pipeline
+    other: dict[str, list[tuple[float, float, dict]]] = {}
+    same_output: dict[str, bool] = {}
+
+    def variant(path, index, fps):
+        if small_face_every is not None:
+            theirs_module.SMALL_FACE_EVERY = small_face_every
+        try:
+            if detector_processes is not None:
+                return theirs_module.analyse_video(path, index, fps, detector_processes=detector_processes)
+            return theirs_module.analyse_video(path, index, fps)
+        finally:
+            theirs_module.SMALL_FACE_EVERY = default
+
     for stem in SPEED_CLIPS:
         path = clip_path(stem)
         media_file = register_file(path).file
         index = frame_index_for(media_file)
         analyse_video(path, index, media_file.fps)  # warm the page cache and the imports
         decodes, walls, cpus = [], [], []
-        for _ in range(runs):  # interleaved, so all see the same machine
+        for run in range(runs):  # interleaved, so all see the same machine
             decodes.append(decode_only(path))
-            cpu, start = cpu_seconds(), time.perf_counter()
-            analysis = analyse_video(path, index, media_file.fps)
-            walls.append(time.perf_counter() - start)
-            cpus.append(cpu_seconds() - cpu)
-            if compare is not None:
-                pipeline.SMALL_FACE_EVERY = compare
-                try:
-                    cpu, start = cpu_seconds(), time.perf_counter()
-                    analyse_video(path, index, media_file.fps)
-                    other.setdefault(media_file.name, []).append((time.perf_counter() - start, cpu_seconds() - cpu))
-                finally:
-                    pipeline.SMALL_FACE_EVERY = default
+            for which in ((0, 1) if run % 2 == 0 else (1, 0)) if comparing else (0,):
+                cpu, start = cpu_seconds(), time.perf_counter()
+                result = (analyse_video(path, index, media_file.fps) if which == 0
+                          else variant(path, index, media_file.fps))
+                wall, used = time.perf_counter() - start, cpu_seconds() - cpu
+                if which == 0:
+                    analysis = result
+                    walls.append(wall)
+                    cpus.append(used)
+                else:
+                    theirs = result
+                    other.setdefault(media_file.name, []).append((wall, used, result.timings))
+            if comparing:
+                same = (analysis.rows() == theirs.rows()
+                        and _same_vectors(analysis.trace_embeddings(), theirs.trace_embeddings()))
+                same_output[media_file.name] = same_output.get(media_file.name, True) and same
         start = time.perf_counter()
         stored = detect_faces(media_file, replace=True)
         with_db = time.perf_counter() - start
@@ -212,16 +253,35 @@ def speed(runs: int, compare: int | None = None) -> None:
     for media_file, *_, analysis, _ in rows:
         parts = ", ".join(f"{k} {v:.2f} s" for k, v in analysis.timings.items())
         print(f"  {media_file.name}: main-process time by step: {parts}; {analysis.faces_embedded} faces embedded")
-    if compare is not None:
-        print(f"\nsmall faces searched on every {compare}. sample (default: every {default}.), same runs:")
-        print("| clip | decode only | pipeline (wall) | × realtime | pipeline / decode | CPU s (all processes) |")
-        print("|---|---|---|---|---|---|")
+    if comparing:
+        what = []
+        if small_face_every is not None:
+            what.append(f"small faces searched on every {small_face_every}. sample (default: every {default}.)")
+        if detector_processes is not None:
+            what.append(f"{detector_processes} detector process(es) (default: {pipeline.DETECTOR_PROCESSES} "
+                        "at 720p and more, else 1)")
+        if before is not None:
+            what.append(f"pipeline.py as of {before}")
+        print(f"\n{', '.join(what)}, same runs:")
+        print("| clip | decode only | pipeline (wall) | × realtime | pipeline / decode | CPU s (all processes) "
+              "| same traces and vectors as the default |")
+        print("|---|---|---|---|---|---|---|")
         for media_file, decode, *_ in rows:
-            wall = statistics.median(w for w, _ in other[media_file.name])
-            cpu = statistics.median(c for _, c in other[media_file.name])
+            wall = statistics.median(w for w, _, _ in other[media_file.name])
+            cpu = statistics.median(c for _, c, _ in other[media_file.name])
             duration = media_file.total_frames / media_file.fps
             print(f"| {media_file.name} | {decode:.2f} s | {wall:.2f} s | **{duration / wall:.2f}×** "
-                  f"| {wall / decode:.1f} | {cpu:.2f} |")
+                  f"| {wall / decode:.1f} | {cpu:.2f} | {'yes' if same_output[media_file.name] else 'NO'} |")
+        for media_file, *_ in rows:
+            timings = other[media_file.name][-1][2]
+            parts = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
+            print(f"  {media_file.name}: main-process time by step (last run): {parts}")
+
+
+def _same_vectors(a: dict, b: dict) -> bool:
+    import numpy as np
+
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _share(quality: dict | None, key: str) -> str:
@@ -268,13 +328,17 @@ def main() -> None:
     parser.add_argument("--detectors", action="store_true")
     parser.add_argument("--small-face-every", type=int, metavar="N",
                         help="also time the pipeline searching small faces on every N-th sample, interleaved")
+    parser.add_argument("--detector-processes", type=int, metavar="N",
+                        help="also time the pipeline with N detector processes, interleaved")
+    parser.add_argument("--before", metavar="REV",
+                        help="also time media_api/faces/pipeline.py as of git revision REV, interleaved")
     args = parser.parse_args()
     if args.distances:
         distances()
     elif args.detectors:
         detectors(args.runs)
     else:
-        speed(args.runs, args.small_face_every)
+        speed(args.runs, args.small_face_every, args.detector_processes, args.before)
 
 
 if __name__ == "__main__":

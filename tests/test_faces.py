@@ -280,6 +280,19 @@ def test_a_span_starts_exactly_on_its_first_frame(analyses):
             assert sorted(mine[frame]) == sorted(whole[frame])  # the same detections on the same samples
 
 
+def test_two_detector_processes_give_what_one_gives(analyses):
+    """1080p runs its detector in two processes taking samples in turn: the traces, boxes, scores and
+    vectors are exactly those of one process."""
+    probe = probe_video(FACENET)
+    one = analyse_video(FACENET, probe.index, float(probe.fps), detector_processes=1)
+    two = analyses["facenet"]
+    assert (one.detector_processes, two.detector_processes) == (1, 2)
+    assert two.rows() == one.rows() and len(one.rows()) > 500
+    vectors, theirs = two.trace_embeddings(), one.trace_embeddings()
+    assert vectors.keys() == theirs.keys() and len(vectors) >= 5
+    assert all(np.array_equal(vectors[k], theirs[k]) for k in vectors)
+
+
 def test_same_person_traces_are_closer_than_different_people(analyses):
     """On the demo traces with an embedding: the performer's two shots are nearer than any two people."""
     vectors = []

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from media_api.faces.detector import REDUCED_MIN_FACE_PX, Face, detect, load_det
 from media_api.faces.embeddings import align_face_scored, embed_aligned, load_sface
 from media_api.faces.followers import FollowerBudget
 from media_api.faces.tracker import FaceTracker, Track
-from media_api.faces.workers import Worker
+from media_api.faces.workers import SharedFrames, Worker, shared_frame
 from media_api.ffmpeg.frames import FrameReader
 from media_api.ffmpeg.index import FrameIndexData
 
@@ -47,7 +48,11 @@ SAMPLES_PER_SECOND = 5
 #: 720p and more are searched at half size, a quarter of the detector's work (docs/faces.md, "Speed").
 #: A chunk's overlap grows with it (chunks.OVERLAP_SAMPLES).
 SMALL_FACE_EVERY = 2
-#: The detector may run this many samples ahead of the tracker (frames wait in memory meanwhile).
+#: Detector worker processes for frames of 720p and more (smaller frames: one). They take the samples in
+#: turn, so the core the main process leaves idle while it waits is used; each frame's faces come from
+#: one whole detection, whichever process ran it, so the result is the same as with one.
+DETECTOR_PROCESSES = 2
+#: Each detector process may run this many samples ahead of the tracker (frames wait in memory meanwhile).
 LOOKAHEAD = 2
 #: Pixel formats whose first plane is the 8-bit luma, read without any conversion.
 _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
@@ -67,6 +72,7 @@ class FaceAnalysis:
     stride: int
     faces_embedded: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    detector_processes: int = 0  # worker processes the detector ran in (0: inline)
 
     def rows(self) -> list[dict[str, Any]]:
         """Detections in the import format (with ``origin``); trace ids are 1.. in order of first frame."""
@@ -115,12 +121,14 @@ class _Frame:
 
 def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start: int = 0, end: int | None = None,
                   stride: int | None = None, progress: bool = False, workers: bool = True, raw: bool = False,
-                  on_progress: Callable[[int, int], object] | None = None) -> FaceAnalysis:
+                  on_progress: Callable[[int, int], object] | None = None,
+                  detector_processes: int | None = None) -> FaceAnalysis:
     """Detect, follow and embed the faces of frames ``start..end`` (inclusive; default: the whole file).
 
-    Three processes share the work: this one decodes, finds cuts and tracks; a detector worker
-    runs the face detector on the sampled frames, up to :data:`LOOKAHEAD` samples ahead of the tracker;
-    an embedding worker computes face embeddings. ``workers=False`` runs everything inline (a
+    Processes share the work: this one decodes, finds cuts and tracks; detector workers
+    (:data:`DETECTOR_PROCESSES` on frames of 720p and more, else one; ``detector_processes`` to choose)
+    run the face detector on the sampled frames, each up to :data:`LOOKAHEAD` samples ahead of the
+    tracker; an embedding worker computes face embeddings. ``workers=False`` runs everything inline (a
     job queue's worker process, which gets its parallelism from running several of them).
     ``raw=True`` returns the tracks as followed, before pieces are joined and noise dropped (a
     chunk of a long file, stitched later: :mod:`media_api.faces.chunks`). ``on_progress(done,
@@ -135,10 +143,14 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
     # YuNet and SFace run OpenCV in the worker processes, which are forked: a child that inherits
     # OpenCV's thread pool (started here by an earlier detection or tracking) deadlocks on the pool's
     # lock (seen in the tests). One OpenCV thread per process stops the pool; each process is one
-    # lane of the two cores anyway.
+    # lane of the two cores anyway (two detector processes, not OpenCV threads, use the second).
     cv2.setNumThreads(1)
-    with Worker("detector", load_detector, count) as detector, Worker("embedding", load_sface, count) as embedder, \
-            FrameReader(path, index) as reader:
+    with ExitStack() as stack:
+        embedder = stack.enter_context(Worker("embedding", load_sface, count))
+        reader = stack.enter_context(FrameReader(path, index))
+        detector: Worker | None = None  # made on the first frame, once its size is known
+        shared: SharedFrames | None = None  # sampled frames go to the detector processes through it
+        lookahead = LOOKAHEAD
         state = _Run(fps=fps, embedder=embedder)
         cut_detector = SceneCutDetector()
         waiting: deque[_Frame] = deque()
@@ -150,6 +162,12 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
             grey = luma(frame)
             if state.tracker is None:
                 state.tracker = FaceTracker(frame.width, frame.height, fps, make_follower=FollowerBudget())
+                processes = count and (detector_processes
+                                       or (DETECTOR_PROCESSES if reduces(frame.width, frame.height) else 1))
+                lookahead = LOOKAHEAD * max(1, processes)
+                if processes:  # before the detector's processes are forked (on its first call)
+                    shared = stack.enter_context(SharedFrames((frame.height, frame.width, 3), lookahead + 2))
+                detector = stack.enter_context(Worker("detector", load_detector, processes))
             image = state.tracker.track_image(grey)
             cut = cut_detector.is_cut(image) and number > start
             item = _Frame(number, image, cut)
@@ -157,10 +175,15 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
                 item.rgb = frame.to_ndarray(format="rgb24")
                 item.small_faces = (cut or (number // stride) % SMALL_FACE_EVERY == 0
                                     or not reduces(frame.width, frame.height))
-                item.faces = detector.submit(detect, item.rgb, item.small_faces)
+                slot = shared.put(item.rgb) if shared is not None else None
+                if slot is None:
+                    item.faces = detector.submit(detect, item.rgb, item.small_faces)
+                else:
+                    item.faces = detector.submit(detect_shared, shared.key, slot, item.small_faces)
+                    shared.hold(slot, item.faces)
             waiting.append(item)
             while waiting and (waiting[0].faces is None or waiting[0].faces.done()
-                               or sum(w.faces is not None for w in waiting) > LOOKAHEAD):
+                               or sum(w.faces is not None for w in waiting) > lookahead):
                 state.process(waiting.popleft())
                 bar.update(1)
         while waiting:
@@ -173,9 +196,16 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
         else:
             tracks = state.tracker.close() if raw else state.tracker.finish()
         state.timings["finish"] = time.perf_counter() - clock
+        used = detector.processes if detector is not None else 0
     return FaceAnalysis(tracks=tracks, start=start, end=end, frames_decoded=state.frames, frames_sampled=state.samples,
                         cuts=state.cuts, seconds=time.perf_counter() - started, stride=stride,
-                        faces_embedded=sum(len(t.embeddings) for t in tracks), timings=state.timings)
+                        faces_embedded=sum(len(t.embeddings) for t in tracks), timings=state.timings,
+                        detector_processes=used)
+
+
+def detect_shared(key: int, slot: int, small_faces: bool) -> list[Face]:
+    """:func:`~media_api.faces.detector.detect` on a frame in shared memory (what a detector process runs)."""
+    return detect(shared_frame(key, slot), small_faces)
 
 
 @dataclass
