@@ -5,8 +5,10 @@ bench/identity_set/ (200 faces of 50 people: public photos and the demo clips' k
 provenance in its README). It records the model and its sha256, the set's hash, the genuine and
 impostor distance distributions, and three thresholds chosen by false-accept rate on that set:
 
-- **confident** — at most 0.1 % of different-person pairs closer: a suggestion this close may be
-  accepted in one click;
+- **confident** — no different-person pair closer at all (FAR 0): a suggestion this close may be
+  accepted in one click. The use is open-set (the person on screen may be named nowhere while
+  everybody else is), and with N people named a per-pair FAR p gives such a stranger about N x p
+  chance of a confident wrong name, so only the closest different-person distance measured is safe;
 - **offered** — at most 1 % closer: the top of the weak band (shown, marked not confident);
 - **cluster** — no different-person pair closer at all: clustering joins traces with nobody
   looking, so it only joins what the set never confused.
@@ -73,7 +75,7 @@ def _l2_threshold(cosine: float) -> float:
 CONFIDENT_DISTANCE = _l2_threshold(CONFIDENT_COSINE)
 OFFERED_DISTANCE = _l2_threshold(OFFERED_COSINE)
 CLUSTER_DISTANCE = _l2_threshold(CLUSTER_COSINE)
-#: Exemplar sets, min linkage (closest pair of exemplars): FAR <= 0.1 % / <= 1 % of simulated set pairs.
+#: Exemplar sets, min linkage (closest pair of exemplars): FAR 0 / <= 1 % of simulated set pairs.
 SET_CONFIDENT_DISTANCE = _l2_threshold(CALIBRATION["sets"]["min"]["thresholds_cosine"]["confident"])
 SET_OFFERED_DISTANCE = _l2_threshold(CALIBRATION["sets"]["min"]["thresholds_cosine"]["offered"])
 #: Exemplar sets, centroid linkage (distance between the sets' unit means): no simulated pair of
