@@ -16,8 +16,9 @@ again. Distances are Euclidean between unit vectors (0 = identical, 2 = opposite
 
 The thresholds are measured, not chosen: ``media_api/faces/calibration.py`` derives them from an
 identity-labelled set of 200 faces of 50 people (bench/identity_set/, ``bench/eval_identity.py``;
-docs/faces.md) and exemplar sets simulated from it: **confident** lets at most 0.1 % of
-different-person set pairs through (one click in the admin), **offered** at most 1 % (the weak band
+docs/faces.md) and exemplar sets simulated from it: **confident** lets no different-person set pair
+through (one click in the admin: with N people named, any per-pair false-accept rate p would give an
+unnamed person about N x p chance of a confident stranger), **offered** at most 1 % (the weak band
 between them is shown, marked not confident; farther is not offered: "no confident match"), and
 **clustering** joins only what no different-person pair of sets came close to. A test recomputes
 them from the set. Faces YuNet cannot read (profiles, blur, darkness) and tiny ones get no
@@ -41,7 +42,7 @@ from media_api.models import Trace
 #: Suggestions farther than this (closest pair of exemplars) are not offered at all ("no confident match"):
 #: FAR ≤ 1 % of the simulated set pairs.
 SUGGESTION_MAX_DISTANCE = calibration.SET_OFFERED_DISTANCE
-#: Suggestions this close are confident, the curator may accept them in one click: FAR ≤ 0.1 %.
+#: Suggestions this close are confident, the curator may accept them in one click: FAR 0 (open-set).
 CONFIDENT_DISTANCE = calibration.SET_CONFIDENT_DISTANCE
 #: Unbound traces whose mean is closer than this to a cluster's mean join the cluster: no false accept
 #: among the simulated set pairs.
