@@ -182,14 +182,12 @@ def main() -> None:
     outcome: dict[str, Counter] = defaultdict(Counter)
     strangers: dict[str, Counter] = defaultdict(Counter)
     wrong = []
-    nearest_stranger = []  # (distance, trace, who): for the what-if at a stricter confident distance
-    asked = []  # (distance, right)
+    nearest_stranger = []  # (distance, trace, who): how near the confident distance strangers come
     for trace in labelled:
         own = {f"video:{trace['person']}", f"photo:{PHOTO_NAMES.get(trace['person'])}"}
         if first[trace["person"]] != trace["name"]:
             distance, who = min((exemplars.set_distance(trace["set"], s), who) for who, s in named.items())
             right = who in own
-            asked.append((distance, right))
             kind = kind_of(distance, confident, offered)
             for key in (trace["clip"], "all"):
                 outcome[key][(kind, right if kind != "none" else None)] += 1
@@ -218,11 +216,7 @@ def main() -> None:
               f"{'':>10} {sum(s.values()):>5} {s['confident']:>10} {s['weak']:>5} {s['none']:>5}")
     for item in wrong:
         print("  WRONG confident:", item)
-    strict = calibration.CALIBRATION["sets"]["min"]["thresholds_l2"]["cluster"]
-    print(f"  what if confident were the sets' FAR-0 distance ({strict}, calibration.json sets.min cluster): "
-          f"asked: confident right {sum(d <= strict and r for d, r in asked)}, WRONG "
-          f"{sum(d <= strict and not r for d, r in asked)} of {len(asked)}; not named: confident (WRONG) "
-          f"{sum(d <= strict for d, *_ in nearest_stranger)} of {len(nearest_stranger)}; nearest strangers: "
+    print(f"  nearest strangers (confident is {confident}): "
           + ", ".join(f"{d:.3f} ({n} -> {w})" for d, n, w in sorted(nearest_stranger)[:3]))
 
     # ---------------------------------------------------------------- the same person across shots / sources
@@ -245,8 +239,7 @@ def main() -> None:
     for kind in ("shots", "sources", "photos", "one shot"):
         rows = [r for r in across if r[0] == kind]
         if rows:
-            print(f"  {kind:<8} {sum(d <= confident for *_, d in rows)}/{len(rows)} confident "
-                  f"({sum(d <= strict for *_, d in rows)} at {strict}): " + ", ".join(
+            print(f"  {kind:<8} {sum(d <= confident for *_, d in rows)}/{len(rows)} confident: " + ", ".join(
                 f"{a}~{b} {d:.3f}{'' if d <= confident else ' (weak)' if d <= offered else ' (NOT offered)'}"
                 for _, a, b, _, d in rows))
 
