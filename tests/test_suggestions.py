@@ -1,8 +1,8 @@
 """Identity suggestions by embedding distance, and clustering unbound traces (issue 7).
 
-Traces come from demo/detections/*.json, which tests/test_faces.py checks are exactly what
-the face pipeline produces for the demo clips (embeddings included), so these tests use real
-face embeddings without running the detector again.
+Traces come from demo/detections/*.json, what the face pipeline exports for the demo clips
+(``detect_faces --export-dir``, scripts/demo_detections.sh: boxes, means and exemplar sets), imported
+through the real importer, so these tests use real face embeddings without running the detector again.
 """
 
 from __future__ import annotations
