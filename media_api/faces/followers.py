@@ -24,15 +24,29 @@ Rect = tuple[float, float, float, float]
 
 
 class HoldFollower:
-    """A follower that keeps the box it was given (and never loses it): ``init``/``update`` like OpenCV's."""
+    """A follower that needs no image: it keeps the box it was given, or moves it by a steady ``motion``
+    (per frame: dx, dy, dw, dh, set by the tracker from the face's last two detections), and never
+    loses it. ``init``/``update`` like OpenCV's. Its boxes are a guess: the tracker redraws them
+    between the two detections once the next sample confirms the face (``coasts``)."""
+
+    coasts = True
 
     def __init__(self) -> None:
         self._box: Rect = (0.0, 0.0, 0.0, 0.0)
+        self._motion: Rect = (0.0, 0.0, 0.0, 0.0)
 
     def init(self, image: np.ndarray, box: Rect) -> None:
         self._box = tuple(float(v) for v in box)
+        self._motion = (0.0, 0.0, 0.0, 0.0)
+
+    def move(self, motion: Rect) -> None:
+        """Move the box by ``motion`` on every following frame."""
+        self._motion = tuple(float(v) for v in motion)
 
     def update(self, image: np.ndarray) -> tuple[bool, Rect]:
+        x, y, w, h = self._box
+        dx, dy, dw, dh = self._motion
+        self._box = (x + dx - dw / 2, y + dy - dh / 2, max(2.0, w + dw), max(2.0, h + dh))
         return True, self._box
 
 

@@ -73,6 +73,9 @@ MAX_EMBED_TRIES = 10
 #: so large three-quarter faces are embedded (the calibration set: docs/faces.md).
 MIN_EMBED_HEIGHT = 32
 MIN_EMBED_SCORE = 0.6
+#: A face beyond the Median Flow budget moves on between samples as it moved between its last two
+#: detections, when they are at most this far apart (seconds); else it keeps its box.
+COAST_MAX_GAP_SECONDS = 0.5
 
 
 def iou(a: Box, b: Box) -> float:
@@ -133,6 +136,9 @@ class Track:
     first_miss: int | None = None
     unseen_since: int | None = None
     follower: object | None = None
+    #: The follower since the last detection only guessed (``followers.HoldFollower``: a face beyond the
+    #: Median Flow budget): its boxes are redrawn between the two detections when the next one comes.
+    coasting: bool = False
 
     @property
     def start(self) -> int:
@@ -221,6 +227,7 @@ class FaceTracker:
         matched_tracks: set[int] = set()
         matched_faces: set[int] = set()
         out: list[tuple[Track, Face]] = []
+        anchors: list[tuple[Track, Box]] = []
         for agreement, ti, fi in pairs:
             if agreement <= 0:
                 break
@@ -230,9 +237,11 @@ class FaceTracker:
             matched_tracks.add(ti)
             matched_faces.add(fi)
             track.frames.pop(), track.boxes.pop(), track.detected.pop(), track.scores.pop()
+            if track.coasting:
+                _interpolate(track, frame, face.box)
             track.add(frame, face.box, True, face.score)
             track.misses, track.first_miss, track.unseen_since = 0, None, None
-            self._anchor(track, image, face.box)
+            anchors.append((track, face.box))
             out.append((track, face))
         for ti, track in enumerate(candidates):
             if ti in matched_tracks:
@@ -252,9 +261,15 @@ class FaceTracker:
                 track = Track(key=self._next_key, shot=self._shot)
                 self._next_key += 1
                 track.add(frame, face.box, True, face.score)
-                self._anchor(track, image, face.box)
+                anchors.append((track, face.box))
                 self._active.append(track)
                 out.append((track, face))
+        # Followers are handed out biggest face first (a budget's Median Flow goes to the faces that move
+        # most pixels; the others coast: followers.py), after every detected track gave its old one back.
+        for track, _ in anchors:
+            track.follower = None
+        for track, box in sorted(anchors, key=lambda pair: -pair[1][3]):
+            self._anchor(track, image, box)
         return out
 
     def wants_embedding(self, track: Track, face: Face, frame: int) -> bool:
@@ -283,9 +298,15 @@ class FaceTracker:
         """(Re)start the track's follower on ``box`` (frame pixels) in the tracking image."""
         f = self.factor
         x, y, w, h = box
+        track.follower = None  # given back first: a budget counts it while the track holds it
         follower = self._make_follower()
         follower.init(image, (x / f, y / f, max(2.0, w / f), max(2.0, h / f)))
         track.follower = follower
+        track.coasting = bool(getattr(follower, "coasts", False))
+        if track.coasting:
+            motion = _motion(track, COAST_MAX_GAP_SECONDS * self.fps)
+            if motion is not None:
+                follower.move(tuple(v / f for v in motion))
 
     def _follow(self, track: Track, image: np.ndarray) -> Box | None:
         ok, (x, y, w, h) = track.follower.update(image)
@@ -333,6 +354,37 @@ class FaceTracker:
     def finish(self) -> list[Track]:
         """Every track, pieces joined, noise dropped, ordered by first frame."""
         return finalize_tracks(self.close(), self.fps)
+
+
+def _last_detection(track: Track, before: int) -> int | None:
+    """Index of the track's last detected box before index ``before``, or None."""
+    return next((i for i in range(before - 1, -1, -1) if track.detected[i]), None)
+
+
+def _motion(track: Track, max_gap: float) -> tuple[float, float, float, float] | None:
+    """Per frame: how the centre and the size of the face moved between its last two detections
+    (at most ``max_gap`` frames apart), or None."""
+    last = _last_detection(track, len(track.frames))
+    previous = None if last is None else _last_detection(track, last)
+    if previous is None or track.frames[last] - track.frames[previous] > max_gap:
+        return None
+    (x0, y0, w0, h0), (x1, y1, w1, h1) = track.boxes[previous], track.boxes[last]
+    span = track.frames[last] - track.frames[previous]
+    return ((x1 + w1 / 2 - x0 - w0 / 2) / span, (y1 + h1 / 2 - y0 - h0 / 2) / span, (w1 - w0) / span,
+            (h1 - h0) / span)
+
+
+def _interpolate(track: Track, frame: int, box: Box) -> None:
+    """Redraw the boxes after the track's last detection as a straight path to ``box`` (detected on ``frame``)."""
+    last = _last_detection(track, len(track.frames))
+    if last is None:
+        return
+    start, (x0, y0, w0, h0) = track.frames[last], track.boxes[last]
+    x1, y1, w1, h1 = box
+    for i in range(last + 1, len(track.frames)):
+        a = (track.frames[i] - start) / (frame - start)
+        track.boxes[i] = (int(round(x0 + a * (x1 - x0))), int(round(y0 + a * (y1 - y0))),
+                          int(round(w0 + a * (w1 - w0))), int(round(h0 + a * (h1 - h0))))
 
 
 def finalize_tracks(tracks: list[Track], fps: float, cuts: list[int] | None = None) -> list[Track]:
