@@ -99,19 +99,10 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
     of the face overlapping the box best, and OpenCV's ``alignCrop`` warps the crop to 112x112.
     """
     x, y, w, h = box
-    side = max(w, h)
-    if side <= 0:
+    if max(w, h) <= 0:
         return None
-    scale = ALIGN_FACE / side
-    cx, cy = x + w / 2, y + h / 2
-    matrix = np.float32([[scale, 0, ALIGN_INPUT / 2 - cx * scale], [0, scale, ALIGN_INPUT / 2 - cy * scale]])
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    crop = cv2.warpAffine(image, matrix, (ALIGN_INPUT, ALIGN_INPUT), flags=interpolation,
-                          borderMode=cv2.BORDER_CONSTANT)
-    if rgb:
-        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
-    _, faces = zoo.yunet(ALIGN_INPUT, ALIGN_INPUT, ALIGN_MIN_SCORE).detect(crop)
-    if faces is None:
+    crop, faces, scale = yunet_around(image, box, rgb=rgb)
+    if not len(faces):
         return None
     expected = (ALIGN_INPUT / 2 - w * scale / 2, ALIGN_INPUT / 2 - h * scale / 2, w * scale, h * scale)
     overlaps = [_iou(expected, row[:4]) for row in faces]
@@ -121,6 +112,41 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
         return None
     aligned = zoo.sface().alignCrop(crop, faces[best])
     return (aligned, pose) if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
+
+
+def yunet_around(image: np.ndarray, box: tuple[float, float, float, float], *, rgb: bool = True,
+                 face_px: int = ALIGN_FACE, input_px: int = ALIGN_INPUT,
+                 min_score: float = ALIGN_MIN_SCORE) -> tuple[np.ndarray, np.ndarray, float]:
+    """YuNet on a square crop around ``box``: (the BGR crop, YuNet's rows on it in crop pixels — empty when
+    none scored ``min_score`` — and the crop's scale, crop pixels per frame pixel).
+
+    The box's longer side becomes ``face_px`` pixels, centred in an ``input_px`` square (one affine warp,
+    black outside the frame): by default the crop :func:`align_face` reads landmarks from. The box's centre
+    is the crop's centre, so a crop point (u, v) is the frame point
+    (cx + (u - input_px / 2) / scale, cy + (v - input_px / 2) / scale) — :func:`frame_rows` maps rows back.
+    """
+    x, y, w, h = box
+    scale = face_px / max(w, h)
+    cx, cy = x + w / 2, y + h / 2
+    matrix = np.float32([[scale, 0, input_px / 2 - cx * scale], [0, scale, input_px / 2 - cy * scale]])
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(image, matrix, (input_px, input_px), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+    if rgb:
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+    _, faces = zoo.yunet(input_px, input_px, min_score).detect(crop)
+    return crop, (np.empty((0, 15), np.float32) if faces is None else faces), scale
+
+
+def frame_rows(rows: np.ndarray, box: tuple[float, float, float, float], scale: float,
+               input_px: int = ALIGN_INPUT) -> np.ndarray:
+    """YuNet rows of a :func:`yunet_around` crop in frame pixels (boxes and landmarks; the score unchanged)."""
+    x, y, w, h = box
+    out = np.array(rows, np.float32, copy=True).reshape(-1, 15)
+    offset_x, offset_y = input_px / 2 - (x + w / 2) * scale, input_px / 2 - (y + h / 2) * scale
+    out[:, [0, 4, 6, 8, 10, 12]] = (out[:, [0, 4, 6, 8, 10, 12]] - offset_x) / scale
+    out[:, [1, 5, 7, 9, 11, 13]] = (out[:, [1, 5, 7, 9, 11, 13]] - offset_y) / scale
+    out[:, 2:4] /= scale
+    return out
 
 
 def embed_aligned(aligned: np.ndarray) -> np.ndarray:

@@ -75,6 +75,26 @@ class YuNetDetector:
         """Faces of ``rgb``, best score first. ``small_faces=False`` may skip faces under about
         :data:`REDUCED_MIN_FACE_PX` on big frames (see :func:`reduces`) for a quarter of the work."""
         height, width = rgb.shape[:2]
+        faces = [face for face in (_face(r, width, height) for r in self.candidates(rgb, small_faces))
+                 if face is not None]
+        if self._verifier is None:
+            return faces
+        # Unsure boxes BlazeFace does not confirm are dropped. Every face keeps the lower of its two
+        # scores: the confidence stays on the scale of Faces v2's (BlazeFace's verification score), on
+        # which the tracker's embedding gate was set, and a face both detectors doubt (dark, blurred)
+        # is kept as a face but not embedded. Unsure and sure boxes are read in separate batches (four
+        # cells share one BlazeFace input, so a batch's company shifts a score by a few hundredths).
+        second: dict[int, float] = {}
+        for group in ([i for i, f in enumerate(faces) if f.score < SURE_SCORE],
+                      [i for i, f in enumerate(faces) if f.score >= SURE_SCORE]):
+            boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in group]
+            second.update(zip(group, self._verifier.second_opinion(rgb, boxes), strict=True))
+        return [replace(f, score=round(min(f.score, second[i]), 4)) for i, f in enumerate(faces)
+                if f.score >= SURE_SCORE or second[i] >= VERIFY_SCORE]
+
+    def candidates(self, rgb: np.ndarray, small_faces: bool = True) -> list[np.ndarray]:
+        """YuNet's rows (frame pixels, best score first) of both passes, merged, before the second opinion."""
+        height, width = rgb.shape[:2]
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         shrink = min(1.0, (MAX_PIXELS / (width * height)) ** 0.5)
         if shrink < 1.0:
@@ -90,21 +110,7 @@ class YuNetDetector:
                                interpolation=cv2.INTER_AREA)
             scale = bgr.shape[1] / small.shape[1] / shrink
             rows += [r for r in self._run(small, scale) if r[3] >= BIG_PASS_MIN_PX]
-        faces = [face for face in (_face(r, width, height) for r in _suppress(rows)) if face is not None]
-        if self._verifier is None:
-            return faces
-        # Unsure boxes BlazeFace does not confirm are dropped. Every face keeps the lower of its two
-        # scores: the confidence stays on the scale of Faces v2's (BlazeFace's verification score), on
-        # which the tracker's embedding gate was set, and a face both detectors doubt (dark, blurred)
-        # is kept as a face but not embedded. Unsure and sure boxes are read in separate batches (four
-        # cells share one BlazeFace input, so a batch's company shifts a score by a few hundredths).
-        second: dict[int, float] = {}
-        for group in ([i for i, f in enumerate(faces) if f.score < SURE_SCORE],
-                      [i for i, f in enumerate(faces) if f.score >= SURE_SCORE]):
-            boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in group]
-            second.update(zip(group, self._verifier.second_opinion(rgb, boxes), strict=True))
-        return [replace(f, score=round(min(f.score, second[i]), 4)) for i, f in enumerate(faces)
-                if f.score >= SURE_SCORE or second[i] >= VERIFY_SCORE]
+        return _suppress(rows)
 
     def _run(self, bgr: np.ndarray, scale: float) -> list[np.ndarray]:
         """YuNet rows of one image, in frame pixels (``scale``: frame pixels per image pixel)."""
