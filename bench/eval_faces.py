@@ -171,7 +171,7 @@ def _frame_key(key: str):
     return int(key) if key.isdigit() else key
 
 
-def _labelled_frames(clip: str, wanted: set[int]):
+def labelled_frames(clip: str, wanted: set[int]):
     """(frame number, RGB array, PyAV frame) for the wanted frames of a demo clip, decoded sequentially."""
     import av
 
@@ -262,7 +262,7 @@ def mosaic(spec: Mapping, labels_for_clip: Mapping) -> tuple[np.ndarray, list[di
     rows = -(-len(wanted) // columns)
     canvas = np.zeros((rows * height, columns * width, 3), np.uint8)
     faces = []
-    decoded = {number: rgb for number, rgb, _ in _labelled_frames(spec["clip"], set(wanted))}
+    decoded = {number: rgb for number, rgb, _ in labelled_frames(spec["clip"], set(wanted))}
     for i, number in enumerate(wanted):
         ox, oy = (i % columns) * width, (i // columns) * height
         canvas[oy:oy + height, ox:ox + width] = cv2.resize(decoded[number], (width, height),
@@ -288,6 +288,12 @@ def placed_faces(faces: Iterable[Mapping], scale: float, ox: float, oy: float, n
 def run_pipeline(clip: str) -> tuple[dict[int, list[Box]], dict[int, set[Box]], float]:
     """All trace boxes per frame from the full pipeline, the tracked ones among them, and its wall time."""
     sys.path.insert(0, str(ROOT))
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "momentry.settings")
+    django.setup()  # the FFmpeg layer's errors are the API's, which need the app registry
     from media_api.faces.pipeline import analyse_video
     from media_api.ffmpeg.probe import probe_video
 
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{clip}: pipeline {seconds:.1f} s; {on_labelled} of the boxes on labelled frames are tracked")
             else:
                 detect = make_detector(args.detector, args.threads, args.upsample, args.min_score, args.reduced)
-                dets, ms = run_detector(detect, _labelled_frames(clip, frames))
+                dets, ms = run_detector(detect, labelled_frames(clip, frames))
             results.append(evaluate(labels[clip], dets))
             _print(clip, results[-1], args.verbose, ms)
         if len(clips) > 1:
