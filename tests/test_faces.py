@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from bench.eval_faces import evaluate, load_labels, person_of, small_face_sets
+from bench.eval_faces import evaluate, labelled_frames, load_labels, person_of, small_face_sets
 from media_api.faces.cuts import SceneCutDetector
 from media_api.faces.detector import FaceDetector
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes
@@ -65,27 +65,28 @@ def boxes_by_frame(analysis: FaceAnalysis, origin: str | None = None) -> dict[in
 
 # --- detection on labelled frames --------------------------------------------------------------
 
-FEW_FRAMES = {"face_recognition_short_hamilton_clip": [10, 30, 110, 244],   # wide, profile close-up, medium, crowd
-              "facenet_pytorch_video": [0, 50, 92]}
-
-
-@pytest.mark.parametrize("stem", list(FEW_FRAMES))
-def test_detector_finds_labelled_faces_on_a_few_frames(stem):
-    """The detector alone on frames with a profile, a medium shot, a crowd and a busy street."""
+def test_detector_on_every_labelled_picture():
+    """The detector alone on both labelled sets: the 45 demo frames (bench/faces_eval: profiles, a crowd, a
+    busy street) and the small-face set (bench/faces_small: real 480x270 footage, and 1080p/720p mosaics of
+    the demo frames shrunk 2-3x). Measured (bench/eval_faces.py --set both, 2026-12-05): faces >= 24 px
+    280/290, 16-24 px 57/74, precision 337/348 (96.8 %: the 97 % goal is one box away, docs/faces.md).
+    The floors sit a few boxes under those figures: 4 faces >= 24 px, 3 false boxes. BlazeFace, the Faces
+    v2 detector, found 11 of the 74 small faces at 93.2 % precision."""
     detector = FaceDetector(threads=2)
-    wanted = set(FEW_FRAMES[stem])
-    found = {}
-    with av.open(str(REPO / "demo" / "media" / f"{stem}.mp4")) as container:
-        for number, frame in enumerate(container.decode(video=0)):
-            if number in wanted:
-                found[number] = [f.box for f in detector.detect(frame.to_ndarray(format="rgb24"))]
-            if number >= max(wanted):
-                break
-    labels = {"frames": {str(n): LABELS[stem]["frames"][str(n)] for n in wanted}}
-    result = evaluate(labels, found)
-    assert result["faces"] >= 8
-    assert result["recall"] >= 0.85, result["misses"]
-    assert result["precision"] >= 0.9, result["false_positives"]
+    parts = []
+    for stem, labels in LABELS.items():
+        wanted = {int(n) for n in labels["frames"]}
+        parts.append(evaluate(labels, {number: [f.box for f in detector.detect(rgb)]
+                                       for number, rgb, _ in labelled_frames(stem, wanted)}))
+    for _name, labels, images in small_face_sets():
+        parts.append(evaluate(labels, {key: [f.box for f in detector.detect(rgb)] for key, rgb in images.items()}))
+    found, faces = sum(r["found"] for r in parts), sum(r["faces"] for r in parts)
+    small_found, small = sum(r["small"][0] for r in parts), sum(r["small"][1] for r in parts)
+    tp, fp = sum(r["tp"] for r in parts), sum(r["fp"] for r in parts)
+    assert faces >= 280 and small >= 70
+    assert found >= 0.95 * faces, [m for r in parts for m in r["misses"]]
+    assert small_found >= 0.6 * small, (small_found, small)
+    assert tp >= 0.96 * (tp + fp), [f for r in parts for f in r["false_positives"]]
 
 
 @pytest.mark.parametrize("name", list(CLIPS))
@@ -114,23 +115,6 @@ def test_profiles_small_faces_and_crowds_are_found(analyses):
 
 
 # --- small faces (issue 19) -------------------------------------------------------------------------
-
-
-def test_detector_finds_small_faces_with_precision_kept():
-    """The small-face set (bench/faces_small: real 480x270 footage and 1080p/720p mosaics of the demo's
-    labelled frames shrunk 2-3x): most 16-24 px faces found, faces >= 24 px found, few false boxes.
-    BlazeFace, the Faces v2 detector, found 11 of the 74 small faces here."""
-    detector = FaceDetector(threads=2)
-    found = faces = small_found = small = tp = fp = 0
-    for _name, labels, images in small_face_sets():
-        result = evaluate(labels, {key: [f.box for f in detector.detect(rgb)] for key, rgb in images.items()})
-        found, faces = found + result["found"], faces + result["faces"]
-        small_found, small = small_found + result["small"][0], small + result["small"][1]
-        tp, fp = tp + result["tp"], fp + result["fp"]
-    assert small >= 70 and faces >= 100
-    assert small_found >= 0.6 * small, (small_found, small)
-    assert found >= 0.93 * faces, (found, faces)
-    assert tp >= 0.95 * (tp + fp), (tp, fp)
 
 
 def test_small_faces_get_traces(tmp_path):
