@@ -98,6 +98,16 @@ def test_cost_is_bounded_by_the_gop_not_n(n):
         assert reader.frames_decoded == n - index.keyframe_at_or_before(n) + 1
 
 
+def test_pictures_nothing_needs_are_not_decoded(variants):
+    """facenet.mp4 (one keyframe, B-frames): frame 104 needs only the reference pictures before it, exactly."""
+    path = variants["facenet.mp4"]
+    index = probe_video(path).index
+    with FrameReader(path, index) as reader:
+        last = digest(reader.read(104))
+        assert reader.frames_decoded < 105 * 3 // 4, reader.frames_decoded  # 52: the B-frames nothing refers to skipped
+    assert last == sequential(path)[104]
+
+
 def test_out_of_range_and_unreadable(tmp_path):
     index = probe_video(HAMILTON).index
     with FrameReader(HAMILTON, index) as reader, pytest.raises(IndexError):
