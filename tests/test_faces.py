@@ -69,9 +69,10 @@ def test_detector_on_every_labelled_picture():
     """The detector alone on both labelled sets: the 45 demo frames (bench/faces_eval: profiles, a crowd, a
     busy street) and the small-face set (bench/faces_small: real 480x270 footage, and 1080p/720p mosaics of
     the demo frames shrunk 2-3x). Measured (bench/eval_faces.py --set both, 2026-12-05): faces >= 24 px
-    280/290, 16-24 px 57/74, precision 337/348 (96.8 %: the 97 % goal is one box away, docs/faces.md).
-    The floors sit a few boxes under those figures: 4 faces >= 24 px, 3 false boxes. BlazeFace, the Faces
-    v2 detector, found 11 of the 74 small faces at 93.2 % precision."""
+    280/290, 16-24 px 57/74, precision 337/345 (97.7 %, after two unlabelled dark audience faces were
+    marked ignore on review: bench/faces_eval/README.md). The floors are the goals (95 %, 60 %, 97 %): 4
+    faces >= 24 px and 2 false boxes of margin. BlazeFace, the Faces v2 detector, found 11 of the 74
+    small faces at 93.2 % precision."""
     detector = FaceDetector(threads=2)
     parts = []
     for stem, labels in LABELS.items():
@@ -86,16 +87,17 @@ def test_detector_on_every_labelled_picture():
     assert faces >= 280 and small >= 70
     assert found >= 0.95 * faces, [m for r in parts for m in r["misses"]]
     assert small_found >= 0.6 * small, (small_found, small)
-    assert tp >= 0.96 * (tp + fp), [f for r in parts for f in r["false_positives"]]
+    assert tp >= 0.97 * (tp + fp), [f for r in parts for f in r["false_positives"]]
 
 
 @pytest.mark.parametrize("name", list(CLIPS))
 def test_stored_traces_find_the_labelled_faces(analyses, name):
-    """What the traces hold (detected and tracked boxes) on every labelled frame: recall ≥ 90 %, precision ≥ 95 %."""
+    """What the traces hold (detected and tracked boxes) on every labelled frame: recall ≥ 90 %, precision ≥ 97 %
+    (measured 2026-12-05: Hamilton 47/47 and 47 of 47 boxes, facenet 119/125 and 119 of 121)."""
     stem = CLIPS[name][1]
     result = evaluate(LABELS[stem], boxes_by_frame(analyses[name]))
     assert result["recall"] >= 0.90, (result["recall"], result["misses"])
-    assert result["precision"] >= 0.95, (result["precision"], result["false_positives"])
+    assert result["precision"] >= 0.97, (result["precision"], result["false_positives"])
     assert result["groups"]["profile"][0] >= 0.6 * result["groups"]["profile"][1]
 
 
