@@ -180,13 +180,22 @@ def _person_of(boxes: dict[int, tuple], points: list) -> bool:
                and boxes[frame][1] <= y < boxes[frame][1] + boxes[frame][3] for frame, x, y in points)
 
 
+#: the demo detections the video crops were cut from (the files have been regenerated since; README)
+DETECTIONS_COMMIT = "a55759d"
+
+
+def _detections_at(commit: str, clip: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:demo/detections/{clip}.json"],
+                          check=True, capture_output=True, text=True).stdout
+
+
 def build_video() -> list[dict]:
     import av
 
     people = json.loads((ROOT / "bench" / "faces_eval" / "people.json").read_text())["clips"]
     entries = []
     for clip, persons in people.items():
-        rows = json.loads((ROOT / "demo" / "detections" / f"{clip}.json").read_text())["detections"]
+        rows = json.loads(_detections_at(DETECTIONS_COMMIT, clip))["detections"]
         traces: dict[int, dict[int, tuple]] = {}
         detected: dict[int, list[int]] = {}
         for row in rows:
