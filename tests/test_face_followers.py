@@ -55,3 +55,17 @@ def test_median_flow_goes_to_the_biggest_face():
     big = [t for t in tracker._active + tracker._done if t.boxes[0][3] == 60]
     assert len(big) == 1 and big[0].frames == list(range(11)), [(t.frames, t.boxes[-1]) for t in big]
     assert sum(big[0].detected) == 3
+
+
+def test_a_coasting_face_that_went_further_than_its_guess_is_still_found():
+    """A face beyond the budget that moved 0.8 of its width between two samples (its held box overlaps the
+    new detection too little to match) is matched to the nearest detection of its size left over: one
+    track of three detections, not three one-detection pieces (dropped as noise)."""
+    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
+    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
+    for frame in range(11):
+        tracker.advance(frame, grey)
+        if frame % 5 == 0:
+            tracker.observe(frame, grey, [Face(100 + 32 * frame // 5, 100, 40, 40, 0.9), Face(500, 250, 40, 40, 0.9)])
+    tracks = [t for t in tracker.close() if t.boxes[0][0] < 400]
+    assert [sum(t.detected) for t in tracks] == [3]

@@ -3,10 +3,14 @@
 The tracker (``tracker.py``) asks for one follower per face it anchors. Median Flow costs about
 0.5–1 ms per face and frame, so a crowd shot with 100 detected faces would cost 50–100 ms per
 frame in the main process — more than decoding a 1080p frame. :class:`FollowerBudget` hands out
-Median Flow followers to at most :data:`MAX_FOLLOWED` faces at a time (the first anchored; a
-follower is given back when its track re-anchors or ends); any other face keeps its detected box
-until the next sample (:class:`HoldFollower`, 0.2 s later at the default stride), which is how far
-a distant face in a crowd moves anyway. The detector still finds every face on every sample.
+Median Flow followers to at most :data:`MAX_FOLLOWED` faces at a time (a follower is given back when
+its track re-anchors or ends; at each sample the tracker gives them all back and asks again biggest
+face first, the faces that move most pixels); any other face coasts (:class:`HoldFollower`): it
+moves on as it moved between its last two detections, and once the next sample confirms it the
+tracker redraws its boxes on the straight line between the two detections. Measured on crowd
+mosaics of the demo clip (bench/bench_crowd.py): 1080p, ~63 faces a frame, faces >= 24 px 94.2 %
+(every face followed: 96.5 %, the old hold-the-box budget: 84.1 %). The detector still finds every
+face on every sample.
 """
 
 from __future__ import annotations

@@ -76,6 +76,10 @@ MIN_EMBED_SCORE = 0.6
 #: A face beyond the Median Flow budget moves on between samples as it moved between its last two
 #: detections, when they are at most this far apart (seconds); else it keeps its box.
 COAST_MAX_GAP_SECONDS = 0.5
+#: ... and a detection that overlaps no track is still its face when at most this many box sides from
+#: its guessed box and of a similar size (the nearest first, after every overlapping pair).
+COAST_MAX_SHIFT = 1.0
+COAST_MAX_SIZE_RATIO = 1.5
 
 
 def iou(a: Box, b: Box) -> float:
@@ -224,13 +228,17 @@ class FaceTracker:
         candidates = [t for t in self._active if t.frames and t.frames[-1] == frame]
         pairs = sorted(((same_face(t.boxes[-1], f.box), ti, fi) for ti, t in enumerate(candidates)
                         for fi, f in enumerate(faces)), reverse=True)
+        pairs = [pair for pair in pairs if pair[0] > 0]
+        # A coasting face (beyond the Median Flow budget: its box is a guess) that went further than the
+        # guess: the nearest detection of its size still unmatched, at most COAST_MAX_SHIFT box sides away.
+        pairs += sorted((_centre_shift(t.boxes[-1], f.box), ti, fi) for ti, t in enumerate(candidates) if t.coasting
+                        for fi, f in enumerate(faces) if _size_ratio(t.boxes[-1], f.box) <= COAST_MAX_SIZE_RATIO
+                        and _centre_shift(t.boxes[-1], f.box) <= COAST_MAX_SHIFT)
         matched_tracks: set[int] = set()
         matched_faces: set[int] = set()
         out: list[tuple[Track, Face]] = []
         anchors: list[tuple[Track, Box]] = []
-        for agreement, ti, fi in pairs:
-            if agreement <= 0:
-                break
+        for _, ti, fi in pairs:
             if ti in matched_tracks or fi in matched_faces:
                 continue
             track, face = candidates[ti], faces[fi]
