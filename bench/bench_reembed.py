@@ -1,21 +1,34 @@
 """Re-embedding existing traces (issue 19 goal: 10 000 traces in at most 5 minutes), measured and extrapolated.
 
-    .venv/bin/python bench/bench_reembed.py [--loops 20] [--height 360 1080]
+    .venv/bin/python bench/bench_reembed.py [--loops 20] [--data hamilton360 hamilton1080 facenet1080]
+                                            [--compare 2] [--before 575b5be]
 
-Data: the Hamilton demo clip looped ``--loops`` times, as is (640x360, its own GOPs of ~46 frames)
-and re-encoded at 1920x1080 (libx264, 2-second GOPs, the usual web setting); each copy of the clip
-carries the demo's 13 traces (demo/detections, boxes scaled), all marked as dlib's vectors, as in a
-database upgraded from Faces v2. Measured in the same run, one process (one core for the work):
+Data (each clip looped ``--loops`` times with stream copy; every copy carries the demo's traces from
+demo/detections, all marked as dlib's vectors, as in a database upgraded from Faces v2):
 
-* ``reembed_file`` on every trace (what the job does), with its split: decode, align (YuNet), embed (SFace);
-* the baseline: decoding every frame of the file once (the least detecting again would cost: the
-  face pipeline reads every frame), so the ratio says how much of a re-detection re-embedding costs;
-* ``--compare``: also the first Faces v3 re-embed, interleaved with the current one on the same traces
-  (each frame converted to RGB whole, and the second pass over a short trace's 2 best faces wherever they
-  lie in their GOP instead of its shallowest good one), so the speed-up is a ratio of the same run.
+* ``hamilton360``: the Hamilton clip as is (640x360, no B-frames, its own keyframes at cuts), 13 traces a
+  copy, 5 of which the pipeline embeds;
+* ``hamilton1080``: the same re-encoded at 1920x1080 (libx264 veryfast, 2-second GOPs, B-frames), boxes
+  scaled (the pipeline's vectors are of the 360p clip: distances to them are indicative);
+* ``facenet1080``: facenet_pytorch_video as is (1920x1080, one 4.2-second GOP, B-frames), 11 traces a
+  copy, 8 of which the pipeline embeds: real 1080p, dense, mostly readable — the footage that costs most
+  per trace (an embedding is ~30 ms; a short trace deep in a long GOP costs decoding).
 
-Seconds per trace × 10 000 is the extrapolation; traces per minute of footage are those of the clip
-(~1.4 per second), so the number also depends on how dense the footage is (docs/BENCHMARKS.md).
+Measured in one process (one core for the work; CPU time counts every thread: FFmpeg's frame threads
+too): ``reembed_file`` on every trace (what the job does: reading the traces, choosing, decoding,
+aligning, embedding, writing the vectors in one transaction), with its CPU split (decode, align with
+YuNet, embed with SFace, the rest: queries, writes, choosing). ``--compare``: the re-embed as of
+``--before`` (its reembed.py from git, with the FFmpeg layer decoding every picture as it did then),
+interleaved with the current one on the same traces, best CPU of each: the speed-up is a ratio of the
+same run. Quality of both: of the traces the pipeline embedded, how many are embedded again and how far
+their new vector lies from the pipeline's (they must stay within the confident distance). Also measured
+once: decoding every frame of the file (the least a re-detection costs), and loading the models in a
+fresh process (a worker pays it once, not per job).
+
+Extrapolation: CPU seconds per trace x 10 000, on two cores with one job per file on each (CPU / 2).
+It leaves out what is not per trace: a worker's start (printed: once per worker process), a job's claim
+and its file's opening (milliseconds). With SQLite the writes are in this process's CPU ("rest"); with
+PostgreSQL the server's share of them (one UPDATE a trace, in one transaction) is not.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +54,21 @@ os.environ["MOMENTRY_DATA_DIR"] = os.environ.get("MOMENTRY_DATA_DIR") or tempfil
 HAMILTON = ROOT / "demo" / "media" / "face_recognition_short_hamilton_clip.mp4"
 DETECTIONS = ROOT / "demo" / "detections" / "face_recognition_short_hamilton_clip.json"
 CLIP_FRAMES = 275
+FACENET = ROOT / "demo" / "media" / "facenet_pytorch_video.mp4"
+FACENET_DETECTIONS = ROOT / "demo" / "detections" / "facenet_pytorch_video.json"
+FACENET_FRAMES = 105
+#: The re-embed before the speed work of 2026-12-05 03:00 (two decoding passes, 3 faces a trace, every picture
+#: of a GOP decoded up to the deepest wanted one).
+BEFORE = "575b5be"
+
+
+def loop(ffmpeg: str, source: Path, loops: int) -> Path:
+    """``source`` looped ``loops`` times with stream copy (its own GOPs repeated)."""
+    target = OUT / f"{source.stem}_x{loops}.mp4"
+    if not target.exists():
+        subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
+                        "-i", str(source), "-map", "0:v", "-c", "copy", str(target)], check=True)
+    return target
 
 
 def clip(ffmpeg: str, height: int, loops: int) -> Path:
@@ -51,85 +80,120 @@ def clip(ffmpeg: str, height: int, loops: int) -> Path:
             subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(HAMILTON), "-an",
                             "-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
                             "-keyint_min", "60", str(source)], check=True)
-    target = OUT / f"{source.stem}_x{loops}.mp4"
-    if not target.exists():
-        subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
-                        "-i", str(source), "-map", "0:v", "-c", "copy", str(target)], check=True)
-    return target
+    return loop(ffmpeg, source, loops)
 
 
-def populate(media_file, loops: int, scale: float) -> int:
-    """The demo's traces on every copy of the clip, with dlib-named vectors; returns the trace count."""
+def populate(media_file, loops: int, scale: float, detections: Path = DETECTIONS, frames: int = CLIP_FRAMES) -> int:
+    """The demo's traces on every copy of the clip, with dlib-named vectors; returns the trace count.
+
+    Copy ``k`` of trace ``t`` is trace ``t + 1000 k``."""
     import numpy as np
 
     from media_api.faces.embeddings import DLIB_MODEL_NAME
     from media_api.models import Trace
     from media_api.services.detections_import import import_detections
 
-    rows = json.loads(DETECTIONS.read_text())["detections"]
+    rows = json.loads(detections.read_text())["detections"]
     copies = []
-    for loop in range(loops):
+    for copy in range(loops):
         for row in rows:
-            copies.append({**row, "trace_id": row["trace_id"] + 1000 * loop,
-                           "frame_number": row["frame_number"] + CLIP_FRAMES * loop,
+            copies.append({**row, "trace_id": row["trace_id"] + 1000 * copy,
+                           "frame_number": row["frame_number"] + frames * copy,
                            **{k: int(round(row[k] * scale)) for k in ("x", "y", "width", "height")}})
     import_detections(media_file, copies)
     vector = np.ones(128, dtype="<f4").tobytes()
     return Trace.objects.filter(file=media_file).update(embedding=vector, embedding_model=DLIB_MODEL_NAME)
 
 
-def decode_all(media_file) -> float:
-    from media_api.ffmpeg.frames import FrameReader
-    from media_api.services.files import frame_index_for
-
-    clock = time.perf_counter()
-    with FrameReader(media_file.path, frame_index_for(media_file)) as reader:
-        for _, frame in reader.iter_range(0, media_file.total_frames - 1):
-            frame.to_ndarray(format="rgb24")
-    return time.perf_counter() - clock
+def dataset(name: str, ffmpeg: str, loops: int) -> tuple[Path, Path, float, int]:
+    """(looped file, detections, box scale, frames a copy) of a ``--data`` name."""
+    if name == "facenet1080":
+        return loop(ffmpeg, FACENET, loops), FACENET_DETECTIONS, 1.0, FACENET_FRAMES
+    height = int(name.removeprefix("hamilton").removesuffix("p"))
+    return clip(ffmpeg, height, loops), DETECTIONS, height / 360, CLIP_FRAMES
 
 
-def _first_reembed():
-    """The first Faces v3 re-embed: every wanted frame converted to RGB whole, the second pass by quality alone."""
-    from media_api.services import reembed
+def before_module(revision: str):
+    """media_api/services/reembed.py as of ``revision`` (from git), or None when the history is not there."""
+    shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:media_api/services/reembed.py"],
+                           capture_output=True, text=True)
+    if shown.returncode:
+        return None
+    module = types.ModuleType("reembed_before")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(shown.stdout, f"reembed.py@{revision}", "exec"), module.__dict__)
+    return module
 
-    saved = reembed.face_region, reembed.SECOND_PASS_SHALLOW, reembed.SECOND_PASS_CANDIDATES
-    reembed.face_region = lambda frame, box: (frame.to_ndarray(format="rgb24"), box)
-    reembed.SECOND_PASS_SHALLOW, reembed.SECOND_PASS_CANDIDATES = False, 2
-    return saved
 
-
-def compare(media_file, rounds: int) -> None:
-    """CPU seconds of the first and the current re-embed on the same traces, interleaved (noise hits both)."""
+def run(module, media_file, old_decoding: bool):
+    """One re-embed of every trace (all reset to dlib's first); the FFmpeg layer decoding every picture if asked."""
     from media_api.faces.embeddings import DLIB_MODEL_NAME
+    from media_api.ffmpeg.frames import FrameReader
     from media_api.models import Trace
-    from media_api.services import reembed
 
-    cpu = {"first": [], "current": []}
-    frames = {}
-    for _ in range(rounds):
-        for name in ("first", "current"):
-            Trace.objects.filter(file=media_file).update(embedding_model=DLIB_MODEL_NAME, exemplars=None)
-            saved = _first_reembed() if name == "first" else None
-            try:
-                result = reembed.reembed_file(media_file)
-            finally:
-                if saved is not None:
-                    reembed.face_region, reembed.SECOND_PASS_SHALLOW, reembed.SECOND_PASS_CANDIDATES = saved
-            cpu[name].append(result.cpu_seconds)
-            frames[name] = (result.frames_decoded, result.embedded, result.faces_embedded)
-    first, current = min(cpu["first"]), min(cpu["current"])
-    print(f"  compare ({rounds} rounds, best CPU of each): first re-embed {first:.2f} s CPU "
-          f"(frames decoded, traces embedded, faces embedded {frames['first']}), current {current:.2f} s "
-          f"{frames['current']}: current / first = {current / first:.2f}")
+    Trace.objects.filter(file=media_file).update(embedding_model=DLIB_MODEL_NAME, exemplars=None)
+    pictures = FrameReader._pictures
+    if old_decoding:
+        FrameReader._pictures = lambda self, pts_wanted: self._container.decode(self._stream)
+    try:
+        return module.reembed_file(media_file)
+    finally:
+        FrameReader._pictures = pictures
+
+
+def quality(media_file, detections: Path) -> str:
+    """Of the traces the pipeline embedded: how many got a vector, and its distance to the pipeline's."""
+    import numpy as np
+
+    from identities.suggestions import CONFIDENT_DISTANCE
+    from media_api.faces.embeddings import MODEL_NAME, from_bytes
+    from media_api.models import Trace
+
+    vectors = json.loads(detections.read_text())["trace_embeddings"]
+    pipeline = {int(k): np.asarray(v, np.float32) for k, v in vectors.items()}
+    current = {t: from_bytes(e) for t, e in Trace.objects.filter(file=media_file, embedding_model=MODEL_NAME)
+               .values_list("trace_id", "embedding")}
+    wanted = [t for t in Trace.objects.filter(file=media_file).values_list("trace_id", flat=True)
+              if t % 1000 in pipeline]
+    distances = np.array([float(np.linalg.norm(current[t] - pipeline[t % 1000])) for t in wanted if t in current])
+    if not len(distances):
+        return f"0 of {len(wanted)} pipeline-embedded traces embedded"
+    return (f"{len(distances)} of {len(wanted)} pipeline-embedded traces embedded, distance to the pipeline's vector "
+            f"median {np.median(distances):.3f} max {distances.max():.3f} (confident < {CONFIDENT_DISTANCE:.3f}: "
+            f"{int((distances < CONFIDENT_DISTANCE).sum())})")
+
+
+def describe(label: str, result, traces: int) -> str:
+    timings = result.timings
+    rest = result.cpu_seconds - sum(timings.values())
+    unit = "s" if label == "current" else "s wall"  # the re-embed before measured its split in wall time
+    return (f"  {label}: CPU {result.cpu_seconds:.2f} s = {result.cpu_seconds / traces * 1000:.1f} ms/trace "
+            f"(decode {timings['decode']:.2f} {unit} for {result.frames_decoded} pictures, align "
+            f"{timings['align']:.2f} {unit} for {result.faces_tried} faces, embed {timings['embed']:.2f} {unit} for "
+            f"{result.faces_embedded} faces{f', rest {rest:.2f} s' if label == 'current' else ''}); wall "
+            f"{result.seconds:.1f} s; {result.embedded} embedded, {result.unreadable} "
+            f"without a readable face; 10 000 traces: {result.cpu_seconds / traces * 10000 / 60:.1f} min of CPU, "
+            f"{result.cpu_seconds / traces * 10000 / 120:.1f} min on two cores")
+
+
+def model_load_cpu() -> float:
+    """CPU seconds of a fresh process: Django set up, SFace and YuNet loaded (sha256 checked), as a worker starts."""
+    code = ("import time, django; django.setup(); from media_api.faces import zoo; zoo.sface();"
+            " zoo.yunet(224, 224, 0.5); print(time.process_time())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--loops", type=int, default=20)
-    parser.add_argument("--height", type=int, nargs="+", default=[360, 1080])
-    parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
-                        help="also run the first re-embed this many times, interleaved with the current one")
+    parser.add_argument("--data", nargs="+", default=["hamilton360", "hamilton1080", "facenet1080"],
+                        choices=["hamilton360", "hamilton1080", "facenet1080"])
+    parser.add_argument("--compare", type=int, default=2, metavar="ROUNDS",
+                        help="rounds of the --before re-embed interleaved with the current one (0: current once)")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the re-embed to compare with")
+    parser.add_argument("--no-decode-all", action="store_true", help="skip the decode-every-frame baseline")
     args = parser.parse_args()
 
     import django
@@ -138,36 +202,50 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from media_api.faces.embeddings import MODEL_NAME
+    from media_api.ffmpeg.frames import FrameReader
     from media_api.models import MediaFile, Trace
-    from media_api.services.files import register_file
-    from media_api.services.reembed import reembed_file
+    from media_api.services import reembed
+    from media_api.services.files import frame_index_for, register_file
 
     call_command("migrate", verbosity=0)
-    print(f"# re-embedding — {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
-    for height in args.height:
-        path = clip(settings.FFMPEG_BINARY, height, args.loops)
+    load = os.getloadavg()
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    print(f"# re-embedding — {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {engine}, "
+          f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"fresh process with the models loaded: {model_load_cpu():.2f} s CPU (once per worker process)")
+    before = before_module(args.before) if args.compare else None
+    if args.compare and before is None:
+        print(f"(no git history for {args.before}: the comparison is skipped)")
+    for name in args.data:
+        path, detections, scale, frames = dataset(name, settings.FFMPEG_BINARY, args.loops)
         media_file = register_file(path).file
         Trace.objects.filter(file=media_file).delete()
-        traces = populate(media_file, args.loops, height / 360)
-        result = reembed_file(media_file)
-        assert Trace.objects.filter(file=media_file, embedding_model=MODEL_NAME).count() == result.embedded
-        if args.compare:
-            compare(media_file, args.compare)
-        decode = decode_all(media_file)
-        per_trace = result.seconds / traces
-        cpu_per_trace = result.cpu_seconds / traces
-        print(f"{height}p, {media_file.total_frames} frames ({media_file.duration:.0f} s), {traces} traces: "
-              f"re-embed {result.seconds:.1f} s, CPU {result.cpu_seconds:.1f} s ({per_trace * 1000:.0f} ms/trace, CPU "
-              f"{cpu_per_trace * 1000:.0f} ms; decode "
-              f"{result.timings['decode']:.1f} s for {result.frames_decoded} frames, align "
-              f"{result.timings['align']:.1f} s for {result.faces_tried} faces, embed {result.timings['embed']:.1f} s "
-              f"for {result.faces_embedded} faces); {result.embedded} embedded, {result.unreadable} unreadable; "
-              f"decoding every frame {decode:.1f} s (re-embed / decode-all = {result.seconds / decode:.2f}); "
-              f"10 000 traces ≈ {per_trace * 10000 / 60:.1f} min at this run's speed, "
-              f"{cpu_per_trace * 10000 / 60:.1f} min of CPU")
+        traces = populate(media_file, args.loops, scale, detections, frames)
+        print(f"{name}: {media_file.total_frames} frames ({media_file.duration:.0f} s, "
+              f"{len(frame_index_for(media_file).keyframes)} keyframes), {traces} traces")
+        run(reembed, media_file, False)  # warm: models loaded, the index cached
+        best: dict[str, tuple[float, object, str]] = {}
+        for _ in range(max(1, args.compare)):
+            for label, module in (("before", before), ("current", reembed)):
+                if module is None:
+                    continue
+                result = run(module, media_file, old_decoding=module is before)
+                if label not in best or result.cpu_seconds < best[label][0]:
+                    best[label] = (result.cpu_seconds, result, quality(media_file, detections))
+        for label, (_, result, check) in best.items():
+            print(describe(label, result, traces))
+            print(f"    {check}")
+        if "before" in best:
+            print(f"  current / before, CPU: {best['current'][0] / best['before'][0]:.2f}")
+        if not args.no_decode_all:
+            clock = time.process_time()
+            with FrameReader(media_file.path, frame_index_for(media_file)) as reader:
+                for _, frame in reader.iter_range(0, media_file.total_frames - 1):
+                    frame.to_ndarray(format="rgb24")
+            decode = time.process_time() - clock
+            print(f"  decoding every frame: {decode:.1f} s CPU "
+                  f"(current re-embed / that = {best['current'][0] / decode:.2f})")
         MediaFile.objects.filter(pk=media_file.pk).delete()
 
 
