@@ -21,7 +21,16 @@ from media_api.faces import exemplars
 from media_api.faces.embeddings import DLIB_MODEL_NAME, MODEL_NAME, from_bytes
 from media_api.models import Detection, Trace
 from media_api.services.detections_import import import_file
-from media_api.services.reembed import choose_faces, reembed_file
+from media_api.services.reembed import (
+    FACES_PER_MOMENT,
+    FACES_PER_TRACE,
+    KEYFRAME_REACH,
+    Readable,
+    best_faces,
+    choose_faces,
+    plan_faces,
+    reembed_file,
+)
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +84,34 @@ def test_choose_faces_spreads_over_the_trace_and_skips_small_or_doubtful_faces()
     assert choose_faces([(1, 0, 0, 10, 10, 0.9)]) == []
     near_keyframes = choose_faces(rows, limit=4, allowed=lambda frame: frame % 100 < 3)
     assert len(near_keyframes) == 4 and all(frame % 100 < 3 for frame, _ in near_keyframes)
+
+
+def test_plan_reads_near_keyframes_and_gives_a_short_trace_its_shallowest_good_face():
+    from fractions import Fraction
+
+    from media_api.ffmpeg.index import FrameIndexData
+
+    index = FrameIndexData(pts=np.arange(120, dtype=np.int64), keyframes=np.array([0, 60], np.int32),
+                           time_base=Fraction(1, 30))
+    long_trace = [(frame, 0, 0, 50, 50, 0.9) for frame in range(120)]
+    short_trace = [(frame, 0, 0, height, height, 0.9) for frame, height in ((10, 60), (20, 100), (30, 90), (40, 120))]
+    plan = plan_faces({1: long_trace, 2: short_trace}, index)
+    assert {frame // 60 for frame, _ in plan[1]} == {0, 1}  # one moment after each keyframe ...
+    assert all(frame % 60 <= KEYFRAME_REACH for frame, _ in plan[1])  # ... nothing deeper
+    # no face near a keyframe: of its faces at least 0.8 as tall as its tallest (100, 120), the shallowest
+    assert plan[2] == [(20, (0, 0, 100, 100))]
+
+
+def test_best_faces_takes_the_best_and_few_of_one_moment():
+    def face(quality, rank, moment):
+        return Readable(quality, rank, moment, np.zeros((112, 112, 3), np.uint8))
+
+    assert (FACES_PER_TRACE, FACES_PER_MOMENT) == (3, 2)
+    one_moment = [face(0.9, 0, 0), face(0.8, 1, 0), face(0.7, 2, 0), face(0.1, 3, 60)]
+    assert [(f.quality, f.moment) for f in best_faces(one_moment)] == [(0.9, 0), (0.8, 0), (0.1, 60)]
+    spread = [face(0.6, 3, 180), face(0.9, 0, 0), face(0.7, 2, 120), face(0.8, 1, 60)]
+    assert [f.rank for f in best_faces(spread)] == [0, 1, 2]
+    assert [f.rank for f in best_faces([face(0.5, 1, 0), face(0.5, 0, 0)])] == [0, 1]  # ties: the better ranked
 
 
 def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(hamilton_traces, staff_user):

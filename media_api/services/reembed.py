@@ -10,22 +10,23 @@ only rewrites ``Trace.embedding``, ``Trace.exemplars`` and ``Trace.embedding_mod
    tall enough and confident enough for the pipeline to embed them (``tracker.MIN_EMBED_HEIGHT``,
    ``MIN_EMBED_SCORE``), ranked by height x confidence, at most one per stretch of the trace so
    they spread over it;
-2. those frames are decoded through the FFmpeg layer's batch reader (sorted, grouped by keyframe,
-   each GOP decoded once, and only up to the last wanted frame); faces on frames just after a
-   keyframe are tried first (:data:`KEYFRAME_REACH`: a few pictures per GOP instead of the whole
-   file), the best few of the trace's other frames only for a trace with no usable face there. Every chosen face is
-   aligned on YuNet's landmarks as in the pipeline (``embeddings.align_face``: unreadable faces —
-   profiles, blur, darkness — are skipped) and the best :data:`FACES_PER_TRACE` readable ones are
-   embedded with the current model;
+2. the choice is made before anything is decoded (:func:`plan_faces`): faces on frames just after a
+   keyframe (:data:`KEYFRAME_REACH`: a picture or two per GOP instead of the whole file), and for a
+   trace with no usable face there (shorter than a GOP) one other frame — of its good faces, the one
+   nearest after a keyframe. The file is then read once through the FFmpeg layer's batch reader
+   (sorted, grouped by keyframe, each GOP decoded once up to its deepest wanted frame, and of that
+   only the reference pictures the wanted ones need). Every chosen face is aligned on YuNet's
+   landmarks as in the pipeline (``embeddings.align_face``: unreadable faces — profiles, blur,
+   darkness — are skipped);
 3. each readable face gets a quality (``exemplars.quality``: size, how frontal, how sharp); the
-   best :data:`FACES_PER_TRACE` are embedded, the most different of them kept as the trace's
-   exemplars (``Trace.exemplars``) and their quality-weighted mean as ``Trace.embedding`` — for the
-   whole file in one transaction at the end; a trace whose detections changed meanwhile
+   best :data:`FACES_PER_TRACE` are embedded with the current model (at most :data:`FACES_PER_MOMENT`
+   of one moment: :func:`best_faces`), the most different of them kept as the trace's exemplars
+   (``Trace.exemplars``) and their quality-weighted mean as ``Trace.embedding`` — for the whole file
+   in one transaction at the end; a trace whose detections changed meanwhile
    (``detections_version``) or that was deleted is left alone.
 
-Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame,
-and a short trace's second-chance faces are the good ones nearest after a keyframe (decoding stops
-at the deepest frame wanted in a GOP).
+Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame.
+Cost and what each choice saved: bench/bench_reembed.py, docs/BENCHMARKS.md.
 
 A trace with no readable face keeps what it had (an old model's vector is never compared anyway,
 and a current one is not thrown away for an unlucky choice of frames). Nothing else is written:
@@ -40,7 +41,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -53,29 +54,31 @@ from media_api.ffmpeg.frames import FrameReader
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
 
-#: Faces tried per trace (aligned with YuNet, ~2-3 ms each; one per stretch of the trace).
+#: Faces tried per trace (aligned with YuNet, ~2-5 ms each; one per stretch of the trace).
 CANDIDATES_PER_TRACE = 8
-#: Frames at most this far after a keyframe are read first (decoding a frame costs every frame of its GOP
-#: before it): a trace longer than a GOP always has some.
-KEYFRAME_REACH = 3
-#: ... and the trace's other frames only when fewer faces than this were tried there (1: only a trace with no
-#: usable face near any keyframe — shorter than a GOP; unreadable faces near keyframes are a profile, a dark
-#: or tiny face, which the rest of the trace rarely changes: measured in bench/bench_reembed.py, a second
-#: pass for them doubled the decoding and embedded no more traces) ...
-SECOND_PASS_BELOW = 1
-#: ... trying at most this many of them (each may cost most of a GOP's decoding; a trace shorter than a GOP
-#: looks much the same on all its frames: a second one embedded no more traces in bench/bench_reembed.py and
-#: cost ~7 % more CPU at 1080p).
+#: Frames at most this far after a keyframe are chosen first (decoding a frame costs the reference pictures of its
+#: GOP before it): a trace longer than a GOP always has some. 1 rather than 3: half the faces to align (YuNet,
+#: ~5 ms each at 1080p), the same traces embedded on the demo clips, 8-10 % less CPU (bench/bench_reembed.py).
+KEYFRAME_REACH = 1
+#: A trace with no usable face that near a keyframe (shorter than a GOP) gets this many faces from elsewhere: a
+#: trace shorter than a GOP looks much the same on all its frames (a second one embedded no more traces in
+#: bench/bench_reembed.py and cost ~7 % more CPU at 1080p) ...
 SECOND_PASS_CANDIDATES = 1
-#: ... chosen among its faces at least this tall relative to its tallest, those nearest after a keyframe (each
-#: frame deeper into a GOP is one more frame to decode; measured in bench/bench_reembed.py).
+#: ... of its faces at least this tall relative to its tallest, the one fewest frames after a keyframe (decoding
+#: stops at the deepest frame wanted in a GOP, so the earliest good face is the cheap one). Taking instead its best
+#: face among the frames other traces' needs decode anyway embedded fewer traces (70 of 80 on facenet1080).
 SECOND_PASS_QUALITY = 0.8
-#: False: the second pass takes the trace's best faces wherever they are (Faces v3's first re-embed), kept so
-#: that bench/bench_reembed.py can measure both choices in one run.
-SECOND_PASS_SHALLOW = True
 #: Readable faces embedded per trace (SFace, ~28 ms each): as many as the pipeline embeds, the best by
 #: ``exemplars.quality`` (size, pose, sharpness); the most different of them are kept as exemplars.
 FACES_PER_TRACE = MAX_EMBEDDINGS
+#: ... of which at most this many from one moment (the frames just after one keyframe: a short trace's only
+#: candidates): a third face a frame or two from two others adds little (SFace vectors of adjacent frames are
+#: 0.26-0.38 apart, median, on the demo clips) and costs ~30 ms. Measured on the demo clips
+#: (bench/bench_reembed.py): 20-27 % fewer faces embedded, the same traces embedded, every one within the
+#: confident distance of the pipeline's vector (median distance 0.16 instead of 0.24 at 360p), the performer's
+#: two shots (set distance) 0.929 apart instead of 0.927. One a moment would save another ~20 % of the CPU but
+#: leave most short traces a single frame's vector.
+FACES_PER_MOMENT = 2
 #: Planar 4:2:0 formats whose face regions are converted to RGB alone (:func:`face_region`), not the frame.
 _I420 = {"yuv420p", "yuvj420p"}
 
@@ -99,6 +102,7 @@ class ReembedResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     model: str = MODEL_NAME
+    #: CPU seconds (every thread of the process) of decoding, aligning and embedding.
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", "align", "embed"), 0.0))
 
     def as_dict(self) -> dict[str, Any]:
@@ -156,43 +160,20 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
                  on_progress: OnProgress | None = None) -> ReembedResult:
     """Embed the traces of ``media_file`` again with the current model (all, or ``only_stale``) and store them.
 
-    Decoding is what costs on long footage, so faces are first chosen on frames at most
-    KEYFRAME_REACH frames after a keyframe (a few pictures decoded per GOP); only traces with fewer
-    than SECOND_PASS_BELOW faces there (none: shorter than a GOP) get a second pass over
-    SECOND_PASS_CANDIDATES other frames (the shallowest good ones). ``on_progress(done, total,
-    message)`` is called as frames are read and once before storing; if it raises (a cancelled job),
-    nothing has been written.
+    Decoding is what costs on long footage, so the faces are chosen before anything is decoded
+    (:func:`plan_faces`) and the file is read once: each GOP decoded once, only up to the deepest frame
+    wanted in it (and of that, only the pictures those frames need: ``FrameReader``).
+    ``on_progress(done, total, message)`` is called as frames are read and once before storing; if it
+    raises (a cancelled job), nothing has been written.
     """
     clock, cpu = time.perf_counter(), time.process_time()
     result = ReembedResult(file_uuid=media_file.file_uuid)
     versions, rows = _traces(media_file, only_stale)
     result.traces = len(versions)
     index = frame_index_for(media_file)
-
-    def depth(frame: int) -> int:
-        return frame - (index.keyframe_at_or_before(frame) or 0)
-
-    def near_keyframe(frame: int) -> bool:
-        return depth(frame) <= KEYFRAME_REACH
-
-    def shallow(choices: list[tuple[int, Box]], tried: set[int]) -> list[tuple[int, Box]]:
-        """Of the trace's good faces (at least SECOND_PASS_QUALITY of its best), the fewest frames after a keyframe:
-        decoding stops at a GOP's deepest wanted frame, so the earliest good face is the cheap one."""
-        rest = [c for c in choices if c[0] not in tried]
-        if not rest or not SECOND_PASS_SHALLOW:
-            return rest[:SECOND_PASS_CANDIDATES]
-        best = max(box[3] for _, box in rest)
-        good = [c for c in rest if c[1][3] >= SECOND_PASS_QUALITY * best]
-        return sorted(good, key=lambda c: (depth(c[0]), c[0]))[:SECOND_PASS_CANDIDATES]
-
+    chosen = plan_faces(rows, index)
     with FrameReader(media_file.path, index) as reader:
-        cheap = {pk: choose_faces(rows[pk], allowed=near_keyframe) for pk in versions}
-        faces = _read_faces(reader, cheap, result, on_progress, "near keyframes")
-        tried = {pk: {frame for frame, _ in choices} for pk, choices in cheap.items()}
-        unread = {pk: shallow(choose_faces(rows[pk]), tried[pk])
-                  for pk in versions if not faces.get(pk) and len(tried[pk]) < SECOND_PASS_BELOW}
-        for pk, readable in _read_faces(reader, unread, result, on_progress, "elsewhere").items():
-            faces[pk] = readable
+        faces = _read_faces(reader, chosen, result, on_progress)
         result.frames_decoded = reader.frames_decoded
     vectors = _embed(faces, result)
     if on_progress is not None:
@@ -211,6 +192,27 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
     result.unreadable = result.traces - len(vectors)
     result.seconds, result.cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
     return result
+
+
+def plan_faces(rows: dict[int, list], index: Any) -> dict[int, list[tuple[int, Box]]]:
+    """{trace pk: the frames (with boxes) to align, best first}, chosen from the stored detections alone.
+
+    A trace with usable faces at most KEYFRAME_REACH frames after a keyframe takes those (a picture or two
+    per GOP). One without (shorter than a GOP) takes SECOND_PASS_CANDIDATES of its good faces (at least
+    SECOND_PASS_QUALITY of its tallest), those fewest frames after a keyframe.
+    """
+    def depth(frame: int) -> int:
+        return frame - (index.keyframe_at_or_before(frame) or 0)
+
+    chosen = {pk: choose_faces(faces, allowed=lambda frame: depth(frame) <= KEYFRAME_REACH)
+              for pk, faces in rows.items()}
+    for pk in [pk for pk, near in chosen.items() if not near]:
+        choices = choose_faces(rows[pk])
+        if choices:
+            tallest = max(box[3] for _, box in choices)
+            good = [c for c in choices if c[1][3] >= SECOND_PASS_QUALITY * tallest]
+            chosen[pk] = sorted(good, key=lambda c: (depth(c[0]), c[0]))[:SECOND_PASS_CANDIDATES]
+    return chosen
 
 
 def face_region(frame: Any, box: Box) -> tuple[np.ndarray, Box]:
@@ -241,30 +243,41 @@ def face_region(frame: Any, box: Box) -> tuple[np.ndarray, Box]:
 
 
 def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
-                on_progress: OnProgress | None, where: str) -> dict[int, list[tuple[float, int, np.ndarray]]]:
-    """{trace pk: [(quality, rank, aligned face)]}: every chosen face aligned, frames decoded once each in order."""
+                on_progress: OnProgress | None) -> dict[int, list[Readable]]:
+    """{trace pk: its readable faces}: every chosen face aligned, frames decoded once each in order."""
     wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
     for trace_pk, choices in chosen.items():
         for rank, (frame, box) in enumerate(choices):
             wanted[frame].append((trace_pk, rank, box))
-    faces: dict[int, list[tuple[float, int, np.ndarray]]] = defaultdict(list)
+    faces: dict[int, list[Readable]] = defaultdict(list)
     total = len(wanted)
-    clock = time.perf_counter()
+    clock = time.process_time()
     for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
-        result.timings["decode"] += time.perf_counter() - clock
-        clock = time.perf_counter()
+        result.timings["decode"] += time.process_time() - clock
+        clock = time.process_time()
+        moment = reader.index.keyframe_at_or_before(number) or 0
         for trace_pk, rank, box in wanted[number]:
             result.faces_tried += 1
             pixels, inside = face_region(frame, box)
             found = align_face_scored(pixels, inside)
             if found is not None:
                 aligned, pose = found
-                faces[trace_pk].append((exemplars.quality(box[3], pose, aligned), rank, aligned))
-        result.timings["align"] += time.perf_counter() - clock
+                faces[trace_pk].append(Readable(exemplars.quality(box[3], pose, aligned), rank, moment, aligned))
+        result.timings["align"] += time.process_time() - clock
         if on_progress is not None:
-            on_progress(done, total, f"{done} of {total} frames read ({where})")
-        clock = time.perf_counter()
+            on_progress(done, total, f"{done} of {total} frames read")
+        clock = time.process_time()
     return faces
+
+
+class Readable(NamedTuple):
+    """A chosen face YuNet could read: its quality, its rank among the trace's choices, its moment (the keyframe
+    at or before its frame) and the aligned 112x112 face."""
+
+    quality: float
+    rank: int
+    moment: int
+    aligned: np.ndarray
 
 
 @dataclass
@@ -275,22 +288,35 @@ class Embedded:
     exemplars: list[np.ndarray]
 
 
-def _embed(faces: dict[int, list[tuple[float, int, np.ndarray]]], result: ReembedResult) -> dict[int, Embedded]:
-    """Per trace, the FACES_PER_TRACE best readable faces (quality, then rank) embedded; the most different
-    kept as exemplars (``exemplars.choose``), their quality-weighted mean as the trace's embedding."""
-    clock = time.perf_counter()
+def best_faces(readable: list[Readable]) -> list[Readable]:
+    """The faces to embed: the best (quality, then rank) up to FACES_PER_TRACE, FACES_PER_MOMENT from one moment."""
+    best: list[Readable] = []
+    taken: dict[int, int] = defaultdict(int)
+    for face in sorted(readable, key=lambda face: (-face.quality, face.rank)):
+        if taken[face.moment] < FACES_PER_MOMENT:
+            best.append(face)
+            taken[face.moment] += 1
+            if len(best) == FACES_PER_TRACE:
+                break
+    return best
+
+
+def _embed(faces: dict[int, list[Readable]], result: ReembedResult) -> dict[int, Embedded]:
+    """Per trace, its :func:`best_faces` embedded; the most different kept as exemplars (``exemplars.choose``),
+    their quality-weighted mean as the trace's embedding."""
+    clock = time.process_time()
     vectors = {}
     for trace_pk, readable in faces.items():
-        best = sorted(readable, key=lambda item: (-item[0], item[1]))[:FACES_PER_TRACE]
+        best = best_faces(readable)
         if not best:
             continue
-        embedded = [embed_aligned(aligned) for _, _, aligned in best]
-        qualities = [q for q, _, _ in best]
+        embedded = [embed_aligned(face.aligned) for face in best]
+        qualities = [face.quality for face in best]
         result.faces_embedded += len(embedded)
         keep = exemplars.choose(embedded, qualities)
         vectors[trace_pk] = Embedded(exemplars.weighted_mean([embedded[i] for i in keep], [qualities[i] for i in keep]),
                                      [embedded[i] for i in keep])
-    result.timings["embed"] += time.perf_counter() - clock
+    result.timings["embed"] += time.process_time() - clock
     return vectors
 
 
@@ -324,5 +350,5 @@ def files_to_reembed(file_uuids: Iterable[str] = (), only_stale: bool = False) -
     return list(files)
 
 
-__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "ReembedResult", "choose_faces", "files_to_reembed",
-           "reembed_file", "stale_traces", "store_vectors"]
+__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_MOMENT", "FACES_PER_TRACE", "Readable", "ReembedResult", "best_faces",
+           "choose_faces", "files_to_reembed", "plan_faces", "reembed_file", "stale_traces", "store_vectors"]
