@@ -69,3 +69,18 @@ def test_a_coasting_face_that_went_further_than_its_guess_is_still_found():
             tracker.observe(frame, grey, [Face(100 + 32 * frame // 5, 100, 40, 40, 0.9), Face(500, 250, 40, 40, 0.9)])
     tracks = [t for t in tracker.close() if t.boxes[0][0] < 400]
     assert [sum(t.detected) for t in tracks] == [3]
+
+
+
+def test_a_chunk_end_keeps_no_guessed_boxes():
+    """A coasting face's boxes after its last detection are guesses until a detection redraws them: at the
+    end of a chunk they are not kept (the next chunk, which sees the next detection, has them redrawn as
+    the whole-file run does; keeping the guesses made chunked analysis of a crowd differ from one pass)."""
+    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
+    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
+    for frame in range(9):
+        tracker.advance(frame, grey)
+        if frame % 5 == 0:
+            tracker.observe(frame, grey, [Face(100 + 4 * frame, 100, 40, 40, 0.9)])
+    [track] = tracker.close()
+    assert track.frames == list(range(6))

@@ -354,6 +354,11 @@ class FaceTracker:
         The raw tracks of a chunk of a long file are stitched to their neighbours' before
         :func:`finalize_tracks` runs over the whole file.
         """
+        for track in self._active:
+            if track.coasting:  # its boxes after its last detection are guesses no detection redrew: a
+                last = _last_detection(track, len(track.frames))  # chunk's successor redraws them
+                if last is not None:
+                    track.truncate_before(track.frames[last] + 1)
         self.cut()
         resolve_embeddings(self._done)
         tracks, self._done = self._done, []
