@@ -26,6 +26,11 @@ seconds of all processes and the effective cores before and after (bench_faces' 
     .venv/bin/python bench/bench_crowd.py [--runs 1] [--clip crowd_1080p]
     .venv/bin/python bench/bench_crowd.py --variant cap=1000 --variant small=1   # A/B, interleaved per run
     .venv/bin/python bench/bench_crowd.py -v                                     # list misses per band
+    .venv/bin/python bench/bench_crowd.py --chunks --clip crowd_720p             # chunked analysis = one pass?
+
+``--chunks``: the mosaic re-encoded with a keyframe every 50 frames (bench/out), analysed in one pass and
+in chunks of 2 s (``chunks.plan_chunks``/``analyse_chunk``/``stitch``, as a job does); prints how many stored
+rows differ (the goal: none).
 
 A variant changes one knob of the pipeline for its runs: ``cap=N`` the Median Flow follower budget
 (``followers.FollowerBudget(limit=N)``), ``small=N`` the small-face cadence (``pipeline.SMALL_FACE_EVERY``).
@@ -142,6 +147,43 @@ def make_video(layout: Layout) -> Path:
     return path
 
 
+def chunk_check(layout: Layout) -> None:
+    """Rows of the one-pass analysis and of the chunked one that differ, on the mosaic with keyframes every 2 s."""
+    import av
+
+    from media_api.faces.chunks import analyse_chunk, plan_chunks, stitch
+    from media_api.faces.pipeline import analyse_video, default_stride
+    from media_api.ffmpeg.probe import probe_video
+
+    path = OUT / f"{layout.name}_v1_g50.mp4"
+    if not path.exists():
+        partial = path.with_suffix(".part.mp4")
+        with av.open(str(make_video(layout))) as inp, av.open(str(partial), "w") as out:
+            encoder = out.add_stream("libx264", rate=25)
+            encoder.width, encoder.height, encoder.pix_fmt = *layout.size, "yuv420p"
+            encoder.options = {"crf": "16", "preset": "fast", "g": "50"}
+            for frame in inp.decode(video=0):
+                for packet in encoder.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"),
+                                                                        format="rgb24")):
+                    out.mux(packet)
+            for packet in encoder.encode():
+                out.mux(packet)
+        partial.rename(path)
+    probe = probe_video(path)
+    fps = float(probe.fps)
+    plan = plan_chunks(probe.index, 2.0)
+    one = analyse_video(path, probe.index, fps)
+    chunked = stitch([analyse_chunk(path, probe.index, fps, a, b, default_stride(fps)) for a, b in plan], fps)
+
+    def rows(analysis):
+        return {(r["frame_number"], r["x"], r["y"], r["width"], r["height"], r["origin"]) for r in analysis.rows()}
+
+    differ = rows(one) ^ rows(chunked)
+    print(f"{layout.name}: chunks {plan}; one pass {len(one.rows())} rows in {len(one.tracks)} traces, chunked "
+          f"{len(chunked.rows())} in {len(chunked.tracks)}; rows in one but not both: {len(differ)}, on frames "
+          f"{sorted({r[0] for r in differ})}")
+
+
 def mosaic_labels(layout: Layout) -> dict[str, list[dict]]:
     """{"t:k": faces} for every tile ``k`` of mosaic frame ``t`` that shows a hand-labelled frame."""
     labels = load_labels()[CLIP]
@@ -203,11 +245,17 @@ def main() -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="KNOB=N",
                         help="also run the pipeline with cap=N or small=N, interleaved")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--chunks", action="store_true", help="compare chunked analysis with one pass")
     args = parser.parse_args()
 
     import django
 
     django.setup()
+    if args.chunks:
+        for name in args.clip or LAYOUTS:
+            with _variant(args.variant[0] if args.variant else "default"):
+                chunk_check(LAYOUTS[name])
+        return 0
     from media_api.faces.pipeline import analyse_video
     from media_api.ffmpeg.probe import probe_video
 
