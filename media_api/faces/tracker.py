@@ -17,6 +17,13 @@ frame before its first miss — tracked boxes are kept only where the next sampl
 the person. A scene cut ends every track (nobody is followed into the next shot), and so does
 the tracker losing its target or leaving the picture.
 
+In a crowd, Median Flow follows at most ``followers.MAX_FOLLOWED`` faces, handed out biggest face
+first at each sample; the others coast (``followers.HoldFollower``: on as they moved between their
+last two detections). A coasting track is matched, after every overlapping pair, to the nearest
+detection of its size left over within :data:`COAST_MAX_SHIFT` box sides; once a detection confirms
+it, its boxes since the previous one are redrawn on the straight line between the two; the guesses
+after its last detection are not kept at the end of a chunk (the next chunk redraws them).
+
 Afterwards, pieces of one person split by a short occlusion (someone walks past) are joined:
 same shot, at most :data:`LINK_MAX_GAP_SECONDS` apart, near where the first piece ended, of
 similar size, and with face embeddings closer than :data:`LINK_DISTANCE`. Tracks confirmed by
