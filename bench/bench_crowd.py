@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_faces import cpu_seconds, decode_only, effective_cores  # noqa: E402 (sets up the environment)
 from bench.eval_faces import BANDS, MEDIA, evaluate, load_labels, placed_faces  # noqa: E402
+from bench.media import encode_rgb  # noqa: E402
 
 CLIP = "facenet_pytorch_video"
 OUT = ROOT / "bench" / "out"
@@ -119,7 +120,6 @@ def _clip_frames() -> list[np.ndarray]:
 
 def make_video(layout: Layout) -> Path:
     """The mosaic video in bench/out (made on first use: PyAV + x264, CRF 18)."""
-    import av
     import cv2
 
     path = OUT / f"{layout.name}_v1.mp4"
@@ -128,23 +128,17 @@ def make_video(layout: Layout) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     (tw, th), (ox, oy) = layout.tile, layout.origin
     tiles = [cv2.resize(rgb, (tw, th), interpolation=cv2.INTER_AREA) for rgb in _clip_frames()]
-    partial = path.with_suffix(".part.mp4")
-    with av.open(str(partial), "w") as out:
-        encoder = out.add_stream("libx264", rate=25)
-        encoder.width, encoder.height, encoder.pix_fmt = *layout.size, "yuv420p"
-        encoder.options = {"crf": "18", "preset": "fast"}
+
+    def mosaics():
         for t in range(layout.frames):
             canvas = np.zeros((layout.size[1], layout.size[0], 3), np.uint8)
             for k in range(layout.tiles):
                 tile = tiles[layout.source_frame(k, t, len(tiles))]
                 x, y = ox + (k % layout.columns) * tw, oy + (k // layout.columns) * th
                 canvas[y:y + th, x:x + tw] = tile[:, ::-1] if layout.mirrored(k) else tile
-            for packet in encoder.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                out.mux(packet)
-        for packet in encoder.encode():
-            out.mux(packet)
-    partial.rename(path)
-    return path
+            yield canvas
+
+    return encode_rgb(path, mosaics(), layout.size, 25, {"crf": "18", "preset": "fast"})
 
 
 def chunk_check(layout: Layout) -> None:
@@ -157,18 +151,9 @@ def chunk_check(layout: Layout) -> None:
 
     path = OUT / f"{layout.name}_v1_g50.mp4"
     if not path.exists():
-        partial = path.with_suffix(".part.mp4")
-        with av.open(str(make_video(layout))) as inp, av.open(str(partial), "w") as out:
-            encoder = out.add_stream("libx264", rate=25)
-            encoder.width, encoder.height, encoder.pix_fmt = *layout.size, "yuv420p"
-            encoder.options = {"crf": "16", "preset": "fast", "g": "50"}
-            for frame in inp.decode(video=0):
-                for packet in encoder.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"),
-                                                                        format="rgb24")):
-                    out.mux(packet)
-            for packet in encoder.encode():
-                out.mux(packet)
-        partial.rename(path)
+        with av.open(str(make_video(layout))) as source:
+            encode_rgb(path, (frame.to_ndarray(format="rgb24") for frame in source.decode(video=0)), layout.size,
+                       25, {"crf": "16", "preset": "fast", "g": "50"})
     probe = probe_video(path)
     fps = float(probe.fps)
     plan = plan_chunks(probe.index, 2.0)
