@@ -2,10 +2,12 @@
 
 dlib's network holds the GIL, and the detector's runtime barely gains from a second thread
 (measured: 99 → 76 ms per 1080p frame), so threads cannot overlap them with decoding and
-tracking. A :class:`Worker` is one process that loads its model once (``setup``) and runs
-calls in the background; the pipeline hands it frames or face chips and collects the
-answers later. The process dies with its parent, and where no process can be started (a
-restricted environment) the calls run inline — the same results, only slower.
+tracking. A :class:`Worker` is one process (or several, each taking the next call) that loads
+its model once (``setup``) and runs calls in the background; the pipeline hands it frames or face
+chips and collects the answers later. Frames go through :class:`SharedFrames`, memory the worker
+processes share with their parent, rather than through a pipe. The processes die with their
+parent, and where no process can be started (a restricted environment) the calls run inline — the
+same results, only slower.
 """
 
 from __future__ import annotations
