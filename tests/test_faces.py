@@ -279,6 +279,26 @@ def test_two_detector_processes_give_what_one_gives(analyses):
     assert all(np.array_equal(vectors[k], theirs[k]) for k in vectors)
 
 
+def test_a_shared_frame_slot_is_not_overwritten_while_its_call_runs():
+    """SharedFrames reuses a slot only once the call that reads it is done; another shape is refused."""
+    import threading
+    from concurrent.futures import Future
+
+    from media_api.faces.workers import SharedFrames, shared_frame
+
+    with SharedFrames((4, 6, 3), slots=2) as frames:
+        first = frames.put(np.full((4, 6, 3), 1, np.uint8))
+        running: Future = Future()
+        frames.hold(first, running)
+        frames.put(np.full((4, 6, 3), 2, np.uint8))
+        seen = []
+        threading.Timer(0.2, lambda: (seen.append(int(shared_frame(frames.key, first)[0, 0, 0])),
+                                      running.set_result(None))).start()
+        assert frames.put(np.full((4, 6, 3), 3, np.uint8)) == first  # waited for the call reading slot 0
+        assert seen == [1] and int(frames.view(first)[0, 0, 0]) == 3
+        assert frames.put(np.zeros((5, 6, 3), np.uint8)) is None
+
+
 def test_same_person_traces_are_closer_than_different_people(analyses):
     """On the demo traces with an embedding: the performer's two shots are nearer than any two people."""
     vectors = []
