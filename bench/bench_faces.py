@@ -83,20 +83,13 @@ def clip_path(stem: str) -> Path:
     if not path.exists():
         import av
 
+        from bench.media import encode_rgb
+
         source = ROOT / "demo" / "media" / f"{stem.removesuffix('_720p')}.mp4"
-        partial = path.with_suffix(".part.mp4")
-        with av.open(str(source)) as inp, av.open(str(partial), "w") as out:
+        with av.open(str(source)) as inp:
             stream = inp.streams.video[0]
-            encoder = out.add_stream("libx264", rate=stream.average_rate)
-            encoder.width, encoder.height, encoder.pix_fmt = 1280, 720, "yuv420p"
-            encoder.options = {"crf": "18", "preset": "medium"}
-            for frame in inp.decode(stream):
-                rgb = frame.to_ndarray(format="rgb24", width=1280, height=720)
-                for packet in encoder.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                    out.mux(packet)
-            for packet in encoder.encode():
-                out.mux(packet)
-        partial.rename(path)
+            frames = (frame.to_ndarray(format="rgb24", width=1280, height=720) for frame in inp.decode(stream))
+            encode_rgb(path, frames, (1280, 720), stream.average_rate, {"crf": "18", "preset": "medium"})
     return path
 
 
