@@ -7,10 +7,11 @@ looked at for scene cuts and followed by the trackers (a grey image, no colour c
 faces are detected on sampled frames — every ``stride``-th frame of the file and the first
 frame after each cut, a choice that does not depend on where a span starts — in a worker
 process that runs ahead of the tracker, and a few faces per track are embedded (SFace, aligned here
-on YuNet's landmarks) in another. On frames of 720p and more, small faces (under about
-:data:`~media_api.faces.yunet.REDUCED_MIN_FACE_PX`) are searched for on every other sample only
-(:data:`SMALL_FACE_EVERY`, again by frame number, and after every cut): the detector's full-size
-pass is most of the cost of analysing 1080p, and the tracker carries small faces between.
+on YuNet's landmarks) in another. On frames from 720p up to (not
+including) 1080p, small faces (under about :data:`~media_api.faces.yunet.REDUCED_MIN_FACE_PX`) are
+searched for on every other sample only (:data:`SMALL_FACE_EVERY`, again by frame number, and after
+every cut): the detector's full-size pass is most of the cost, and the tracker carries small faces
+between. 1080p searches them on every sample (:data:`SMALL_FACES_ALWAYS_PIXELS`).
 
 Writing the result is :mod:`media_api.services.faces`' job.
 """
@@ -48,6 +49,12 @@ SAMPLES_PER_SECOND = 5
 #: 720p and more are searched at half size, a quarter of the detector's work (docs/faces.md, "Speed").
 #: A chunk's overlap grows with it (chunks.OVERLAP_SAMPLES).
 SMALL_FACE_EVERY = 2
+#: ... except on frames of 1080 lines (this many pixels and more; larger frames are shrunk to 1080p
+#: first), which search small faces on every sample: in a 1080p crowd the 16-40 px faces are what
+#: the half-size samples cannot see (bench/bench_crowd.py: 16-24 px 51 -> 65 %, >= 24 px 94 -> 98 %),
+#: and 1080p can afford it (+22 % CPU, still 1.3x realtime on two cores), where at 720p a crowd would
+#: fall under 2x (docs/faces.md, "Crowds").
+SMALL_FACES_ALWAYS_PIXELS = 1440 * 1080
 #: Detector worker processes for frames of 720p and more (smaller frames: one). They take the samples in
 #: turn, so the core the main process leaves idle while it waits is used; each frame's faces come from
 #: one whole detection, whichever process ran it, so the result is the same as with one.
@@ -174,7 +181,8 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
             if cut or number == start or number % stride == 0:  # a sample: to the detector, now
                 item.rgb = frame.to_ndarray(format="rgb24")
                 item.small_faces = (cut or (number // stride) % SMALL_FACE_EVERY == 0
-                                    or not reduces(frame.width, frame.height))
+                                    or not reduces(frame.width, frame.height)
+                                    or frame.width * frame.height >= SMALL_FACES_ALWAYS_PIXELS)
                 slot = shared.put(item.rgb) if shared is not None else None
                 if slot is None:
                     item.faces = detector.submit(detect, item.rgb, item.small_faces)
