@@ -312,6 +312,9 @@ BAD_VECTORS = {
     "mean_not_unit": {"trace_embeddings": {"1": [0.0] * EMBEDDING_DIM}},
     "not_an_object": {"trace_exemplars": [[_unit(1)]]},
     "bad_model_name": {"embedding_model": 7},
+    "huge_integer": {"trace_exemplars": {"1": [[10**400] + _unit(1)[1:]]}},
+    "exemplars_cancel_out": {"trace_exemplars": {"2": [_unit(1), [-v for v in _unit(1)]]}},
+    "non_canonical_key": {"trace_exemplars": {"01": [_unit(1)]}},
 }
 
 

@@ -333,7 +333,10 @@ def _vector(value: Any, where: str, errors: list[str]) -> Any:
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
         errors.append(f"{where} must hold numbers only")
         return None
-    vector = np.asarray(value, dtype=np.float64)
+    try:
+        vector = np.asarray(value, dtype=np.float64)
+    except (OverflowError, ValueError):  # an int too large for a float64
+        vector = np.array([np.inf])
     if not np.isfinite(vector).all():
         errors.append(f"{where} must hold finite numbers")
         return None
@@ -347,8 +350,8 @@ def _vector(value: Any, where: str, errors: list[str]) -> Any:
 def _vector_trace_id(key: Any, name: str, trace_ids: set[int], errors: list[str]) -> int | None:
     if isinstance(key, int) and not isinstance(key, bool):
         trace_id = key
-    elif isinstance(key, str) and key.isascii() and key.isdigit():
-        trace_id = int(key)
+    elif isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key:
+        trace_id = int(key)  # canonical digits only: "1" and "01" would both name trace 1
     else:
         errors.append(f"{name}: key {str(key)[:40]!r} is not a trace_id")
         return None
@@ -366,6 +369,8 @@ def validate_vectors(raw: Mapping[str, Any] | None, trace_ids: set[int]) -> tupl
     the import's ``trace_ids``. Vectors of another model, or of no named model, are not used: they
     are not checked beyond their model's name, and the reason is returned instead.
     """
+    import numpy as np
+
     from media_api.faces.embeddings import MODEL_NAME, normalise
     from media_api.faces.exemplars import MAX_EXEMPLARS
 
@@ -403,7 +408,14 @@ def validate_vectors(raw: Mapping[str, Any] | None, trace_ids: set[int]) -> tupl
         raise ImportValidationError([{"row": 0, "errors": errors[:MAX_REPORTED_ERRORS]}])
     for trace_id, chosen in vectors.exemplars.items():
         if trace_id not in vectors.means:  # no mean given: the exemplars' (the set is what is compared)
-            vectors.means[trace_id] = normalise(sum(chosen))
+            total = sum(chosen)
+            if float(np.linalg.norm(total)) < 1e-3 * len(chosen):  # e.g. [v, -v]: no direction to store
+                errors.append(f"trace_exemplars[{trace_id}] cancel out: their mean has no direction; "
+                              "give trace_embeddings for this trace")
+                continue
+            vectors.means[trace_id] = normalise(total)
+    if errors:
+        raise ImportValidationError([{"row": 0, "errors": errors[:MAX_REPORTED_ERRORS]}])
     return vectors, ""
 
 
