@@ -4,8 +4,9 @@ The tracker (``tracker.py``) asks for one follower per face it anchors. Median F
 0.5–1 ms per face and frame, so a crowd shot with 100 detected faces would cost 50–100 ms per
 frame in the main process — more than decoding a 1080p frame. :class:`FollowerBudget` hands out
 Median Flow followers to at most :data:`MAX_FOLLOWED` faces at a time (a follower is given back when
-its track re-anchors or ends; at each sample the tracker gives them all back and asks again biggest
-face first, the faces that move most pixels); any other face coasts (:class:`HoldFollower`): it
+its track re-anchors or ends; at each sample the tracker takes back the followers of the tracks
+detected on it and hands them out again biggest face first, the faces that move most pixels); any
+other face coasts (:class:`HoldFollower`): it
 moves on as it moved between its last two detections, and once the next sample confirms it the
 tracker redraws its boxes on the straight line between the two detections. Measured on crowd
 mosaics of the demo clip (bench/bench_crowd.py): 1080p, ~63 faces a frame, faces >= 24 px 94.2 %

@@ -133,7 +133,8 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
     """Detect, follow and embed the faces of frames ``start..end`` (inclusive; default: the whole file).
 
     Processes share the work: this one decodes, finds cuts and tracks; detector workers
-    (:data:`DETECTOR_PROCESSES` on frames of 720p and more, else one; ``detector_processes`` to choose)
+    (:data:`DETECTOR_PROCESSES` on frames of 720p and more, else one; ``detector_processes``, 1 or more,
+    to choose; ``workers=False`` for none)
     run the face detector on the sampled frames, each up to :data:`LOOKAHEAD` samples ahead of the
     tracker; an embedding worker computes face embeddings. ``workers=False`` runs everything inline (a
     job queue's worker process, which gets its parallelism from running several of them).
