@@ -1,7 +1,7 @@
 """Re-embedding existing traces (issue 19 goal: 10 000 traces in at most 5 minutes), measured and extrapolated.
 
     .venv/bin/python bench/bench_reembed.py [--loops 20] [--data hamilton360 hamilton1080 facenet1080]
-                                            [--compare 2] [--before 575b5be]
+                                            [--compare 2] [--before 575b5be] [--before-decodes all]
 
 Data (each clip looped ``--loops`` times with stream copy; every copy carries the demo's traces from
 demo/detections, all marked as dlib's vectors, as in a database upgraded from Faces v2):
@@ -20,7 +20,8 @@ aligning, embedding, writing the vectors in one transaction), with its CPU split
 YuNet, embed with SFace, the rest: queries, writes, choosing). ``--compare``: the re-embed as of
 ``--before`` (its reembed.py from git, with the FFmpeg layer decoding every picture as it did then),
 interleaved with the current one on the same traces, best CPU of each: the speed-up is a ratio of the
-same run. Quality of both: of the traces the pipeline embedded, how many are embedded again and how far
+same run (``--before-decodes current``: the before on today's FFmpeg layer, for a before after 761dae9).
+Quality of both: of the traces the pipeline embedded, how many are embedded again and how far
 their new vector lies from the pipeline's (they must stay within the confident distance). Also measured
 once: decoding every frame of the file (the least a re-detection costs), and loading the models in a
 fresh process (a worker pays it once, not per job).
@@ -163,14 +164,14 @@ def quality(media_file, detections: Path) -> str:
             f"{int((distances < CONFIDENT_DISTANCE).sum())})")
 
 
-def describe(label: str, result, traces: int) -> str:
+def describe(label: str, result, traces: int, cpu_split: bool = True) -> str:
     timings = result.timings
     rest = result.cpu_seconds - sum(timings.values())
-    unit = "s" if label == "current" else "s wall"  # the re-embed before measured its split in wall time
+    unit = "s" if cpu_split else "s wall"  # the re-embed at 575b5be measured its split in wall time
     return (f"  {label}: CPU {result.cpu_seconds:.2f} s = {result.cpu_seconds / traces * 1000:.1f} ms/trace "
             f"(decode {timings['decode']:.2f} {unit} for {result.frames_decoded} pictures, align "
             f"{timings['align']:.2f} {unit} for {result.faces_tried} faces, embed {timings['embed']:.2f} {unit} for "
-            f"{result.faces_embedded} faces{f', rest {rest:.2f} s' if label == 'current' else ''}); wall "
+            f"{result.faces_embedded} faces{f', rest {rest:.2f} s' if cpu_split else ''}); wall "
             f"{result.seconds:.1f} s; {result.embedded} embedded, {result.unreadable} "
             f"without a readable face; 10 000 traces: {result.cpu_seconds / traces * 10000 / 60:.1f} min of CPU, "
             f"{result.cpu_seconds / traces * 10000 / 120:.1f} min on two cores")
@@ -193,6 +194,8 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=2, metavar="ROUNDS",
                         help="rounds of the --before re-embed interleaved with the current one (0: current once)")
     parser.add_argument("--before", default=BEFORE, help="git revision of the re-embed to compare with")
+    parser.add_argument("--before-decodes", choices=["all", "current"], default="all",
+                        help="the before's FFmpeg layer: decoding every picture (as at 575b5be) or the current one")
     parser.add_argument("--no-decode-all", action="store_true", help="skip the decode-every-frame baseline")
     args = parser.parse_args()
 
@@ -230,11 +233,11 @@ def main() -> None:
             for label, module in (("before", before), ("current", reembed)):
                 if module is None:
                     continue
-                result = run(module, media_file, old_decoding=module is before)
+                result = run(module, media_file, old_decoding=module is before and args.before_decodes == "all")
                 if label not in best or result.cpu_seconds < best[label][0]:
                     best[label] = (result.cpu_seconds, result, quality(media_file, detections))
         for label, (_, result, check) in best.items():
-            print(describe(label, result, traces))
+            print(describe(label, result, traces, cpu_split=label == "current" or args.before != BEFORE))
             print(f"    {check}")
         if "before" in best:
             print(f"  current / before, CPU: {best['current'][0] / best['before'][0]:.2f}")

@@ -19,10 +19,10 @@ from identities.suggestions import CONFIDENT_DISTANCE, suggest_identities
 from jobs.services import JobCancelled
 from media_api.faces import exemplars
 from media_api.faces.embeddings import DLIB_MODEL_NAME, MODEL_NAME, from_bytes
+from media_api.faces.tracker import EMBED_EVERY_SECONDS, EMBED_GROWTH
 from media_api.models import Detection, Trace
 from media_api.services.detections_import import import_file
 from media_api.services.reembed import (
-    FACES_PER_MOMENT,
     FACES_PER_TRACE,
     KEYFRAME_REACH,
     Readable,
@@ -100,18 +100,33 @@ def test_plan_reads_near_keyframes_and_gives_a_short_trace_its_shallowest_good_f
     assert all(frame % 60 <= KEYFRAME_REACH for frame, _ in plan[1])  # ... nothing deeper
     # no face near a keyframe: of its faces at least 0.8 as tall as its tallest (100, 120), the shallowest
     assert plan[2] == [(20, (0, 0, 100, 100))]
+    # a trace spanning 5 s of one GOP: besides its first moment, faces 2 s from it, as the pipeline embeds again
+    one_gop = FrameIndexData(pts=np.arange(150, dtype=np.int64), keyframes=np.array([0], np.int32),
+                             time_base=Fraction(1, 30))
+    frames = [frame for frame, _ in plan_faces({3: [(f, 0, 0, 50, 50, 0.9) for f in range(150)]}, one_gop)[3]]
+    deep = [frame for frame in frames if frame > KEYFRAME_REACH]
+    assert len(deep) in (1, 2) and all(abs(a - b) >= 60 for a in deep for b in frames if a != b), frames
 
 
-def test_best_faces_takes_the_best_and_few_of_one_moment():
-    def face(quality, rank, moment):
-        return Readable(quality, rank, moment, np.zeros((112, 112, 3), np.uint8))
+def test_best_faces_follows_the_pipelines_evidence_rule():
+    """The best face, then only faces 2 s from every one taken or 1.4x taller than an earlier one, at most 3."""
+    def face(quality, rank, seconds, height=100):
+        return Readable(quality, rank, seconds, height, np.zeros((112, 112, 3), np.uint8))
 
-    assert (FACES_PER_TRACE, FACES_PER_MOMENT) == (3, 2)
-    one_moment = [face(0.9, 0, 0), face(0.8, 1, 0), face(0.7, 2, 0), face(0.1, 3, 60)]
-    assert [(f.quality, f.moment) for f in best_faces(one_moment)] == [(0.9, 0), (0.8, 0), (0.1, 60)]
-    spread = [face(0.6, 3, 180), face(0.9, 0, 0), face(0.7, 2, 120), face(0.8, 1, 60)]
-    assert [f.rank for f in best_faces(spread)] == [0, 1, 2]
-    assert [f.rank for f in best_faces([face(0.5, 1, 0), face(0.5, 0, 0)])] == [0, 1]  # ties: the better ranked
+    assert (FACES_PER_TRACE, EMBED_EVERY_SECONDS, EMBED_GROWTH) == (3, 2.0, 1.4)
+    # a short trace of steady size: its one best face, as a fresh analysis embeds one
+    short = [face(0.8, 1, 0.04), face(0.9, 0, 0.0), face(0.7, 2, 1.9)]
+    assert [f.rank for f in best_faces(short)] == [0]
+    # 2 s apart from every face taken; a fourth never
+    spread = [face(0.6, 3, 5.0), face(0.9, 0, 0.0), face(0.7, 2, 4.0), face(0.8, 1, 1.0), face(0.5, 4, 2.0),
+              face(0.4, 5, 8.0)]
+    assert [f.rank for f in best_faces(spread)] == [0, 2, 4]
+    # within 2 s, the later face 1.4x as tall as the earlier is new evidence (in time order, whichever is better)
+    assert [f.rank for f in best_faces([face(0.9, 0, 1.0, 100), face(0.8, 1, 1.5, 140)])] == [0, 1]
+    assert [f.rank for f in best_faces([face(0.9, 0, 1.0, 100), face(0.8, 1, 0.5, 70)])] == [0, 1]
+    assert [f.rank for f in best_faces([face(0.9, 0, 1.0, 140), face(0.8, 1, 1.5, 100)])] == [0]  # shrank
+    assert [f.rank for f in best_faces([face(0.9, 0, 1.0, 100), face(0.8, 1, 1.5, 139)])] == [0]
+    assert [f.rank for f in best_faces([face(0.5, 1, 0.0), face(0.5, 0, 3.0)])] == [0, 1]  # ties: the better ranked
 
 
 def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(hamilton_traces, staff_user):

@@ -13,14 +13,17 @@ only rewrites ``Trace.embedding``, ``Trace.exemplars`` and ``Trace.embedding_mod
 2. the choice is made before anything is decoded (:func:`plan_faces`): faces on frames just after a
    keyframe (:data:`KEYFRAME_REACH`: a picture or two per GOP instead of the whole file), and for a
    trace with no usable face there (shorter than a GOP) one other frame — of its good faces, the one
-   nearest after a keyframe. The file is then read once through the FFmpeg layer's batch reader
+   nearest after a keyframe; and, as the pipeline embeds a track again 2 s later, a good face 2 s from
+   those chosen when the trace has one (up to 3 moments), again the one nearest after a keyframe. The
+   file is then read once through the FFmpeg layer's batch reader
    (sorted, grouped by keyframe, each GOP decoded once up to its deepest wanted frame, and of that
    only the reference pictures the wanted ones need). Every chosen face is aligned on YuNet's
    landmarks as in the pipeline (``embeddings.align_face``: unreadable faces — profiles, blur,
    darkness — are skipped);
 3. each readable face gets a quality (``exemplars.quality``: size, how frontal, how sharp); the
-   best :data:`FACES_PER_TRACE` are embedded with the current model (at most :data:`FACES_PER_MOMENT`
-   of one moment: :func:`best_faces`), the most different of them kept as the trace's exemplars
+   best are embedded with the current model by the pipeline's own evidence rule (:func:`best_faces`:
+   faces 2 s apart, or the later 1.4x as tall as the earlier, at most 3 — so a re-embedded trace carries the
+   evidence a fresh analysis would), the most different of them kept as the trace's exemplars
    (``Trace.exemplars``) and their quality-weighted mean as ``Trace.embedding`` — for the whole file
    in one transaction at the end; a trace whose detections changed meanwhile
    (``detections_version``) or that was deleted is left alone.
@@ -41,6 +44,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any, NamedTuple
 
 import cv2
@@ -49,7 +53,13 @@ from django.db import transaction
 
 from media_api.faces import exemplars
 from media_api.faces.embeddings import ALIGN_FACE, ALIGN_INPUT, MODEL_NAME, align_face_scored, embed_aligned, to_bytes
-from media_api.faces.tracker import MAX_EMBEDDINGS, MIN_EMBED_HEIGHT, MIN_EMBED_SCORE
+from media_api.faces.tracker import (
+    EMBED_EVERY_SECONDS,
+    EMBED_GROWTH,
+    MAX_EMBEDDINGS,
+    MIN_EMBED_HEIGHT,
+    MIN_EMBED_SCORE,
+)
 from media_api.ffmpeg.frames import FrameReader
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
@@ -68,17 +78,15 @@ SECOND_PASS_CANDIDATES = 1
 #: stops at the deepest frame wanted in a GOP, so the earliest good face is the cheap one). Taking instead its best
 #: face among the frames other traces' needs decode anyway embedded fewer traces (70 of 80 on facenet1080).
 SECOND_PASS_QUALITY = 0.8
-#: Readable faces embedded per trace (SFace, ~28 ms each): as many as the pipeline embeds, the best by
-#: ``exemplars.quality`` (size, pose, sharpness); the most different of them are kept as exemplars.
+#: Readable faces embedded per trace (SFace, ~30 ms each), best first by ``exemplars.quality`` (size, pose,
+#: sharpness), by the pipeline's own evidence rule (``tracker.wants_embedding``): a track embeds its first
+#: readable face, then again only EMBED_EVERY_SECONDS later or once the face has grown EMBED_GROWTH times, at
+#: most MAX_EMBEDDINGS. Here each face embedded must be that far in time, or that much bigger than the earlier
+#: one (of the two), from every face already taken: a trace shorter than 2 s with a steady size gets its one
+#: best face, as a fresh analysis gives it one. It replaces "at most 2 faces from one moment" (two adjacent
+#: frames of a short trace, whose SFace vectors are 0.26-0.38 apart, median): bench/bench_reembed.py,
+#: docs/BENCHMARKS.md (Re-embedding) for what it saved and what it kept.
 FACES_PER_TRACE = MAX_EMBEDDINGS
-#: ... of which at most this many from one moment (the frames just after one keyframe: a short trace's only
-#: candidates): a third face a frame or two from two others adds little (SFace vectors of adjacent frames are
-#: 0.26-0.38 apart, median, on the demo clips) and costs ~30 ms. Measured on the demo clips
-#: (bench/bench_reembed.py): 20-27 % fewer faces embedded, the same traces embedded, every one within the
-#: confident distance of the pipeline's vector (median distance 0.16 instead of 0.24 at 360p), the performer's
-#: two shots (set distance) 0.929 apart instead of 0.927. One a moment would save another ~20 % of the CPU but
-#: leave most short traces a single frame's vector.
-FACES_PER_MOMENT = 2
 #: Planar 4:2:0 formats whose face regions are converted to RGB alone (:func:`face_region`), not the frame.
 _I420 = {"yuv420p", "yuvj420p"}
 
@@ -199,19 +207,39 @@ def plan_faces(rows: dict[int, list], index: Any) -> dict[int, list[tuple[int, B
 
     A trace with usable faces at most KEYFRAME_REACH frames after a keyframe takes those (a picture or two
     per GOP). One without (shorter than a GOP) takes SECOND_PASS_CANDIDATES of its good faces (at least
-    SECOND_PASS_QUALITY of its tallest), those fewest frames after a keyframe.
+    SECOND_PASS_QUALITY of its tallest), those fewest frames after a keyframe. Then, as the pipeline embeds
+    a track again EMBED_EVERY_SECONDS later (up to MAX_EMBEDDINGS moments), a trace whose faces so chosen
+    leave a good face that far from all of them gets that one too (the fewest frames after a keyframe), and
+    so on: a trace spanning a long GOP has faces of each of its moments to embed, not only of its first.
     """
     def depth(frame: int) -> int:
         return frame - (index.keyframe_at_or_before(frame) or 0)
 
+    def apart(frame: int, planned: list[tuple[int, Box]]) -> bool:
+        return all(abs(index.seconds_of(frame) - index.seconds_of(other)) >= EMBED_EVERY_SECONDS
+                   for other, _ in planned)
+
     chosen = {pk: choose_faces(faces, allowed=lambda frame: depth(frame) <= KEYFRAME_REACH)
               for pk, faces in rows.items()}
-    for pk in [pk for pk, near in chosen.items() if not near]:
+    for pk, planned in chosen.items():
         choices = choose_faces(rows[pk])
-        if choices:
-            tallest = max(box[3] for _, box in choices)
-            good = [c for c in choices if c[1][3] >= SECOND_PASS_QUALITY * tallest]
-            chosen[pk] = sorted(good, key=lambda c: (depth(c[0]), c[0]))[:SECOND_PASS_CANDIDATES]
+        if not choices:
+            continue
+        tallest = max(box[3] for _, box in choices)
+        good = sorted((c for c in choices if c[1][3] >= SECOND_PASS_QUALITY * tallest),
+                      key=lambda c: (depth(c[0]), c[0]))
+        if not planned:
+            planned += good[:SECOND_PASS_CANDIDATES]
+        moments: list[tuple[int, Box]] = []
+        for face in sorted(planned, key=lambda c: c[0]):
+            if apart(face[0], moments):
+                moments.append(face)
+        for face in good:
+            if len(moments) >= MAX_EMBEDDINGS:
+                break
+            if apart(face[0], moments):
+                moments.append(face)
+                planned.append(face)
     return chosen
 
 
@@ -255,14 +283,15 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
     for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
         result.timings["decode"] += time.process_time() - clock
         clock = time.process_time()
-        moment = reader.index.keyframe_at_or_before(number) or 0
+        seconds = reader.index.seconds_of(number)
         for trace_pk, rank, box in wanted[number]:
             result.faces_tried += 1
             pixels, inside = face_region(frame, box)
             found = align_face_scored(pixels, inside)
             if found is not None:
                 aligned, pose = found
-                faces[trace_pk].append(Readable(exemplars.quality(box[3], pose, aligned), rank, moment, aligned))
+                faces[trace_pk].append(Readable(exemplars.quality(box[3], pose, aligned), rank, seconds, box[3],
+                                                aligned))
         result.timings["align"] += time.process_time() - clock
         if on_progress is not None:
             on_progress(done, total, f"{done} of {total} frames read")
@@ -271,12 +300,13 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
 
 
 class Readable(NamedTuple):
-    """A chosen face YuNet could read: its quality, its rank among the trace's choices, its moment (the keyframe
-    at or before its frame) and the aligned 112x112 face."""
+    """A chosen face YuNet could read: its quality, its rank among the trace's choices, its time (seconds), its
+    height (pixels) and the aligned 112x112 face."""
 
     quality: float
     rank: int
-    moment: int
+    seconds: float
+    height: int
     aligned: np.ndarray
 
 
@@ -288,17 +318,27 @@ class Embedded:
     exemplars: list[np.ndarray]
 
 
+def new_evidence(face: Readable, other: Readable) -> bool:
+    """Whether the pipeline would embed the later of two faces of a track after the earlier: EMBED_EVERY_SECONDS
+    apart, or the later one EMBED_GROWTH times as tall (``tracker.wants_embedding``)."""
+    earlier, later = sorted((face, other), key=lambda f: f.seconds)
+    return later.seconds - earlier.seconds >= EMBED_EVERY_SECONDS or later.height >= EMBED_GROWTH * earlier.height
+
+
 def best_faces(readable: list[Readable]) -> list[Readable]:
-    """The faces to embed: the best (quality, then rank) up to FACES_PER_TRACE, FACES_PER_MOMENT from one moment."""
-    best: list[Readable] = []
-    taken: dict[int, int] = defaultdict(int)
-    for face in sorted(readable, key=lambda face: (-face.quality, face.rank)):
-        if taken[face.moment] < FACES_PER_MOMENT:
-            best.append(face)
-            taken[face.moment] += 1
-            if len(best) == FACES_PER_TRACE:
-                break
-    return best
+    """The faces to embed, best first: as many as the pipeline's rule allows (up to FACES_PER_TRACE, each pair
+    :func:`new_evidence`), of those sets the best by total quality (ties: the better ranked faces).
+
+    A set rather than the best face and then what it leaves: of faces at 0, 1.4 and 2.9 s the best may be the
+    middle one, which would leave no other, where the pipeline embeds the first and the last."""
+    ordered = sorted(readable, key=lambda face: (-face.quality, face.rank))
+    for size in range(min(FACES_PER_TRACE, len(ordered)), 0, -1):
+        sets = [chosen for chosen in combinations(ordered, size)
+                if all(new_evidence(a, b) for a, b in combinations(chosen, 2))]
+        if sets:
+            return list(max(sets, key=lambda chosen: (sum(face.quality for face in chosen),
+                                                      [-face.rank for face in chosen])))
+    return []
 
 
 def _embed(faces: dict[int, list[Readable]], result: ReembedResult) -> dict[int, Embedded]:
@@ -350,5 +390,5 @@ def files_to_reembed(file_uuids: Iterable[str] = (), only_stale: bool = False) -
     return list(files)
 
 
-__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_MOMENT", "FACES_PER_TRACE", "Readable", "ReembedResult", "best_faces",
-           "choose_faces", "files_to_reembed", "plan_faces", "reembed_file", "stale_traces", "store_vectors"]
+__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "Readable", "ReembedResult", "best_faces", "choose_faces",
+           "files_to_reembed", "new_evidence", "plan_faces", "reembed_file", "stale_traces", "store_vectors"]
