@@ -36,7 +36,8 @@ class TraceSuggestionsView(APIView):
         found = suggest_identities(trace, scope=scope)
         confident = bool(found) and found[0].confident
         if trace.embedding is None:
-            message = "This trace has no face embedding (imported detections): nothing to compare."
+            message = ("This trace has no face embedding (imported without vectors, or no face in it the model can"
+                       " read: profile, dark, blurred or under 32 px): nothing to compare.")
         elif not has_comparable_embedding(trace):
             message = (f"This trace's face embedding was made by another model ({trace.embedding_model or 'unknown'}):"
                        " nothing to compare until it is embedded again.")
