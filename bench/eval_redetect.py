@@ -53,9 +53,21 @@ def pictures():
             yield name, key, rgb, set_labels["frames"][key]
 
 
+def frame_rows(rows: np.ndarray, box: tuple[float, float, float, float], scale: float,
+               input_px: int) -> np.ndarray:
+    """YuNet rows of a :func:`yunet_around` crop in frame pixels (boxes and landmarks; the score unchanged)."""
+    x, y, w, h = box
+    out = np.array(rows, np.float32, copy=True).reshape(-1, 15)
+    offset_x, offset_y = input_px / 2 - (x + w / 2) * scale, input_px / 2 - (y + h / 2) * scale
+    out[:, [0, 4, 6, 8, 10, 12]] = (out[:, [0, 4, 6, 8, 10, 12]] - offset_x) / scale
+    out[:, [1, 5, 7, 9, 11, 13]] = (out[:, [1, 5, 7, 9, 11, 13]] - offset_y) / scale
+    out[:, 2:4] /= scale
+    return out
+
+
 def redetect(rgb: np.ndarray, box, geometry) -> np.ndarray:
     """YuNet's rows (frame pixels) on the upscaled crop around ``box``."""
-    from media_api.faces.embeddings import frame_rows, yunet_around
+    from media_api.faces.embeddings import yunet_around
 
     _, rows, scale = yunet_around(rgb, box, face_px=geometry[0], input_px=geometry[1], min_score=READ_SCORE)
     return frame_rows(rows, box, scale, geometry[1])

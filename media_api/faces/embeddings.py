@@ -123,7 +123,7 @@ def yunet_around(image: np.ndarray, box: tuple[float, float, float, float], *, r
     The box's longer side becomes ``face_px`` pixels, centred in an ``input_px`` square (one affine warp,
     black outside the frame): by default the crop :func:`align_face` reads landmarks from. The box's centre
     is the crop's centre, so a crop point (u, v) is the frame point
-    (cx + (u - input_px / 2) / scale, cy + (v - input_px / 2) / scale) — :func:`frame_rows` maps rows back.
+    (cx + (u - input_px / 2) / scale, cy + (v - input_px / 2) / scale).
     """
     x, y, w, h = box
     scale = face_px / max(w, h)
@@ -135,18 +135,6 @@ def yunet_around(image: np.ndarray, box: tuple[float, float, float, float], *, r
         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
     _, faces = zoo.yunet(input_px, input_px, min_score).detect(crop)
     return crop, (np.empty((0, 15), np.float32) if faces is None else faces), scale
-
-
-def frame_rows(rows: np.ndarray, box: tuple[float, float, float, float], scale: float,
-               input_px: int = ALIGN_INPUT) -> np.ndarray:
-    """YuNet rows of a :func:`yunet_around` crop in frame pixels (boxes and landmarks; the score unchanged)."""
-    x, y, w, h = box
-    out = np.array(rows, np.float32, copy=True).reshape(-1, 15)
-    offset_x, offset_y = input_px / 2 - (x + w / 2) * scale, input_px / 2 - (y + h / 2) * scale
-    out[:, [0, 4, 6, 8, 10, 12]] = (out[:, [0, 4, 6, 8, 10, 12]] - offset_x) / scale
-    out[:, [1, 5, 7, 9, 11, 13]] = (out[:, [1, 5, 7, 9, 11, 13]] - offset_y) / scale
-    out[:, 2:4] /= scale
-    return out
 
 
 def embed_aligned(aligned: np.ndarray) -> np.ndarray:
