@@ -297,8 +297,8 @@ class FaceTracker:
             return False
         if track.last_embedded is None:
             return True
-        return (frame - track.last_embedded >= EMBED_EVERY_SECONDS * self.fps
-                or face.height >= EMBED_GROWTH * track.embedded_height)
+        return new_evidence(frame - track.last_embedded, face.height, track.embedded_height,
+                            EMBED_EVERY_SECONDS * self.fps)
 
     def cut(self) -> None:
         """A scene cut: no running track may continue past it."""
@@ -374,6 +374,13 @@ class FaceTracker:
     def finish(self) -> list[Track]:
         """Every track, pieces joined, noise dropped, ordered by first frame."""
         return finalize_tracks(self.close(), self.fps)
+
+
+def new_evidence(elapsed: float, height: float, earlier_height: float, every: float = EMBED_EVERY_SECONDS) -> bool:
+    """Whether a face of a track is worth embedding after one embedded ``elapsed`` earlier (seconds, or
+    any unit ``every`` is given in): EMBED_EVERY_SECONDS later, or EMBED_GROWTH times as tall. The
+    pipeline's rule (:meth:`FaceTracker.wants_embedding`), which a re-embed follows too."""
+    return elapsed >= every or height >= EMBED_GROWTH * earlier_height
 
 
 def _last_detection(track: Track, before: int) -> int | None:

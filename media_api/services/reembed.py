@@ -51,15 +51,9 @@ import cv2
 import numpy as np
 from django.db import transaction
 
-from media_api.faces import exemplars
+from media_api.faces import exemplars, tracker
 from media_api.faces.embeddings import ALIGN_FACE, ALIGN_INPUT, MODEL_NAME, align_face_scored, embed_aligned, to_bytes
-from media_api.faces.tracker import (
-    EMBED_EVERY_SECONDS,
-    EMBED_GROWTH,
-    MAX_EMBEDDINGS,
-    MIN_EMBED_HEIGHT,
-    MIN_EMBED_SCORE,
-)
+from media_api.faces.tracker import EMBED_EVERY_SECONDS, MAX_EMBEDDINGS, MIN_EMBED_HEIGHT, MIN_EMBED_SCORE
 from media_api.ffmpeg.frames import FrameReader
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
@@ -320,9 +314,10 @@ class Embedded:
 
 def new_evidence(face: Readable, other: Readable) -> bool:
     """Whether the pipeline would embed the later of two faces of a track after the earlier: EMBED_EVERY_SECONDS
-    apart, or the later one EMBED_GROWTH times as tall (``tracker.wants_embedding``)."""
+    apart, or the later one EMBED_GROWTH times as tall (``tracker.new_evidence``, the rule of
+    ``tracker.wants_embedding``)."""
     earlier, later = sorted((face, other), key=lambda f: f.seconds)
-    return later.seconds - earlier.seconds >= EMBED_EVERY_SECONDS or later.height >= EMBED_GROWTH * earlier.height
+    return tracker.new_evidence(later.seconds - earlier.seconds, later.height, earlier.height)
 
 
 def best_faces(readable: list[Readable]) -> list[Readable]:
