@@ -335,9 +335,9 @@ def _vector(value: Any, where: str, errors: list[str]) -> Any:
         return None
     try:
         vector = np.asarray(value, dtype=np.float64)
-    except (OverflowError, ValueError):  # an int too large for a float64
-        vector = np.array([np.inf])
-    if not np.isfinite(vector).all():
+    except OverflowError:  # an int too large for a float64
+        vector = None
+    if vector is None or not np.isfinite(vector).all():
         errors.append(f"{where} must hold finite numbers")
         return None
     norm = float(np.linalg.norm(vector))
@@ -402,18 +402,16 @@ def validate_vectors(raw: Mapping[str, Any] | None, trace_ids: set[int]) -> tupl
             errors.append(f"trace_exemplars[{key!r}] must be a list of 1..{MAX_EXEMPLARS} vectors")
             continue
         chosen = [_vector(v, f"trace_exemplars[{key!r}][{i}]", errors) for i, v in enumerate(value)]
-        if trace_id is not None and all(v is not None for v in chosen):
-            vectors.exemplars[trace_id] = chosen
-    if errors:
-        raise ImportValidationError([{"row": 0, "errors": errors[:MAX_REPORTED_ERRORS]}])
-    for trace_id, chosen in vectors.exemplars.items():
+        if trace_id is None or any(v is None for v in chosen):
+            continue
+        vectors.exemplars[trace_id] = chosen
         if trace_id not in vectors.means:  # no mean given: the exemplars' (the set is what is compared)
             total = sum(chosen)
             if float(np.linalg.norm(total)) < 1e-3 * len(chosen):  # e.g. [v, -v]: no direction to store
                 errors.append(f"trace_exemplars[{trace_id}] cancel out: their mean has no direction; "
                               "give trace_embeddings for this trace")
-                continue
-            vectors.means[trace_id] = normalise(total)
+            else:
+                vectors.means[trace_id] = normalise(total)
     if errors:
         raise ImportValidationError([{"row": 0, "errors": errors[:MAX_REPORTED_ERRORS]}])
     return vectors, ""
