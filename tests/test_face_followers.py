@@ -7,6 +7,8 @@ a newcomer, so big fast faces were dropped (>= 40 px recall 67.6 % against 91.7 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from media_api.faces.detector import Face
@@ -14,15 +16,22 @@ from media_api.faces.followers import FollowerBudget, HoldFollower
 from media_api.faces.tracker import FaceTracker
 
 
+def _coasting(frames: int, faces_at: Callable[[int], list[Face]]) -> FaceTracker:
+    """A tracker whose every face coasts (no Median Flow) over ``frames`` blank frames, detecting
+    ``faces_at(frame)`` on every 5th."""
+    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
+    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
+    for frame in range(frames):
+        tracker.advance(frame, grey)
+        if frame % 5 == 0:
+            tracker.observe(frame, grey, faces_at(frame))
+    return tracker
+
+
 def test_a_face_beyond_the_budget_moves_on_a_straight_path_between_its_detections():
     """Boxes between two detections of a coasting face lie on the line between them (not the first box),
     and after two detections it moves on as it moved."""
-    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
-    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
-    for frame in range(13):
-        tracker.advance(frame, grey)
-        if frame % 5 == 0:
-            tracker.observe(frame, grey, [Face(100 + 4 * frame, 100, 40, 40, 0.9)])
+    tracker = _coasting(13, lambda frame: [Face(100 + 4 * frame, 100, 40, 40, 0.9)])
     [track] = tracker._active
     xs = [box[0] for box in track.boxes]
     assert xs[:11] == [100 + 4 * f for f in range(11)]  # 0-10: interpolated between the detections
@@ -61,26 +70,14 @@ def test_a_coasting_face_that_went_further_than_its_guess_is_still_found():
     """A face beyond the budget that moved 0.8 of its width between two samples (its held box overlaps the
     new detection too little to match) is matched to the nearest detection of its size left over: one
     track of three detections, not three one-detection pieces (dropped as noise)."""
-    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
-    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
-    for frame in range(11):
-        tracker.advance(frame, grey)
-        if frame % 5 == 0:
-            tracker.observe(frame, grey, [Face(100 + 32 * frame // 5, 100, 40, 40, 0.9), Face(500, 250, 40, 40, 0.9)])
+    tracker = _coasting(11, lambda frame: [Face(100 + 32 * frame // 5, 100, 40, 40, 0.9), Face(500, 250, 40, 40, 0.9)])
     tracks = [t for t in tracker.close() if t.boxes[0][0] < 400]
     assert [sum(t.detected) for t in tracks] == [3]
-
 
 
 def test_a_chunk_end_keeps_no_guessed_boxes():
     """A coasting face's boxes after its last detection are guesses until a detection redraws them: at the
     end of a chunk they are not kept (the next chunk, which sees the next detection, has them redrawn as
     the whole-file run does; keeping the guesses made chunked analysis of a crowd differ from one pass)."""
-    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
-    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
-    for frame in range(9):
-        tracker.advance(frame, grey)
-        if frame % 5 == 0:
-            tracker.observe(frame, grey, [Face(100 + 4 * frame, 100, 40, 40, 0.9)])
-    [track] = tracker.close()
+    [track] = _coasting(9, lambda frame: [Face(100 + 4 * frame, 100, 40, 40, 0.9)]).close()
     assert track.frames == list(range(6))
