@@ -52,10 +52,9 @@ def run_detect(job: Job) -> dict[str, Any] | object:
     index = frame_index_for(media_file)
     plan = plan_chunks(index, settings.MOMENTRY_CHUNK_SECONDS)
     if len(plan) == 1:
-        # Inline: a queue worker gets its parallelism from running several jobs or chunks.
-        analysis = analyse_video(media_file.path, index, media_file.fps, stride=_stride(job), workers=False,
+        analysis = analyse_video(media_file.path, index, media_file.fps, stride=_stride(job),
                                  on_progress=Progress(job, 0.0, 0.95))
-        return _store(job, analysis)
+        return {**_store(job, analysis), "detector_processes": analysis.detector_processes}
     for number, (first, last) in enumerate(plan):
         JobChunk.objects.get_or_create(job=job, index=number, defaults={"first_frame": first, "last_frame": last})
     beat(job.pk, 0.0, f"analysing {len(plan)} chunks on the workers")

@@ -61,6 +61,7 @@ def test_detect_faces_job_end_to_end(hamilton, writer, plain_user, tmp_path):
     assert done["state"] == "succeeded", done
     assert done["progress"] == 1.0 and done["attempts"] == 1 and done["started_at"] and done["finished_at"]
     assert done["result"]["traces"] == Trace.objects.filter(file=hamilton).count() >= 8
+    assert done["result"]["detector_processes"] == 1, done  # the job's worker process forked its detector
     assert done["result"]["detections"] == Detection.objects.filter(file=hamilton).count()
     assert Detection.objects.filter(file=hamilton, origin=Detection.Origin.TRACKED).exists()
     listed = writer.get("/api/v1/jobs?state=succeeded&kind=detect_faces").json()

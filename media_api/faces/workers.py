@@ -15,9 +15,11 @@ from __future__ import annotations
 import itertools
 import logging
 import mmap
+import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
 
@@ -26,6 +28,25 @@ import numpy as np
 from momentry.processes import die_with_parent
 
 logger = logging.getLogger("media_api.faces")
+
+
+@contextmanager
+def children_allowed() -> Iterator[None]:
+    """Let a daemonic process fork workers (a job queue's pool process is one: Celery's prefork pool).
+
+    multiprocessing refuses a daemonic process children because it could not stop them when it is
+    killed. Ours stop themselves then (:func:`~momentry.processes.die_with_parent`), so the flag is
+    lifted while they are forked and put back at once.
+    """
+    process = multiprocessing.current_process()
+    daemonic = process.daemon
+    if daemonic:
+        process.daemon = False
+    try:
+        yield
+    finally:
+        if daemonic:
+            process.daemon = True
 
 
 def _start(parent_pid: int, setup: Callable[[], object] | None) -> None:
@@ -64,7 +85,8 @@ class Worker:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         if self._executor is not None:
             try:
-                return self._executor.submit(fn, *args)
+                with children_allowed():  # the first call forks the processes
+                    return self._executor.submit(fn, *args)
             except (RuntimeError, AssertionError) as exc:
                 logger.warning("%s worker unavailable (%s); running inline", self.name, exc)
                 self._executor = None
