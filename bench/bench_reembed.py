@@ -1,7 +1,7 @@
 """Re-embedding existing traces (issue 19 goal: 10 000 traces in at most 5 minutes), measured and extrapolated.
 
     .venv/bin/python bench/bench_reembed.py [--loops 20] [--data hamilton360 hamilton1080 facenet1080]
-                                            [--compare 2] [--before 575b5be] [--before-decodes all]
+                                            [--compare 2] [--before 575b5be] [--before-decodes all] [--wall 3]
 
 Data (each clip looped ``--loops`` times with stream copy; every copy carries the demo's traces from
 demo/detections, all marked as dlib's vectors, as in a database upgraded from Faces v2):
@@ -26,7 +26,14 @@ their new vector lies from the pipeline's (they must stay within the confident d
 once: decoding every frame of the file (the least a re-detection costs), and loading the models in a
 fresh process (a worker pays it once, not per job).
 
-Extrapolation: CPU seconds per trace x 10 000, on two cores with one job per file on each (CPU / 2).
+``--wall``: WALL time of the current re-embed with its embedding process (SFace in a second process while this
+one decodes and aligns, as a job runs it) and inline (``workers=False``, OpenCV's own thread count as before),
+interleaved round by round on the same traces, medians; the stored vectors of both must be the same bytes. The
+machine is shared: the effective cores (two busy processes against one, bench_faces.effective_cores) are measured
+before and after each data set.
+
+Extrapolation: CPU seconds per trace x 10 000, on two cores with one job per file on each (CPU / 2); and, for
+10 000 traces in ONE file (one job, one queue worker process), wall seconds per trace x 10 000 (``--wall``).
 It leaves out what is not per trace: a worker's start (printed: once per worker process), a job's claim
 and its file's opening (milliseconds). With SQLite the writes are in this process's CPU ("rest"); with
 PostgreSQL the server's share of them (one UPDATE a trace, in one transaction) is not.
@@ -38,6 +45,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,7 +134,7 @@ def before_module(revision: str):
     return module
 
 
-def run(module, media_file, old_decoding: bool):
+def run(module, media_file, old_decoding: bool, **options):
     """One re-embed of every trace (all reset to dlib's first); the FFmpeg layer decoding every picture if asked."""
     from media_api.faces.embeddings import DLIB_MODEL_NAME
     from media_api.ffmpeg.frames import FrameReader
@@ -137,7 +145,7 @@ def run(module, media_file, old_decoding: bool):
     if old_decoding:
         FrameReader._pictures = lambda self, pts_wanted: self._container.decode(self._stream)
     try:
-        return module.reembed_file(media_file)
+        return module.reembed_file(media_file, **options)
     finally:
         FrameReader._pictures = pictures
 
@@ -177,6 +185,52 @@ def describe(label: str, result, traces: int, cpu_split: bool = True) -> str:
             f"{result.cpu_seconds / traces * 10000 / 120:.1f} min on two cores")
 
 
+def stored_vectors(media_file) -> dict[int, tuple[bytes, bytes]]:
+    from media_api.faces.embeddings import MODEL_NAME
+    from media_api.models import Trace
+
+    return {pk: (bytes(vector), bytes(kept)) for pk, vector, kept in Trace.objects.filter(
+        file=media_file, embedding_model=MODEL_NAME).values_list("pk", "embedding", "exemplars")}
+
+
+def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads: int) -> list[str]:
+    """Wall time of one job's re-embed with its embedding process and inline, interleaved (order alternating)."""
+    import cv2
+
+    from bench.bench_faces import effective_cores
+
+    cores = [effective_cores()]
+    walls: dict[str, list[float]] = {"process": [], "inline": []}
+    cpus: dict[str, list[float]] = {"process": [], "inline": []}
+    vectors: dict[str, dict] = {}
+    processes = set()
+    for number in range(rounds):
+        for label in ("process", "inline") if number % 2 == 0 else ("inline", "process"):
+            if label == "inline":
+                cv2.setNumThreads(opencv_threads)  # as the inline re-embed ran: OpenCV's own threads
+            result = run(module, media_file, False, workers=label == "process")
+            walls[label].append(result.seconds)
+            cpus[label].append(result.cpu_seconds)
+            if label == "process":
+                processes.add(result.embedding_processes)
+            vectors.setdefault(label, stored_vectors(media_file))
+            if stored_vectors(media_file) != vectors[label]:
+                raise SystemExit(f"{label}: the vectors differ from one run to the next")
+    cores.append(effective_cores())
+    wall = {label: statistics.median(values) for label, values in walls.items()}
+    cpu = {label: statistics.median(values) for label, values in cpus.items()}
+    ratios = [inline / process for inline, process in zip(walls["inline"], walls["process"], strict=True)]
+    same = "the same bytes" if vectors["process"] == vectors["inline"] else "DIFFERENT"
+    return [f"  wall, median of {rounds} interleaved: embedding processes {sorted(processes)} "
+            f"{wall['process']:.2f} s (CPU {cpu['process']:.2f} s), inline {wall['inline']:.2f} s "
+            f"(CPU {cpu['inline']:.2f} s); inline / "
+            f"process {wall['inline'] / wall['process']:.2f} (rounds: {' '.join(f'{r:.2f}' for r in ratios)}); "
+            f"vectors {same}; effective cores {cores[0]:.2f} before, {cores[1]:.2f} after",
+            f"  10 000 traces in one job (wall / trace x 10 000): {wall['process'] / traces * 10000 / 60:.1f} min with "
+            f"the embedding process, {wall['inline'] / traces * 10000 / 60:.1f} min inline; jobs on two files "
+            f"(CPU / 2): {cpu['process'] / traces * 10000 / 120:.1f} min"]
+
+
 def model_load_cpu() -> float:
     """CPU seconds of a fresh process: Django set up, SFace and YuNet loaded (sha256 checked), as a worker starts."""
     code = ("import time, django; django.setup(); from media_api.faces import zoo; zoo.sface();"
@@ -197,10 +251,15 @@ def main() -> None:
     parser.add_argument("--before-decodes", choices=["all", "current"], default="all",
                         help="the before's FFmpeg layer: decoding every picture (as at 575b5be) or the current one")
     parser.add_argument("--no-decode-all", action="store_true", help="skip the decode-every-frame baseline")
+    parser.add_argument("--wall", type=int, default=3, metavar="ROUNDS",
+                        help="rounds of the current re-embed with its embedding process and inline, interleaved, "
+                             "for wall time (0: none)")
     args = parser.parse_args()
 
+    import cv2
     import django
 
+    opencv_threads = cv2.getNumThreads()  # before a re-embed with its embedding process sets one
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
@@ -241,6 +300,8 @@ def main() -> None:
             print(f"    {check}")
         if "before" in best:
             print(f"  current / before, CPU: {best['current'][0] / best['before'][0]:.2f}")
+        if args.wall:
+            print("\n".join(wall_comparison(reembed, media_file, traces, args.wall, opencv_threads)))
         if not args.no_decode_all:
             clock = time.process_time()
             with FrameReader(media_file.path, frame_index_for(media_file)) as reader:

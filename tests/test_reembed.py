@@ -165,6 +165,24 @@ def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(
         assert exemplars.set_distance(current[trace_id][None, :], matrix) < CONFIDENT_DISTANCE / 2, trace_id
 
 
+def test_the_embedding_process_gives_the_inline_vectors_bit_for_bit(facenet, monkeypatch):
+    """SFace in a second process (some calls taken back and embedded here: IN_FLIGHT 1) stores the same bytes."""
+    from media_api.services import reembed
+
+    _load(facenet, STEMS["facenet"])
+    stored = {}
+    for workers in (False, True):
+        _as_old_model(facenet)
+        monkeypatch.setattr(reembed, "IN_FLIGHT", 1)
+        result = reembed_file(facenet, workers=workers)
+        assert result.embedding_processes == (1 if workers else 0)
+        rows = (Trace.objects.filter(file=facenet, embedding_model=MODEL_NAME)
+                .values_list("pk", "embedding", "exemplars"))
+        stored[workers] = (result.faces_embedded, {pk: (bytes(vector), bytes(kept)) for pk, vector, kept in rows})
+    assert len(stored[False][1]) >= 8 and stored[False][0] > len(stored[False][1])  # traces with several faces
+    assert stored[True] == stored[False]
+
+
 def test_a_trace_of_another_model_becomes_comparable_again(hamilton, facenet, staff_user):
     """The performer named in one shot is suggested in another only once both were re-embedded."""
     from tests.test_suggestions import traces_of
@@ -282,6 +300,7 @@ def test_reembed_job_over_rest_on_a_real_worker(hamilton, facenet, staff_user, p
     assert done["state"] == "succeeded", done
     assert done["result"]["embedded"] == Trace.objects.filter(file=hamilton, embedding_model=MODEL_NAME).count() > 0
     assert done["result"]["traces"] == Trace.objects.filter(file=hamilton).count()
+    assert done["result"]["embedding_processes"] == 1, done  # the job's (daemonic) pool process forked SFace's
     assert _curation_state(hamilton) == before
     assert writer.get("/api/v1/jobs?kind=reembed").json()["total"] == 1
 

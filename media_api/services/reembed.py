@@ -28,7 +28,10 @@ only rewrites ``Trace.embedding``, ``Trace.exemplars`` and ``Trace.embedding_mod
    in one transaction at the end; a trace whose detections changed meanwhile
    (``detections_version``) or that was deleted is left alone.
 
-Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame.
+Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame. SFace runs in
+an embedding process (``workers.Worker``) while this one decodes and aligns: a trace's faces go to it as soon as
+the read has passed the last frame planned for the trace, so one job keeps both cores busy (a long film is one
+job on one queue worker). The vectors are the same as inline, bit for bit.
 Cost and what each choice saved: bench/bench_reembed.py, docs/BENCHMARKS.md.
 
 A trace with no readable face keeps what it had (an old model's vector is never compared anyway,
@@ -40,9 +43,11 @@ next visit): it carries over traces that gain or lose a vector, but cannot see o
 
 from __future__ import annotations
 
+import resource
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, NamedTuple
@@ -52,8 +57,17 @@ import numpy as np
 from django.db import transaction
 
 from media_api.faces import exemplars, tracker
-from media_api.faces.embeddings import ALIGN_FACE, ALIGN_INPUT, MODEL_NAME, align_face_scored, embed_aligned, to_bytes
+from media_api.faces.embeddings import (
+    ALIGN_FACE,
+    ALIGN_INPUT,
+    MODEL_NAME,
+    align_face_scored,
+    embed_aligned,
+    load_sface,
+    to_bytes,
+)
 from media_api.faces.tracker import EMBED_EVERY_SECONDS, MAX_EMBEDDINGS, MIN_EMBED_HEIGHT, MIN_EMBED_SCORE
+from media_api.faces.workers import Worker
 from media_api.ffmpeg.frames import FrameReader
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
@@ -81,6 +95,10 @@ SECOND_PASS_QUALITY = 0.8
 #: frames of a short trace, whose SFace vectors are 0.26-0.38 apart, median): bench/bench_reembed.py,
 #: docs/BENCHMARKS.md (Re-embedding) for what it saved and what it kept.
 FACES_PER_TRACE = MAX_EMBEDDINGS
+#: Traces whose faces may wait for the embedding process at most: with that many waiting, this process embeds the
+#: next trace itself (where decoding is cheaper than embedding — 360p — both processes embed, and the aligned
+#: faces held meanwhile, ~37 KB each, stay few). Once the file is read, it takes back the calls not yet started.
+IN_FLIGHT = 16
 #: Planar 4:2:0 formats whose face regions are converted to RGB alone (:func:`face_region`), not the frame.
 _I420 = {"yuv420p", "yuvj420p"}
 
@@ -104,7 +122,9 @@ class ReembedResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     model: str = MODEL_NAME
-    #: CPU seconds (every thread of the process) of decoding, aligning and embedding.
+    #: Processes SFace ran in besides this one (0: inline). ``cpu_seconds`` counts theirs too.
+    embedding_processes: int = 0
+    #: CPU seconds (every thread of the process) of decoding, aligning and embedding (SFace's, in whichever process).
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", "align", "embed"), 0.0))
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,15 +178,16 @@ def _traces(media_file: MediaFile, only_stale: bool) -> tuple[dict[int, int], di
     return versions, rows
 
 
-def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
-                 on_progress: OnProgress | None = None) -> ReembedResult:
+def reembed_file(media_file: MediaFile, *, only_stale: bool = False, on_progress: OnProgress | None = None,
+                 workers: bool = True) -> ReembedResult:
     """Embed the traces of ``media_file`` again with the current model (all, or ``only_stale``) and store them.
 
     Decoding is what costs on long footage, so the faces are chosen before anything is decoded
     (:func:`plan_faces`) and the file is read once: each GOP decoded once, only up to the deepest frame
     wanted in it (and of that, only the pictures those frames need: ``FrameReader``).
     ``on_progress(done, total, message)`` is called as frames are read and once before storing; if it
-    raises (a cancelled job), nothing has been written.
+    raises (a cancelled job), nothing has been written. SFace runs in an embedding process meanwhile
+    (``workers=False``: inline, as where no process can be started).
     """
     clock, cpu = time.perf_counter(), time.process_time()
     result = ReembedResult(file_uuid=media_file.file_uuid)
@@ -174,10 +195,21 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
     result.traces = len(versions)
     index = frame_index_for(media_file)
     chosen = plan_faces(rows, index)
-    with FrameReader(media_file.path, index) as reader:
-        faces = _read_faces(reader, chosen, result, on_progress)
-        result.frames_decoded = reader.frames_decoded
-    vectors = _embed(faces, result)
+    if workers:
+        # SFace runs OpenCV in a forked process: a child that inherits OpenCV's thread pool deadlocks on the
+        # pool's lock (media_api/faces/pipeline.py). One OpenCV thread per process; the two processes are the lanes.
+        cv2.setNumThreads(1)
+    load_sface()  # this process aligns with it too; loaded before forking, the embedding process inherits it
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with Worker("embedding", load_sface, 1 if workers else 0) as embedder:
+        embedder.submit(load_sface)  # forks the process now, before FFmpeg's decoding threads start
+        with FrameReader(media_file.path, index) as reader:
+            faces, calls = _read_faces(reader, chosen, result, on_progress, embedder.submit)
+            result.frames_decoded = reader.frames_decoded
+        vectors = _collect(faces, calls, result)
+        result.embedding_processes = embedder.processes
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)  # the embedding process, joined on closing
+    child_cpu = ended.ru_utime + ended.ru_stime - children.ru_utime - children.ru_stime
     if on_progress is not None:
         on_progress(1, 1, "storing embeddings")  # the last chance to cancel: storing is one transaction
     had_current = set(Trace.objects.filter(pk__in=list(vectors), embedding__isnull=False, embedding_model=MODEL_NAME)
@@ -192,7 +224,7 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False,
 
         regroup()  # the cast page's kept grouping notices traces gaining a vector, not one replaced in place
     result.unreadable = result.traces - len(vectors)
-    result.seconds, result.cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
+    result.seconds, result.cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu + child_cpu
     return result
 
 
@@ -264,14 +296,26 @@ def face_region(frame: Any, box: Box) -> tuple[np.ndarray, Box]:
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), (x - x0, y - y0, w, h)
 
 
+Submit = Callable[..., Future]
+#: {trace pk: (the faces sent to SFace, the call giving their vectors and its CPU seconds)}
+Calls = dict[int, tuple[list["Readable"], Future]]
+
+
 def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
-                on_progress: OnProgress | None) -> dict[int, list[Readable]]:
-    """{trace pk: its readable faces}: every chosen face aligned, frames decoded once each in order."""
+                on_progress: OnProgress | None, submit: Submit) -> tuple[dict[int, list[Readable]], Calls]:
+    """({trace pk: its readable faces}, their embedding calls): every chosen face aligned, frames decoded once each
+    in order; a trace's :func:`best_faces` go to ``submit`` once the read has passed its last chosen frame (its
+    readable faces are then all known), so SFace works while the next frames are decoded."""
     wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
+    last: dict[int, list[int]] = defaultdict(list)  # {frame: traces chosen on no later frame}
     for trace_pk, choices in chosen.items():
         for rank, (frame, box) in enumerate(choices):
             wanted[frame].append((trace_pk, rank, box))
+        if choices:
+            last[max(frame for frame, _ in choices)].append(trace_pk)
     faces: dict[int, list[Readable]] = defaultdict(list)
+    calls: Calls = {}
+    pending: deque[tuple[int, Future]] = deque()
     total = len(wanted)
     clock = time.process_time()
     for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
@@ -287,10 +331,49 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
                 faces[trace_pk].append(Readable(exemplars.quality(box[3], pose, aligned), rank, seconds, box[3],
                                                 aligned))
         result.timings["align"] += time.process_time() - clock
+        _submit([pk for pk in last.pop(number, ()) if pk in faces], faces, calls, pending, submit)
         if on_progress is not None:
             on_progress(done, total, f"{done} of {total} frames read")
         clock = time.process_time()
-    return faces
+    _submit([pk for pk in faces if pk not in calls], faces, calls, pending, submit)
+    while pending:  # the newest calls the embedding process has not started: embedded here, meanwhile
+        trace_pk, call = pending.pop()
+        if call.cancel():
+            best = calls[trace_pk][0]
+            calls[trace_pk] = (best, _here([face.aligned for face in best]))
+    return faces, calls
+
+
+def _submit(traces: list[int], faces: dict[int, list[Readable]], calls: Calls, pending: deque[tuple[int, Future]],
+            submit: Submit) -> None:
+    """Each trace's :func:`best_faces` to SFace (``embed_faces``): to ``submit``, or here while IN_FLIGHT traces
+    wait for it."""
+    for trace_pk in traces:
+        best = best_faces(faces[trace_pk])
+        if not best:
+            continue
+        while pending and pending[0][1].done():
+            pending.popleft()
+        aligned = [face.aligned for face in best]
+        if len(pending) >= IN_FLIGHT:
+            calls[trace_pk] = (best, _here(aligned))
+            continue
+        call = submit(embed_faces, aligned)
+        calls[trace_pk] = (best, call)
+        pending.append((trace_pk, call))
+
+
+def _here(aligned: list[np.ndarray]) -> Future:
+    """:func:`embed_faces` run in this process, as a done call (SFace gives the same bytes in either process)."""
+    call: Future = Future()
+    call.set_result(embed_faces(aligned))
+    return call
+
+
+def embed_faces(aligned: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """(SFace's vectors of aligned faces, the CPU seconds they took): what the embedding process runs."""
+    clock = time.process_time()
+    return [embed_aligned(face) for face in aligned], time.process_time() - clock
 
 
 class Readable(NamedTuple):
@@ -336,22 +419,21 @@ def best_faces(readable: list[Readable]) -> list[Readable]:
     return []
 
 
-def _embed(faces: dict[int, list[Readable]], result: ReembedResult) -> dict[int, Embedded]:
-    """Per trace, its :func:`best_faces` embedded; the most different kept as exemplars (``exemplars.choose``),
-    their quality-weighted mean as the trace's embedding."""
-    clock = time.process_time()
+def _collect(faces: dict[int, list[Readable]], calls: Calls, result: ReembedResult) -> dict[int, Embedded]:
+    """Per trace (in the order its first readable face was read), its embedded :func:`best_faces`: the most different
+    kept as exemplars (``exemplars.choose``), their quality-weighted mean as the trace's embedding."""
     vectors = {}
-    for trace_pk, readable in faces.items():
-        best = best_faces(readable)
-        if not best:
+    for trace_pk in faces:
+        if trace_pk not in calls:
             continue
-        embedded = [embed_aligned(face.aligned) for face in best]
+        best, call = calls[trace_pk]
+        embedded, seconds = call.result()
+        result.timings["embed"] += seconds
         qualities = [face.quality for face in best]
         result.faces_embedded += len(embedded)
         keep = exemplars.choose(embedded, qualities)
         vectors[trace_pk] = Embedded(exemplars.weighted_mean([embedded[i] for i in keep], [qualities[i] for i in keep]),
                                      [embedded[i] for i in keep])
-    result.timings["embed"] += time.process_time() - clock
     return vectors
 
 
@@ -385,5 +467,6 @@ def files_to_reembed(file_uuids: Iterable[str] = (), only_stale: bool = False) -
     return list(files)
 
 
-__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "Readable", "ReembedResult", "best_faces", "choose_faces",
-           "files_to_reembed", "new_evidence", "plan_faces", "reembed_file", "stale_traces", "store_vectors"]
+__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "IN_FLIGHT", "Readable", "ReembedResult", "best_faces",
+           "choose_faces", "embed_faces", "files_to_reembed", "new_evidence", "plan_faces", "reembed_file",
+           "stale_traces", "store_vectors"]
