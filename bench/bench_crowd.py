@@ -33,7 +33,9 @@ in chunks of 2 s (``chunks.plan_chunks``/``analyse_chunk``/``stitch``, as a job 
 rows differ (the goal: none).
 
 A variant changes one knob of the pipeline for its runs: ``cap=N`` the Median Flow follower budget
-(``followers.FollowerBudget(limit=N)``), ``small=N`` the small-face cadence (``pipeline.SMALL_FACE_EVERY``).
+(``followers.FollowerBudget(limit=N)``), ``small=N`` the small-face cadence (``pipeline.SMALL_FACE_EVERY``),
+``crowd=N`` the small faces a full search must find for every sample to search them (``pipeline.CROWD_SMALL_FACES``;
+``crowd=1000``: never, the cadence before it).
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ def score(layout: Layout, rows: list[dict], labels: dict[str, list[dict]], keys)
 
 
 def _variant(spec: str):
-    """A context for one run of a variant (``cap=N``, ``small=N``; ``default``: as configured)."""
+    """A context for one run of a variant (``cap=N``, ``small=N``, ``crowd=N``; ``default``: as configured)."""
     from contextlib import ExitStack
     from unittest import mock
 
@@ -213,6 +215,8 @@ def _variant(spec: str):
                                               functools.partial(FollowerBudget, limit=int(value))))
     elif knob == "small":
         stack.enter_context(mock.patch.object(pipeline, "SMALL_FACE_EVERY", int(value)))
+    elif knob == "crowd":
+        stack.enter_context(mock.patch.object(pipeline, "CROWD_SMALL_FACES", int(value)))
     else:
         raise SystemExit(f"unknown variant {spec!r}")
     return stack
@@ -228,7 +232,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--clip", choices=sorted(LAYOUTS), action="append", help="default: both")
     parser.add_argument("--variant", action="append", default=[], metavar="KNOB=N",
-                        help="also run the pipeline with cap=N or small=N, interleaved")
+                        help="also run the pipeline with cap=N, small=N or crowd=N, interleaved")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--chunks", action="store_true", help="compare chunked analysis with one pass")
     args = parser.parse_args()

@@ -192,6 +192,47 @@ def test_a_search_without_small_faces_neither_confirms_nor_misses_them():
     assert tracks[150].frames == list(range(15))  # missed at 5, seen at 10, missed at 15 and 20
 
 
+
+def test_a_crowd_searches_small_faces_on_every_sample():
+    """At 720p small faces are searched on every other sample, but on every one while a regular full
+    search CROWD_DELAY_SAMPLES back found a crowd of them (the demo clip tiled 3x3 at 0.22, as in
+    bench_crowd), and on every other one again from a cut to ordinary footage (the demo scaled to 720p)."""
+    from concurrent.futures import Future
+
+    import cv2
+
+    from media_api.faces.pipeline import CROWD_DELAY_SAMPLES, SmallFaceCadence, crowded
+
+    with av.open(str(FACENET)) as source:
+        clip = [frame.to_ndarray(format="rgb24") for _, frame in zip(range(41), source.decode(video=0), strict=False)]
+    tw, th = round(1920 * 0.22), round(1080 * 0.22)
+    crowd = np.zeros((720, 1280, 3), np.uint8)
+    for k in range(9):
+        tile = cv2.resize(clip[5 * k], (tw, th), interpolation=cv2.INTER_AREA)
+        x, y = (1280 - 3 * tw) // 2 + (k % 3) * tw, (720 - 3 * th) // 2 + (k // 3) * th
+        crowd[y:y + th, x:x + tw] = tile[:, ::-1] if k % 2 else tile
+    ordinary = cv2.resize(clip[40], (1280, 720), interpolation=cv2.INTER_AREA)
+    detector = FaceDetector(threads=1)
+    found = {"crowd": detector.detect(crowd), "ordinary": detector.detect(ordinary)}
+    assert crowded(found["crowd"]) and not crowded(found["ordinary"]), {k: len(v) for k, v in found.items()}
+
+    stride, cadence, searched, shot = 5, SmallFaceCadence(5), [], "ordinary"
+    shots = {10: "crowd", 30: "ordinary"}  # sample -> the shot starting there (a cut)
+    for sample in range(40):
+        shot = shots.get(sample, shot)
+        cut = sample in shots
+        small = cadence.wants(sample * stride, cut)
+        future: Future = Future()
+        future.set_result(found[shot] if small else [])
+        cadence.searched(sample * stride, cut, future)
+        searched.append(small)
+    every_other = [s % 2 == 0 for s in range(40)]
+    crowd_from = 10 + CROWD_DELAY_SAMPLES
+    assert searched[:crowd_from] == every_other[:crowd_from]
+    assert all(searched[crowd_from:30])
+    assert searched[30:] == every_other[30:]
+
+
 # --- dense traces --------------------------------------------------------------------------------
 
 def test_every_frame_between_samples_has_a_box(analyses):

@@ -11,7 +11,8 @@ on YuNet's landmarks) in another. On frames from 720p up to (not
 including) 1080p, small faces (under about :data:`~media_api.faces.yunet.REDUCED_MIN_FACE_PX`) are
 searched for on every other sample only (:data:`SMALL_FACE_EVERY`, again by frame number, and after
 every cut): the detector's full-size pass is most of the cost, and the tracker carries small faces
-between. 1080p searches them on every sample (:data:`SMALL_FACES_ALWAYS_PIXELS`).
+between — except in a crowd (:data:`CROWD_SMALL_FACES`, :class:`SmallFaceCadence`), where every sample
+searches them. 1080p searches them on every sample (:data:`SMALL_FACES_ALWAYS_PIXELS`).
 
 Writing the result is :mod:`media_api.services.faces`' job.
 """
@@ -61,6 +62,18 @@ SMALL_FACES_ALWAYS_PIXELS = 1440 * 1080
 DETECTOR_PROCESSES = 2
 #: Each detector process may run this many samples ahead of the tracker (frames wait in memory meanwhile).
 LOOKAHEAD = 2
+#: A crowd searches small faces on every sample: while the latest regular full search (a
+#: SMALL_FACE_EVERY-th sample, or the first after a cut) found at least this many faces under
+#: REDUCED_MIN_FACE_PX — faces the half-size samples cannot see and the tracker carries poorly when
+#: they are many (24-28 px faces of the 720p crowd mosaic: 88 % stored on every other sample, 93 % on
+#: every sample, bench/bench_crowd.py). Ordinary 720p footage stays at every other sample: its full
+#: searches find at most 6 such faces (facenet demo scaled to 720p, 11 people; Hamilton upscaled: at
+#: most 1), the 720p crowd mosaic at least 32 (docs/faces.md, "Crowds").
+CROWD_SMALL_FACES = 12
+#: A full search's count decides from this many samples (by frame number) after its own on: its
+#: result is then always in, whatever the number of detector processes (so the choice of samples, and
+#: the result, does not depend on it nor on timing), and the detector is never waited for.
+CROWD_DELAY_SAMPLES = LOOKAHEAD * DETECTOR_PROCESSES + 1
 #: Pixel formats whose first plane is the 8-bit luma, read without any conversion.
 _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 
@@ -159,6 +172,7 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
         detector: Worker | None = None  # made on the first frame, once its size is known
         shared: SharedFrames | None = None  # sampled frames go to the detector processes through it
         lookahead = LOOKAHEAD
+        cadence: SmallFaceCadence | None = None  # which samples search small faces (made on the first)
         state = _Run(fps=fps, embedder=embedder)
         cut_detector = SceneCutDetector()
         waiting: deque[_Frame] = deque()
@@ -181,15 +195,17 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
             item = _Frame(number, image, cut)
             if cut or number == start or number % stride == 0:  # a sample: to the detector, now
                 item.rgb = frame.to_ndarray(format="rgb24")
-                item.small_faces = (cut or (number // stride) % SMALL_FACE_EVERY == 0
-                                    or not reduces(frame.width, frame.height)
-                                    or frame.width * frame.height >= SMALL_FACES_ALWAYS_PIXELS)
+                if cadence is None:
+                    cadence = SmallFaceCadence(stride, not reduces(frame.width, frame.height)
+                                               or frame.width * frame.height >= SMALL_FACES_ALWAYS_PIXELS)
+                item.small_faces = cadence.wants(number, cut)
                 slot = shared.put(item.rgb) if shared is not None else None
                 if slot is None:
                     item.faces = detector.submit(detect, item.rgb, item.small_faces)
                 else:
                     item.faces = detector.submit(detect_shared, shared.key, slot, item.small_faces)
                     shared.hold(slot, item.faces)
+                cadence.searched(number, cut, item.faces)
             waiting.append(item)
             while waiting and (waiting[0].faces is None or waiting[0].faces.done()
                                or sum(w.faces is not None for w in waiting) > lookahead):
@@ -210,6 +226,45 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
                         cuts=state.cuts, seconds=time.perf_counter() - started, stride=stride,
                         faces_embedded=sum(len(t.embeddings) for t in tracks), timings=state.timings,
                         detector_processes=used)
+
+
+class SmallFaceCadence:
+    """Which samples search small faces: all (``always``: frames under 720p, or of 1080 lines), else
+    every :data:`SMALL_FACE_EVERY`-th sample by frame number and the first after each cut — and every
+    sample while the scene is a crowd: the latest regular search at least :data:`CROWD_DELAY_SAMPLES`
+    samples back found :data:`CROWD_SMALL_FACES` faces under ``REDUCED_MIN_FACE_PX`` or more. Only
+    regular searches count (a crowd's extra ones do not keep it a crowd), and a cut forgets the shot
+    before, so the choice depends on the frames of the last second or so, not on where a span started.
+    """
+
+    def __init__(self, stride: int, always: bool = False) -> None:
+        self.stride = stride
+        self.always = always
+        self.crowd = False
+        self._pending: deque[tuple[int, Future]] = deque()  # regular searches not yet counted
+
+    def wants(self, number: int, cut: bool) -> bool:
+        """Whether the sample on frame ``number`` (``cut``: the first of a shot) searches small faces."""
+        if self.always:
+            return True
+        sample = number // self.stride
+        if cut:
+            self._pending.clear()
+            self.crowd = False
+        while self._pending and self._pending[0][0] <= sample - CROWD_DELAY_SAMPLES:
+            faces = self._pending.popleft()[1].result()  # in long ago (or the error is the detector's)
+            self.crowd = crowded(faces)
+        return cut or sample % SMALL_FACE_EVERY == 0 or self.crowd
+
+    def searched(self, number: int, cut: bool, faces: Future) -> None:
+        """Record a sample's detections to come (only regular full searches are counted)."""
+        if not self.always and (cut or (number // self.stride) % SMALL_FACE_EVERY == 0):
+            self._pending.append((number // self.stride, faces))
+
+
+def crowded(faces: list[Face]) -> bool:
+    """Whether a full search's faces make a crowd: :data:`CROWD_SMALL_FACES` under ``REDUCED_MIN_FACE_PX``."""
+    return sum(face.height < REDUCED_MIN_FACE_PX for face in faces) >= CROWD_SMALL_FACES
 
 
 def detect_shared(key: int, slot: int, small_faces: bool) -> list[Face]:
@@ -270,4 +325,4 @@ def embed_face(track: Track, rgb: np.ndarray, face: Face, frame: int,
     return True
 
 
-__all__ = ["FaceAnalysis", "analyse_video", "default_stride", "embed_face", "luma"]
+__all__ = ["FaceAnalysis", "SmallFaceCadence", "analyse_video", "crowded", "default_stride", "embed_face", "luma"]
