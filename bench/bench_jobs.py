@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,38 @@ def recovery(media_file, repeat: int) -> None:
         print(f"| {name} | {again:.1f} s | {done:.1f} s | {done - normal:+.1f} s |")
 
 
+def helpers(media_file, env: dict[str, str], repeat: int) -> None:
+    """The detection job with its analysis inline in the worker's process and with helper processes
+    (``MOMENTRY_ANALYSIS_HELPERS``), on 1 and 2 worker processes, interleaved ``repeat`` times; medians."""
+    from media_api.faces.chunks import plan_chunks
+    from media_api.services.files import frame_index_for
+
+    duration = media_file.total_frames / media_file.fps
+    chunks = len(plan_chunks(frame_index_for(media_file), float(env["MOMENTRY_CHUNK_SECONDS"])))
+    capacity = [machine_capacity()]
+    walls: dict[tuple[int, str], list[float]] = {}
+    outputs: dict[str, list] = {}
+    for run in range(repeat):
+        for workers in (1, 2) if chunks > 1 else (1,):
+            for setting in ("false", "true") if run % 2 == 0 else ("true", "false"):
+                seconds, result = run_job(media_file, workers, {**env, "MOMENTRY_ANALYSIS_HELPERS": setting})
+                walls.setdefault((workers, setting), []).append(seconds)
+                outputs.setdefault(setting, rows_of(media_file))
+        capacity.append(machine_capacity())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
+          f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; video {media_file.name}, {duration:.0f} s, "
+          f"{media_file.width}x{media_file.height}, {chunks} chunk(s); median of {repeat}")
+    print(f"cores actually available (2 CPU-bound processes vs 1, before and after each round): "
+          f"{' / '.join(f'{c:.2f}' for c in capacity)}")
+    print("| worker processes | analysis inline | with helper processes | helpers / inline |")
+    print("|---|---|---|---|")
+    for workers in sorted({w for w, _ in walls}):
+        inline, helped = (statistics.median(walls[workers, s]) for s in ("false", "true"))
+        print(f"| {workers} | {inline:.1f} s ({duration / inline:.2f}× realtime) | {helped:.1f} s "
+              f"({duration / helped:.2f}× realtime) | **{inline / helped:.2f}×** faster |")
+    print(f"same rows inline and with helpers: {outputs['false'] == outputs['true']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=20)
@@ -196,6 +229,9 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", default="60")
     parser.add_argument("--recovery", action="store_true", help="time recovery after killed workers (needs --broker)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--helpers", action="store_true",
+                        help="the job with MOMENTRY_ANALYSIS_HELPERS off and on, 1 and 2 worker processes, interleaved")
+    parser.add_argument("--video", choices=["hamilton360", "facenet1080"], default="hamilton360")
     args = parser.parse_args()
     if args.recovery and not args.broker:
         parser.error("--recovery needs --broker redis://…")
@@ -209,15 +245,21 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from bench.media import make_long_video
+    from bench.media import FACENET, make_long_video
     from media_api.faces.chunks import plan_chunks
     from media_api.faces.pipeline import analyse_video
     from media_api.services.faces import store_analysis
     from media_api.services.files import frame_index_for, register_file
 
     call_command("migrate", verbosity=0)
-    path = make_long_video(settings.FFMPEG_BINARY, args.minutes)
+    if args.video == "facenet1080":
+        path = make_long_video(settings.FFMPEG_BINARY, args.minutes, FACENET, 105 / 25)
+    else:
+        path = make_long_video(settings.FFMPEG_BINARY, args.minutes)
     media_file = register_file(path).file
+    if args.helpers:
+        helpers(media_file, env, args.repeat)
+        return
     if args.recovery:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
               f"date {time.strftime('%Y-%m-%d %H:%M %Z')}, broker Redis, SQLite; video {media_file.name} "

@@ -53,7 +53,7 @@ def run_detect(job: Job) -> dict[str, Any] | object:
     plan = plan_chunks(index, settings.MOMENTRY_CHUNK_SECONDS)
     if len(plan) == 1:
         analysis = analyse_video(media_file.path, index, media_file.fps, stride=_stride(job),
-                                 on_progress=Progress(job, 0.0, 0.95))
+                                 workers=settings.MOMENTRY_ANALYSIS_HELPERS, on_progress=Progress(job, 0.0, 0.95))
         return {**_store(job, analysis), "detector_processes": analysis.detector_processes}
     for number, (first, last) in enumerate(plan):
         JobChunk.objects.get_or_create(job=job, index=number, defaults={"first_frame": first, "last_frame": last})
@@ -73,7 +73,7 @@ def run_chunk(job: Job, chunk: JobChunk) -> bool:
     total = job.chunks.count()
     media_file = job.file
     result = analyse_chunk(media_file.path, frame_index_for(media_file), media_file.fps, chunk.first_frame,
-                           chunk.last_frame, _stride(job), workers=False,
+                           chunk.last_frame, _stride(job), workers=settings.MOMENTRY_ANALYSIS_HELPERS,
                            on_progress=Progress(job, 0.95 * number / total, 0.95 / total))
     with transaction.atomic():
         Job.objects.select_for_update().get(pk=job.pk)  # one chunk at a time decides "last one"

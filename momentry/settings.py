@@ -261,6 +261,9 @@ MOMENTRY_JOB_MAX_ATTEMPTS = _env_int("MOMENTRY_JOB_MAX_ATTEMPTS", 3)
 MOMENTRY_JOB_REQUEUE_SECONDS = _env_int("MOMENTRY_JOB_REQUEUE_SECONDS", 300)  # queued this long: send again
 MOMENTRY_REAP_SECONDS = float(os.environ.get("MOMENTRY_REAP_SECONDS", "5"))  # each worker checks jobs this often
 MOMENTRY_CHUNK_SECONDS = float(os.environ.get("MOMENTRY_CHUNK_SECONDS", "60"))
+# A job's face analysis (a file or a chunk) forks detector and embedding processes, as detect_faces does, so
+# one job uses both cores; off: it runs in the worker's process alone (hosts with one busy worker per core).
+MOMENTRY_ANALYSIS_HELPERS = _env_bool("MOMENTRY_ANALYSIS_HELPERS", True)
 MOMENTRY_CACHE_MAX_BYTES = _env_int("MOMENTRY_CACHE_MAX_BYTES", 2 * 1024**3)
 
 # Webhooks (webhooks/, docs/webhooks.md): receivers on loopback/private/link-local addresses are refused
