@@ -70,10 +70,12 @@ LOOKAHEAD = 2
 #: searches find at most 6 such faces (facenet demo scaled to 720p, 11 people; Hamilton upscaled: at
 #: most 1), the 720p crowd mosaic at least 32 (docs/faces.md, "Crowds").
 CROWD_SMALL_FACES = 12
-#: A full search's count decides from this many samples (by frame number) after its own on: its
-#: result is then always in, whatever the number of detector processes (so the choice of samples, and
-#: the result, does not depend on it nor on timing), and the detector is never waited for.
-CROWD_DELAY_SAMPLES = LOOKAHEAD * DETECTOR_PROCESSES + 1
+#: A full search's count decides from this many samples (by frame number) after its own on: a fixed
+#: delay, so the choice of samples (and the result) depends neither on timing nor on the number of
+#: detector processes; short enough that a chunk, which starts decoding chunks.OVERLAP_SAMPLES (4)
+#: samples early, sees the search that decides its first own sample (its cadence is then the one
+#: pass's). The sample is usually done by then (two more run meanwhile); if not, the tracker waits.
+CROWD_DELAY_SAMPLES = 3
 #: Pixel formats whose first plane is the 8-bit luma, read without any conversion.
 _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 
@@ -252,7 +254,7 @@ class SmallFaceCadence:
             self._pending.clear()
             self.crowd = False
         while self._pending and self._pending[0][0] <= sample - CROWD_DELAY_SAMPLES:
-            faces = self._pending.popleft()[1].result()  # in long ago (or the error is the detector's)
+            faces = self._pending.popleft()[1].result()  # (an error is the detector's, raised here)
             self.crowd = crowded(faces)
         return cut or sample % SMALL_FACE_EVERY == 0 or self.crowd
 
