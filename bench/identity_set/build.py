@@ -48,6 +48,16 @@ REPOS = {
                              "licence": "Apache-2.0 (repository)"},
     "timesler/facenet-pytorch": {"commit": "787da06156087cd6b616fe6608213722bddc30cd",
                                  "licence": "MIT (repository)"},
+    "krasserm/face-recognition": {"commit": "363e4ec0f700e74b2ea7abceba289390d29dd43f",
+                                  "licence": "Apache-2.0 (repository)"},
+    "davisking/dlib": {"commit": "3d40bf5790ca9073c160cebb898800d9f33e12ab",
+                       "licence": "BSL-1.0 (repository)"},
+    "Azure-Samples/cognitive-services-sample-data-files": {"commit": "65af3b93cab5f45c76594f3265210646d4b3809e",
+                                                           "licence": "MIT (repository)"},
+    "exadel-inc/CompreFace": {"commit": "ddf32da8245e2e6688c3ab6f60587fd3e31538c2",
+                              "licence": "Apache-2.0 (repository)"},
+    "davidsandberg/facenet": {"commit": "096ed770f163957c1e56efa7feeb194773920f6e",
+                              "licence": "MIT (repository)"},
 }
 
 _DEEPFACE = {
@@ -87,6 +97,41 @@ _OPENFACE = {"Amy Adams": ["adams"], "Steve Carell": ["carell"], "Eric Clapton":
 _FACENET = {"Angelina Jolie": "angelina_jolie", "Kate Siegel": "kate_siegel", "Paul Rudd": "paul_rudd",
             "Shea Whigham": "shea_whigham"}
 
+#: krasserm/face-recognition images/<Name>/<Name>_<nnnn>.jpg: ten people of LFW (250x250), numbers 1-10
+#: (Jacques Chirac: 1-5, 7-9, 19, 20).
+_KRASSERM = ["Ariel_Sharon", "Arnold_Schwarzenegger", "Colin_Powell", "Donald_Rumsfeld", "George_W_Bush",
+             "Gerhard_Schroeder", "Hugo_Chavez", "Jacques_Chirac", "Tony_Blair", "Vladimir_Putin"]
+#: dlib examples/johns/<Name>/*.jpg (150x150 face chips, 11 per person), less copies of one photo:
+#: byte-identical (Shimkus 000378_03227610) or the same photo re-cropped (SFace cosine < 0.06, checked by eye).
+_DLIB_JOHNS = {
+    "John_Salley": ["000179_02159509", "000183_02159543", "000186_02159346", "000189_02159361", "000190_02159501",
+                    "000194_02159572", "000197_02159322", "000197_02159525", "000198_02159470", "000200_02159354"],
+    "John_Savage": ["000264_01099001", "000274_01099061", "000277_01099000", "000289_01099139", "000290_01099067",
+                    "000290_01099090", "000291_01099023", "000291_01099214", "000293_01099081", "000296_01099007",
+                    "000299_01099008"],
+    "John_Schneider": ["000288_00925786", "000302_00925785", "000307_00925823", "000325_00925954",
+                       "000326_00925765", "000326_00926089", "000326_00926128", "000326_00926139",
+                       "000329_00925859", "000329_00925963", "000331_00926012"],
+    "John_Shimkus": ["000373_03228153", "000375_03227651", "000378_02340151", "000383_03227939", "000385_03227766",
+                     "000388_03227773", "000390_03227666", "000394_02340150", "000396_03227722"],
+    "John_Simm": ["000288_00470387", "000297_00470170", "000305_00470162", "000305_00470717", "000306_00470222",
+                  "000306_00470223", "000309_00470287", "000310_00470421", "000310_00470511"],
+}
+#: Azure-Samples Face/images: stock photos of eight unnamed people, Family<N>-<Role><k>.jpg. The
+#: quickstarts' person groups name two more photos: man2-person-group.jpg is "man" as man1/man3
+#: (byte-identical to Family2-Man2/Man1), woman1-person-group.jpg is "woman" as woman2/woman3
+#: (Family2-Lady2/Lady1). Left out: the byte-identical copies (child1-3, man1/3, woman2/3,
+#: extra-woman-image, findsimilar) and the group photo test-image-person-group.jpg.
+_AZURE = {"Family1-Dad": ["Family1-Dad1", "Family1-Dad2", "Family1-Dad3"],
+          "Family1-Daughter": ["Family1-Daughter1", "Family1-Daughter2", "Family1-Daughter3"],
+          "Family1-Mom": ["Family1-Mom1", "Family1-Mom2"], "Family1-Son": ["Family1-Son1", "Family1-Son2"],
+          "Family2-Lady": ["Family2-Lady1", "Family2-Lady2", "woman1-person-group"],
+          "Family2-Man": ["Family2-Man1", "Family2-Man2", "man2-person-group"],
+          "Family3-Lady": ["Family3-Lady1"], "Family3-Man": ["Family3-Man1"]}
+#: CompreFace embedding-calculator/sample_images: PERSONS in its annotations.py (A: 001-006, B: 007-008, C: 009).
+_COMPREFACE = {"CompreFace person A": ["001_A", "002_A", "003_A", "004_A", "005_A", "006_A"],
+               "CompreFace person B": ["007_B", "008_B"], "CompreFace person C": ["009_C"]}
+
 #: people.json names -> the names used here (the same person as in the photos where there is one).
 VIDEO_NAMES = {"Alex Lacamoire (pianist)": "Alex Lacamoire"}
 
@@ -105,6 +150,19 @@ def photo_sources() -> list[tuple[str, str, str]]:
         rows += [("cmusatyalab/openface", f"images/examples/{name}.jpg", person) for name in names]
     for person, folder in _FACENET.items():
         rows.append(("timesler/facenet-pytorch", f"data/test_images/{folder}/1.jpg", person))
+    for folder in _KRASSERM:
+        numbers = [1, 2, 3, 4, 5, 7, 8, 9, 19, 20] if folder == "Jacques_Chirac" else range(1, 11)
+        rows += [("krasserm/face-recognition", f"images/{folder}/{folder}_{n:04d}.jpg", folder.replace("_", " "))
+                 for n in numbers]
+    for folder, stems in _DLIB_JOHNS.items():
+        rows += [("davisking/dlib", f"examples/johns/{folder}/{stem}.jpg", folder.replace("_", " ")) for stem in stems]
+    rows.append(("davisking/dlib", "examples/faces/Tom_Cruise_avp_2014_4.jpg", "Tom Cruise"))
+    for role, stems in _AZURE.items():
+        rows += [("Azure-Samples/cognitive-services-sample-data-files", f"Face/images/{stem}.jpg",
+                  f"Azure sample {role}") for stem in stems]
+    for person, stems in _COMPREFACE.items():
+        rows += [("exadel-inc/CompreFace", f"embedding-calculator/sample_images/{stem}.jpg", person) for stem in stems]
+    rows += [("davidsandberg/facenet", f"data/images/Anthony_Hopkins_000{n}.jpg", "Anthony Hopkins") for n in (1, 2)]
     return rows
 
 
