@@ -20,7 +20,7 @@ Then, with the calibrated thresholds (media_api/faces/calibration.json), per cli
 * **pairs**: the exemplar-set distance (closest pair) between every two labelled traces, same person
   vs different people (the different-people pairs of all clips together: anyone can meet anyone in a
   library), and how many different-person pairs fall within the confident / offered distance;
-* **suggestions**: each labelled person is named once (their first trace), and so are the 33 people of
+* **suggestions**: each labelled person is named once (their first trace), and so are the 61 people of
   bench/identity_set's photos (each a set of their photos; Lin-Manuel Miranda, Alex Lacamoire and
   Barack Obama are in both, and named by their photos only: each of their traces is asked about, the
   same person across sources); every other labelled trace is suggested for, as ``suggest_identities``
