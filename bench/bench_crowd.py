@@ -32,10 +32,11 @@ seconds of all processes and the effective cores before and after (bench_faces' 
 in chunks of 2 s (``chunks.plan_chunks``/``analyse_chunk``/``stitch``, as a job does); prints how many stored
 rows differ (the goal: none).
 
-A variant changes one knob of the pipeline for its runs: ``cap=N`` the Median Flow follower budget
-(``followers.FollowerBudget(limit=N)``), ``small=N`` the small-face cadence (``pipeline.SMALL_FACE_EVERY``),
-``crowd=N`` the small faces a full search must find for every sample to search them (``pipeline.CROWD_SMALL_FACES``;
-``crowd=1000``: never, the cadence before it).
+A variant changes one knob of the pipeline for its runs: ``cap=N`` the Median Flow follower budget, in
+a crowd too (``followers.FollowerBudget(limit=N, crowd_limit=N)``), ``crowdcap=N`` the budget in a crowd only
+(``followers.CROWD_FOLLOWED``; ``crowdcap=24``: as before it), ``small=N`` the small-face cadence
+(``pipeline.SMALL_FACE_EVERY``), ``crowd=N`` the small faces a full search must find to make a crowd
+(``pipeline.CROWD_SMALL_FACES``; ``crowd=1000``: never, as before the crowd rule).
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ def score(layout: Layout, rows: list[dict], labels: dict[str, list[dict]], keys)
 
 
 def _variant(spec: str):
-    """A context for one run of a variant (``cap=N``, ``small=N``, ``crowd=N``; ``default``: as configured)."""
+    """A context for one run of a variant (``cap=N``, ``crowdcap=N``, ``small=N``, ``crowd=N``; ``default``: as
+    configured)."""
     from contextlib import ExitStack
     from unittest import mock
 
@@ -211,8 +213,11 @@ def _variant(spec: str):
         return stack
     knob, value = spec.split("=")
     if knob == "cap":
+        stack.enter_context(mock.patch.object(pipeline, "FollowerBudget", functools.partial(
+            FollowerBudget, limit=int(value), crowd_limit=int(value))))
+    elif knob == "crowdcap":
         stack.enter_context(mock.patch.object(pipeline, "FollowerBudget",
-                                              functools.partial(FollowerBudget, limit=int(value))))
+                                              functools.partial(FollowerBudget, crowd_limit=int(value))))
     elif knob == "small":
         stack.enter_context(mock.patch.object(pipeline, "SMALL_FACE_EVERY", int(value)))
     elif knob == "crowd":
@@ -232,7 +237,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--clip", choices=sorted(LAYOUTS), action="append", help="default: both")
     parser.add_argument("--variant", action="append", default=[], metavar="KNOB=N",
-                        help="also run the pipeline with cap=N, small=N or crowd=N, interleaved")
+                        help="also run the pipeline with cap=N, crowdcap=N, small=N or crowd=N, interleaved")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--chunks", action="store_true", help="compare chunked analysis with one pass")
     args = parser.parse_args()

@@ -81,3 +81,19 @@ def test_a_chunk_end_keeps_no_guessed_boxes():
     the whole-file run does; keeping the guesses made chunked analysis of a crowd differ from one pass)."""
     [track] = _coasting(9, lambda frame: [Face(100 + 4 * frame, 100, 40, 40, 0.9)]).close()
     assert track.frames == list(range(6))
+
+
+def test_a_crowd_budget_hands_out_fewer_median_flows_and_takes_none_back():
+    """In a crowd searched on every sample (pipeline.SmallFaceCadence) the budget is CROWD_FOLLOWED: new
+    followers beyond it coast; followers already held stay until their track gives them back."""
+    budget = FollowerBudget(limit=3, crowd_limit=1)
+    held = [budget() for _ in range(3)]
+    assert not any(isinstance(f, HoldFollower) for f in held)
+    budget.crowd = True
+    assert isinstance(budget(), HoldFollower) and budget.alive == 3
+    del held[1:]
+    assert budget.alive == 1 and isinstance(budget(), HoldFollower)
+    del held[0]
+    assert not isinstance(budget(), HoldFollower)
+    budget.crowd = False
+    assert not isinstance(budget(), HoldFollower)

@@ -196,7 +196,8 @@ def test_a_search_without_small_faces_neither_confirms_nor_misses_them():
 def test_a_crowd_searches_small_faces_on_every_sample():
     """At 720p small faces are searched on every other sample, but on every one while a regular full
     search CROWD_DELAY_SAMPLES back found a crowd of them (the demo clip tiled 3x3 at 0.22, as in
-    bench_crowd), and on every other one again from a cut to ordinary footage (the demo scaled to 720p)."""
+    bench_crowd), and on every other one again from a cut to ordinary footage (the demo scaled to 720p);
+    the crowd's samples also tell the tracker to follow fewer faces by Median Flow, at 1080p too."""
     from concurrent.futures import Future
 
     import cv2
@@ -216,21 +217,25 @@ def test_a_crowd_searches_small_faces_on_every_sample():
     found = {"crowd": detector.detect(crowd), "ordinary": detector.detect(ordinary)}
     assert crowded(found["crowd"]) and not crowded(found["ordinary"]), {k: len(v) for k, v in found.items()}
 
-    stride, cadence, searched, shot = 5, SmallFaceCadence(5), [], "ordinary"
-    shots = {10: "crowd", 30: "ordinary"}  # sample -> the shot starting there (a cut)
-    for sample in range(40):
-        shot = shots.get(sample, shot)
-        cut = sample in shots
-        small = cadence.wants(sample * stride, cut)
-        future: Future = Future()
-        future.set_result(found[shot] if small else [])
-        cadence.searched(sample * stride, cut, future)
-        searched.append(small)
-    every_other = [s % 2 == 0 for s in range(40)]
+    def run(cadence: SmallFaceCadence) -> tuple[list[bool], list[bool]]:
+        """Which of 40 samples search small faces, and which are a crowd (fewer Median Flow followers)."""
+        searched, crowd, shot, shots = [], [], "ordinary", {10: "crowd", 30: "ordinary"}  # shots: cuts
+        for sample in range(40):
+            shot, cut = shots.get(sample, shot), sample in shots
+            small = cadence.wants(sample * 5, cut)
+            future: Future = Future()
+            future.set_result(found[shot] if small else [])
+            cadence.searched(sample * 5, cut, future)
+            searched.append(small)
+            crowd.append(cadence.crowd)
+        return searched, crowd
+
     crowd_from = 10 + CROWD_DELAY_SAMPLES
-    assert searched[:crowd_from] == every_other[:crowd_from]
-    assert all(searched[crowd_from:30])
-    assert searched[30:] == every_other[30:]
+    in_crowd = [crowd_from <= s < 30 for s in range(40)]
+    searched, crowd = run(SmallFaceCadence(5))  # 720p
+    assert searched == [s % 2 == 0 or in_crowd[s] for s in range(40)] and crowd == in_crowd
+    searched, crowd = run(SmallFaceCadence(5, always=True))  # 1080p: every sample; a crowd all the same
+    assert all(searched) and crowd == in_crowd
 
 
 # --- dense traces --------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ class _Frame:
     rgb: np.ndarray | None = None
     faces: Future | None = None
     small_faces: bool = True
+    crowd: bool = False  # a crowd searched on every sample: fewer Median Flow followers (followers.CROWD_FOLLOWED)
 
 
 def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start: int = 0, end: int | None = None,
@@ -185,7 +186,8 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
                 on_progress(number - start, end - start + 1)
             grey = luma(frame)
             if state.tracker is None:
-                state.tracker = FaceTracker(frame.width, frame.height, fps, make_follower=FollowerBudget())
+                state.budget = FollowerBudget()
+                state.tracker = FaceTracker(frame.width, frame.height, fps, make_follower=state.budget)
                 processes = count and (detector_processes
                                        or (DETECTOR_PROCESSES if reduces(frame.width, frame.height) else 1))
                 lookahead = LOOKAHEAD * max(1, processes)
@@ -198,9 +200,11 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
             if cut or number == start or number % stride == 0:  # a sample: to the detector, now
                 item.rgb = frame.to_ndarray(format="rgb24")
                 if cadence is None:
-                    cadence = SmallFaceCadence(stride, not reduces(frame.width, frame.height)
-                                               or frame.width * frame.height >= SMALL_FACES_ALWAYS_PIXELS)
+                    big = reduces(frame.width, frame.height)
+                    full = frame.width * frame.height >= SMALL_FACES_ALWAYS_PIXELS
+                    cadence = SmallFaceCadence(stride, not big or full, crowds=big)
                 item.small_faces = cadence.wants(number, cut)
+                item.crowd = cadence.crowd
                 slot = shared.put(item.rgb) if shared is not None else None
                 if slot is None:
                     item.faces = detector.submit(detect, item.rgb, item.small_faces)
@@ -233,34 +237,37 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
 class SmallFaceCadence:
     """Which samples search small faces: all (``always``: frames under 720p, or of 1080 lines), else
     every :data:`SMALL_FACE_EVERY`-th sample by frame number and the first after each cut — and every
-    sample while the scene is a crowd: the latest regular search at least :data:`CROWD_DELAY_SAMPLES`
-    samples back found :data:`CROWD_SMALL_FACES` faces under ``REDUCED_MIN_FACE_PX`` or more. Only
-    regular searches count (a crowd's extra ones do not keep it a crowd), and a cut forgets the shot
-    before, so the choice depends on the frames of the last second or so, not on where a span started.
+    sample while the scene is a crowd (:attr:`crowd`, only with ``crowds``: frames of 720p and more): the
+    latest regular search at least :data:`CROWD_DELAY_SAMPLES` samples back found
+    :data:`CROWD_SMALL_FACES` faces under ``REDUCED_MIN_FACE_PX`` or more. Only regular searches count (a
+    crowd's extra ones do not keep it a crowd), and a cut forgets the shot before, so the choice depends
+    on the frames of the last second or so, not on where a span started. In a crowd the tracker also
+    follows fewer faces by Median Flow (``followers.CROWD_FOLLOWED``), at 1080p too.
     """
 
-    def __init__(self, stride: int, always: bool = False) -> None:
+    def __init__(self, stride: int, always: bool = False, crowds: bool = True) -> None:
         self.stride = stride
         self.always = always
+        self.crowds = crowds
         self.crowd = False
         self._pending: deque[tuple[int, Future]] = deque()  # regular searches not yet counted
 
     def wants(self, number: int, cut: bool) -> bool:
         """Whether the sample on frame ``number`` (``cut``: the first of a shot) searches small faces."""
-        if self.always:
-            return True
         sample = number // self.stride
+        if not self.crowds:
+            return self.always or cut or sample % SMALL_FACE_EVERY == 0
         if cut:
             self._pending.clear()
             self.crowd = False
         while self._pending and self._pending[0][0] <= sample - CROWD_DELAY_SAMPLES:
             faces = self._pending.popleft()[1].result()  # (an error is the detector's, raised here)
             self.crowd = crowded(faces)
-        return cut or sample % SMALL_FACE_EVERY == 0 or self.crowd
+        return self.always or cut or sample % SMALL_FACE_EVERY == 0 or self.crowd
 
     def searched(self, number: int, cut: bool, faces: Future) -> None:
         """Record a sample's detections to come (only regular full searches are counted)."""
-        if not self.always and (cut or (number // self.stride) % SMALL_FACE_EVERY == 0):
+        if self.crowds and (cut or (number // self.stride) % SMALL_FACE_EVERY == 0):
             self._pending.append((number // self.stride, faces))
 
 
@@ -281,6 +288,7 @@ class _Run:
     fps: float
     embedder: Worker
     tracker: FaceTracker | None = None
+    budget: FollowerBudget | None = None
     frames: int = 0
     samples: int = 0
     cuts: list[int] = field(default_factory=list)
@@ -301,6 +309,8 @@ class _Run:
         faces = item.faces.result()
         self.timings["wait_detector"] += time.perf_counter() - clock
         clock = time.perf_counter()
+        if self.budget is not None:
+            self.budget.crowd = item.crowd
         min_height = 0 if item.small_faces else REDUCED_MIN_FACE_PX
         for track, face in self.tracker.observe(item.number, item.image, faces, min_height):
             if self.tracker.wants_embedding(track, face, item.number):
