@@ -27,10 +27,11 @@ once: decoding every frame of the file (the least a re-detection costs), and loa
 fresh process (a worker pays it once, not per job).
 
 ``--wall``: WALL time of the current re-embed with its embedding process (SFace in a second process while this
-one decodes and aligns, as a job runs it) and inline (``workers=False``, OpenCV's own thread count as before),
-interleaved round by round on the same traces, medians; the stored vectors of both must be the same bytes. The
-machine is shared: the effective cores (two busy processes against one, bench_faces.effective_cores) are measured
-before and after each data set.
+one decodes and aligns, as a job runs it) and inline (``workers=False``) with OpenCV's own thread count (as a
+fresh worker process ran it before) and with one OpenCV thread (as one that ran a face analysis before),
+interleaved round by round on the same traces, medians; the stored vectors of all three must be the same bytes.
+The machine is shared: the effective cores (two busy processes against one, bench_faces.effective_cores) are
+measured between rounds, and the medians given again for the quiet rounds (>= 1.8 cores before and after).
 
 Extrapolation: CPU seconds per trace x 10 000, on two cores with one job per file on each (CPU / 2); and, for
 10 000 traces in ONE file (one job, one queue worker process), wall seconds per trace x 10 000 (``--wall``).
@@ -193,21 +194,33 @@ def stored_vectors(media_file) -> dict[int, tuple[bytes, bytes]]:
         file=media_file, embedding_model=MODEL_NAME).values_list("pk", "embedding", "exemplars")}
 
 
+#: --wall's variants: the embedding process; inline with OpenCV's own threads (a fresh worker process before the
+#: embedding process: SFace and YuNet then spread over the cores by themselves); inline on one OpenCV thread (a
+#: worker process that ran a face analysis before, which sets one).
+VARIANTS = ("process", "inline", "inline-1")
+#: A round counts as quiet when the machine lent at least this many cores before and after it.
+QUIET_CORES = 1.8
+
+
 def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads: int) -> list[str]:
-    """Wall time of one job's re-embed with its embedding process and inline, interleaved (order alternating)."""
+    """Wall time of one job's re-embed with its embedding process and inline (:data:`VARIANTS`), interleaved (the
+    order rotating each round), with the effective cores measured between rounds; medians of all rounds and of
+    the quiet ones."""
     import cv2
 
     from bench.bench_faces import effective_cores
 
     cores = [effective_cores()]
-    walls: dict[str, list[float]] = {"process": [], "inline": []}
-    cpus: dict[str, list[float]] = {"process": [], "inline": []}
+    walls: dict[str, list[float]] = {label: [] for label in VARIANTS}
+    cpus: dict[str, list[float]] = {label: [] for label in VARIANTS}
     vectors: dict[str, dict] = {}
     processes = set()
     for number in range(rounds):
-        for label in ("process", "inline") if number % 2 == 0 else ("inline", "process"):
+        for label in VARIANTS[number % 3:] + VARIANTS[:number % 3]:
             if label == "inline":
-                cv2.setNumThreads(opencv_threads)  # as the inline re-embed ran: OpenCV's own threads
+                cv2.setNumThreads(opencv_threads)
+            elif label == "inline-1":
+                cv2.setNumThreads(1)
             result = run(module, media_file, False, workers=label == "process")
             walls[label].append(result.seconds)
             cpus[label].append(result.cpu_seconds)
@@ -216,19 +229,26 @@ def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads
             vectors.setdefault(label, stored_vectors(media_file))
             if stored_vectors(media_file) != vectors[label]:
                 raise SystemExit(f"{label}: the vectors differ from one run to the next")
-    cores.append(effective_cores())
-    wall = {label: statistics.median(values) for label, values in walls.items()}
-    cpu = {label: statistics.median(values) for label, values in cpus.items()}
-    ratios = [inline / process for inline, process in zip(walls["inline"], walls["process"], strict=True)]
-    same = "the same bytes" if vectors["process"] == vectors["inline"] else "DIFFERENT"
-    return [f"  wall, median of {rounds} interleaved: embedding processes {sorted(processes)} "
-            f"{wall['process']:.2f} s (CPU {cpu['process']:.2f} s), inline {wall['inline']:.2f} s "
-            f"(CPU {cpu['inline']:.2f} s); inline / "
-            f"process {wall['inline'] / wall['process']:.2f} (rounds: {' '.join(f'{r:.2f}' for r in ratios)}); "
-            f"vectors {same}; effective cores {cores[0]:.2f} before, {cores[1]:.2f} after",
-            f"  10 000 traces in one job (wall / trace x 10 000): {wall['process'] / traces * 10000 / 60:.1f} min with "
-            f"the embedding process, {wall['inline'] / traces * 10000 / 60:.1f} min inline; jobs on two files "
-            f"(CPU / 2): {cpu['process'] / traces * 10000 / 120:.1f} min"]
+        cores.append(effective_cores())
+    quiet = [n for n in range(rounds) if min(cores[n], cores[n + 1]) >= QUIET_CORES]
+    same = "the same bytes" if all(v == vectors["process"] for v in vectors.values()) else "DIFFERENT"
+    lines = [f"  effective cores between rounds: {' '.join(f'{c:.2f}' for c in cores)}; embedding processes "
+             f"{sorted(processes)}; vectors of the three {same}"]
+    for name, chosen in (("all", list(range(rounds))), ("quiet", quiet)):
+        if not chosen:
+            lines.append(f"  {name} rounds: none")
+            continue
+        wall = {label: statistics.median(walls[label][n] for n in chosen) for label in VARIANTS}
+        cpu = {label: statistics.median(cpus[label][n] for n in chosen) for label in VARIANTS}
+        ratios = [walls["inline"][n] / walls["process"][n] for n in chosen]
+        lines.append(f"  {name} rounds ({len(chosen)}), median wall (CPU): " + ", ".join(
+            f"{label} {wall[label]:.2f} s ({cpu[label]:.2f} s)" for label in VARIANTS)
+            + f"; inline / process {wall['inline'] / wall['process']:.2f} (rounds: "
+            f"{' '.join(f'{r:.2f}' for r in ratios)}), inline-1 / process {wall['inline-1'] / wall['process']:.2f}")
+        lines.append("    10 000 traces in one job (wall / trace x 10 000): " + ", ".join(
+            f"{label} {wall[label] / traces * 10000 / 60:.1f} min" for label in VARIANTS)
+            + f"; jobs on two files (CPU / 2): {cpu['process'] / traces * 10000 / 120:.1f} min")
+    return lines
 
 
 def model_load_cpu() -> float:
