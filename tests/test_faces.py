@@ -345,6 +345,29 @@ def test_a_shared_frame_slot_is_not_overwritten_while_its_call_runs():
         assert frames.put(np.zeros((5, 6, 3), np.uint8)) is None
 
 
+def test_a_worker_whose_fork_fails_runs_inline_and_leaves_no_process(monkeypatch):
+    """The second of two forks fails (EAGAIN, as under a pids limit): the calls run inline and the first
+    process forked is not left behind."""
+    import os
+
+    from media_api.faces.workers import Worker
+    from tests.servers import children_of
+
+    real_fork, forks = os.fork, []
+
+    def fork() -> int:
+        forks.append(1)
+        if len(forks) == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    with Worker("test", None, processes=2) as worker:
+        assert worker.submit(pow, 2, 10).result() == 1024
+        assert worker.processes == 0 and len(forks) == 2
+    assert children_of(os.getpid()) == []
+
+
 def test_same_person_traces_are_closer_than_different_people(analyses):
     """On the demo traces with an embedding: the performer's two shots are nearer than any two people."""
     vectors = []

@@ -126,8 +126,11 @@ def test_pool_process_killed_runs_again_at_once(long_clip, broker, tmp_path):  #
         wait_for(lambda: state_of(job).progress > 0.1, timeout=180, interval=0.2)
         victim = state_of(job).worker_pid
         assert victim in children_of(worker.pid)  # the pool process running it
+        helpers = children_of(victim)  # its detector and embedding processes
+        assert helpers
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
+        wait_for(lambda: not any(alive(pid) for pid in helpers), timeout=10)  # they die with it
         running_again = wait_until_running_again(job)
         wait_for(lambda: not state_of(job).is_active, timeout=300, interval=0.2)
         done = time.monotonic()

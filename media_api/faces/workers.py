@@ -65,8 +65,9 @@ class Worker:
         self._executor: ProcessPoolExecutor | None = None
         if processes > 0:
             try:
-                # fork: no re-import of Django or the caller's modules. Workers are made before the
-                # pipeline starts any thread (decoder, detector runtime), so forking is safe.
+                # fork: no re-import of Django or the caller's modules. The processes are forked on the
+                # first call, possibly after other threads started (the decoder's, a job's heartbeat): a
+                # child runs only the model calls and touches none of what those threads hold.
                 self._executor = ProcessPoolExecutor(max_workers=processes, mp_context=get_context("fork"),
                                                      initializer=_start, initargs=(os.getpid(), setup))
             except (OSError, AssertionError, ValueError) as exc:  # e.g. inside a daemonic process
@@ -87,8 +88,9 @@ class Worker:
             try:
                 with children_allowed():  # the first call forks the processes
                     return self._executor.submit(fn, *args)
-            except (RuntimeError, AssertionError) as exc:
+            except (RuntimeError, AssertionError, OSError) as exc:  # OSError: fork failed (EAGAIN, ENOMEM)
                 logger.warning("%s worker unavailable (%s); running inline", self.name, exc)
+                _discard(self._executor)
                 self._executor = None
         future: Future = Future()
         try:
@@ -107,6 +109,16 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _discard(executor: ProcessPoolExecutor) -> None:
+    """Shut a pool down that cannot take calls, killing any process it forked before failing."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # no public way before Python 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 #: Every live :class:`SharedFrames` of this process by key; a worker forked later inherits the table.
