@@ -26,8 +26,8 @@ import numpy as np
 MAX_FOLLOWED = 24
 #: ... in a crowd whose small faces are searched on every sample (pipeline.SmallFaceCadence): there the
 #: detections come every sample and coasting between them loses little, where Median Flow costs
-#: ~0.5 ms a face and frame (bench/bench_crowd.py: 720p crowd 9.4 -> 7.8 CPU-s for 8.3 s, >= 24 px
-#: unchanged, precision 98.8 -> 97.8 %; 1080p crowd 19.5 -> 16.9, >= 24 px 97.6 -> 97.1 %).
+#: ~0.5 ms a face and frame (bench/bench_crowd.py, 2026-12-05 06:46 UTC: 720p crowd 9.6 -> 8.1 CPU-s for
+#: 8.3 s, >= 24 px unchanged, precision 98.8 -> 97.9 %; 1080p crowd 18.9 -> 17.2, >= 24 px 97.6 -> 97.1 %).
 CROWD_FOLLOWED = 8
 
 Rect = tuple[float, float, float, float]
