@@ -136,11 +136,13 @@ def run_cluster(job: Job) -> dict[str, Any]:
 
 
 def run_reembed(job: Job) -> dict[str, Any]:
-    """New embeddings for the file's traces with the current model; no detection, curation untouched."""
+    """New embeddings for the file's traces with the current model; no detection, curation untouched. SFace runs in
+    an embedding process, as a job's face analysis forks its helpers (``MOMENTRY_ANALYSIS_HELPERS``: off, inline);
+    the result says how many (``embedding_processes``)."""
     from media_api.services.reembed import reembed_file
 
     result = reembed_file(job.file, only_stale=bool(job.params.get("only_stale")),
-                          on_progress=Progress(job, 0.0, 0.97))
+                          on_progress=Progress(job, 0.0, 0.97), workers=settings.MOMENTRY_ANALYSIS_HELPERS)
     return result.as_dict()
 
 
