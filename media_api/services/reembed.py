@@ -297,15 +297,18 @@ def face_region(frame: Any, box: Box) -> tuple[np.ndarray, Box]:
 
 
 Submit = Callable[..., Future]
-#: {trace pk: (the faces sent to SFace, the call giving their vectors and its CPU seconds)}
-Calls = dict[int, tuple[list["Readable"], Future]]
+#: {trace pk: (the qualities of the faces sent to SFace, the call giving their vectors and its CPU seconds)}
+Calls = dict[int, tuple[list[float], Future]]
+#: Calls the embedding process may not have started, oldest first, with the faces they carry.
+Pending = deque[tuple[int, Future, list[np.ndarray]]]
 
 
 def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
                 on_progress: OnProgress | None, submit: Submit) -> tuple[dict[int, list[Readable]], Calls]:
     """({trace pk: its readable faces}, their embedding calls): every chosen face aligned, frames decoded once each
     in order; a trace's :func:`best_faces` go to ``submit`` once the read has passed its last chosen frame (its
-    readable faces are then all known), so SFace works while the next frames are decoded."""
+    readable faces are then all known), so SFace works while the next frames are decoded. A trace's aligned faces
+    are let go once sent (its list emptied), so memory does not grow with the file's traces."""
     wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
     last: dict[int, list[int]] = defaultdict(list)  # {frame: traces chosen on no later frame}
     for trace_pk, choices in chosen.items():
@@ -315,7 +318,7 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
             last[max(frame for frame, _ in choices)].append(trace_pk)
     faces: dict[int, list[Readable]] = defaultdict(list)
     calls: Calls = {}
-    pending: deque[tuple[int, Future]] = deque()
+    pending: Pending = deque()
     total = len(wanted)
     clock = time.process_time()
     for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
@@ -337,14 +340,13 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
         clock = time.process_time()
     _submit([pk for pk in faces if pk not in calls], faces, calls, pending, submit)
     while pending:  # the newest calls the embedding process has not started: embedded here, meanwhile
-        trace_pk, call = pending.pop()
+        trace_pk, call, aligned = pending.pop()
         if call.cancel():
-            best = calls[trace_pk][0]
-            calls[trace_pk] = (best, _here([face.aligned for face in best]))
+            calls[trace_pk] = (calls[trace_pk][0], _here(aligned))
     return faces, calls
 
 
-def _submit(traces: list[int], faces: dict[int, list[Readable]], calls: Calls, pending: deque[tuple[int, Future]],
+def _submit(traces: list[int], faces: dict[int, list[Readable]], calls: Calls, pending: Pending,
             submit: Submit) -> None:
     """Each trace's :func:`best_faces` to SFace (``embed_faces``): to ``submit``, or here while IN_FLIGHT traces
     wait for it."""
@@ -355,12 +357,14 @@ def _submit(traces: list[int], faces: dict[int, list[Readable]], calls: Calls, p
         while pending and pending[0][1].done():
             pending.popleft()
         aligned = [face.aligned for face in best]
+        faces[trace_pk] = []  # sent: only the order of traces is needed from here
+        qualities = [face.quality for face in best]
         if len(pending) >= IN_FLIGHT:
-            calls[trace_pk] = (best, _here(aligned))
+            calls[trace_pk] = (qualities, _here(aligned))
             continue
         call = submit(embed_faces, aligned)
-        calls[trace_pk] = (best, call)
-        pending.append((trace_pk, call))
+        calls[trace_pk] = (qualities, call)
+        pending.append((trace_pk, call, aligned))
 
 
 def _here(aligned: list[np.ndarray]) -> Future:
@@ -426,10 +430,9 @@ def _collect(faces: dict[int, list[Readable]], calls: Calls, result: ReembedResu
     for trace_pk in faces:
         if trace_pk not in calls:
             continue
-        best, call = calls[trace_pk]
+        qualities, call = calls[trace_pk]
         embedded, seconds = call.result()
         result.timings["embed"] += seconds
-        qualities = [face.quality for face in best]
         result.faces_embedded += len(embedded)
         keep = exemplars.choose(embedded, qualities)
         vectors[trace_pk] = Embedded(exemplars.weighted_mean([embedded[i] for i in keep], [qualities[i] for i in keep]),
