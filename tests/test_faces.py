@@ -192,7 +192,6 @@ def test_a_search_without_small_faces_neither_confirms_nor_misses_them():
     assert tracks[150].frames == list(range(15))  # missed at 5, seen at 10, missed at 15 and 20
 
 
-
 def test_a_crowd_searches_small_faces_on_every_sample():
     """At 720p small faces are searched on every other sample, but on every one while a regular full
     search CROWD_DELAY_SAMPLES back found a crowd of them (the demo clip tiled 3x3 at 0.22, as in

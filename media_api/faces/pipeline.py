@@ -254,21 +254,24 @@ class SmallFaceCadence:
 
     def wants(self, number: int, cut: bool) -> bool:
         """Whether the sample on frame ``number`` (``cut``: the first of a shot) searches small faces."""
-        sample = number // self.stride
-        if not self.crowds:
-            return self.always or cut or sample % SMALL_FACE_EVERY == 0
-        if cut:
-            self._pending.clear()
-            self.crowd = False
-        while self._pending and self._pending[0][0] <= sample - CROWD_DELAY_SAMPLES:
-            faces = self._pending.popleft()[1].result()  # (an error is the detector's, raised here)
-            self.crowd = crowded(faces)
-        return self.always or cut or sample % SMALL_FACE_EVERY == 0 or self.crowd
+        if self.crowds:
+            if cut:
+                self._pending.clear()
+                self.crowd = False
+            sample = number // self.stride
+            while self._pending and self._pending[0][0] <= sample - CROWD_DELAY_SAMPLES:
+                faces = self._pending.popleft()[1].result()  # (an error is the detector's, raised here)
+                self.crowd = crowded(faces)
+        return self.always or self._regular(number, cut) or self.crowd
 
     def searched(self, number: int, cut: bool, faces: Future) -> None:
         """Record a sample's detections to come (only regular full searches are counted)."""
-        if self.crowds and (cut or (number // self.stride) % SMALL_FACE_EVERY == 0):
+        if self.crowds and self._regular(number, cut):
             self._pending.append((number // self.stride, faces))
+
+    def _regular(self, number: int, cut: bool) -> bool:
+        """A regular full search: every SMALL_FACE_EVERY-th sample by frame number, and the first after a cut."""
+        return cut or (number // self.stride) % SMALL_FACE_EVERY == 0
 
 
 def crowded(faces: list[Face]) -> bool:
