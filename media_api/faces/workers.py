@@ -92,12 +92,7 @@ class Worker:
                 logger.warning("%s worker unavailable (%s); running inline", self.name, exc)
                 _discard(self._executor)
                 self._executor = None
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as exc:  # noqa: BLE001 - delivered to whoever waits, as from a process
-            future.set_exception(exc)
-        return future
+        return run_here(fn, *args)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -109,6 +104,16 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_here(fn: Callable[..., Any], *args: Any) -> Future:
+    """``fn(*args)`` run in this process, as a done call: what a worker's call gives, without a worker."""
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - delivered to whoever waits, as from a process
+        future.set_exception(exc)
+    return future
 
 
 def _discard(executor: ProcessPoolExecutor) -> None:

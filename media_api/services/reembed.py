@@ -67,7 +67,7 @@ from media_api.faces.embeddings import (
     to_bytes,
 )
 from media_api.faces.tracker import EMBED_EVERY_SECONDS, MAX_EMBEDDINGS, MIN_EMBED_HEIGHT, MIN_EMBED_SCORE
-from media_api.faces.workers import Worker
+from media_api.faces.workers import Worker, run_here
 from media_api.ffmpeg.frames import FrameReader
 from media_api.models import Detection, MediaFile, Trace
 from media_api.services.files import frame_index_for
@@ -342,7 +342,7 @@ def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], r
     while pending:  # the newest calls the embedding process has not started: embedded here, meanwhile
         trace_pk, call, aligned = pending.pop()
         if call.cancel():
-            calls[trace_pk] = (calls[trace_pk][0], _here(aligned))
+            calls[trace_pk] = (calls[trace_pk][0], run_here(embed_faces, aligned))
     return faces, calls
 
 
@@ -360,18 +360,11 @@ def _submit(traces: list[int], faces: dict[int, list[Readable]], calls: Calls, p
         faces[trace_pk] = []  # sent: only the order of traces is needed from here
         qualities = [face.quality for face in best]
         if len(pending) >= IN_FLIGHT:
-            calls[trace_pk] = (qualities, _here(aligned))
+            calls[trace_pk] = (qualities, run_here(embed_faces, aligned))  # same bytes here
             continue
         call = submit(embed_faces, aligned)
         calls[trace_pk] = (qualities, call)
         pending.append((trace_pk, call, aligned))
-
-
-def _here(aligned: list[np.ndarray]) -> Future:
-    """:func:`embed_faces` run in this process, as a done call (SFace gives the same bytes in either process)."""
-    call: Future = Future()
-    call.set_result(embed_faces(aligned))
-    return call
 
 
 def embed_faces(aligned: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
