@@ -226,8 +226,8 @@ def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads
             cpus[label].append(result.cpu_seconds)
             if label == "process":
                 processes.add(result.embedding_processes)
-            vectors.setdefault(label, stored_vectors(media_file))
-            if stored_vectors(media_file) != vectors[label]:
+            stored = stored_vectors(media_file)
+            if vectors.setdefault(label, stored) != stored:
                 raise SystemExit(f"{label}: the vectors differ from one run to the next")
         cores.append(effective_cores())
     quiet = [n for n in range(rounds) if min(cores[n], cores[n + 1]) >= QUIET_CORES]
