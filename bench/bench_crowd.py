@@ -36,7 +36,11 @@ A variant changes one knob of the pipeline for its runs: ``cap=N`` the Median Fl
 a crowd too (``followers.FollowerBudget(limit=N, crowd_limit=N)``), ``crowdcap=N`` the budget in a crowd only
 (``followers.CROWD_FOLLOWED``; ``crowdcap=24``: as before it), ``small=N`` the small-face cadence
 (``pipeline.SMALL_FACE_EVERY``), ``crowd=N`` the small faces a full search must find to make a crowd
-(``pipeline.CROWD_SMALL_FACES``; ``crowd=1000``: never, as before the crowd rule).
+(``pipeline.CROWD_SMALL_FACES``; ``crowd=1000``: never, as before the crowd rule), ``look=0`` no closer look
+where a followed face was missed (``pipeline.LOOK_AGAIN``), ``nearmin=``/``nearface=``/``nearinput=`` its
+crop (``detector.NEAR_MIN_PX``, ``NEAR_FACE_PX``, ``NEAR_INPUT_PX``), ``opinion=0`` BlazeFace's second
+opinion on every sure box, small ones too (``yunet.SECOND_OPINION_MIN_PX``; as before 2026-12-05).
+Knobs combine with ``+``: ``look=0+opinion=0``.
 """
 
 from __future__ import annotations
@@ -200,8 +204,7 @@ def score(layout: Layout, rows: list[dict], labels: dict[str, list[dict]], keys)
 
 
 def _variant(spec: str):
-    """A context for one run of a variant (``cap=N``, ``crowdcap=N``, ``small=N``, ``crowd=N``; ``default``: as
-    configured)."""
+    """A context for one run of a variant (the knobs of the module's docstring; ``default``: as configured)."""
     from contextlib import ExitStack
     from unittest import mock
 
@@ -210,6 +213,10 @@ def _variant(spec: str):
 
     stack = ExitStack()
     if spec == "default":
+        return stack
+    if "+" in spec:  # several knobs at once: cap=12+small=1
+        for part in spec.split("+"):
+            stack.enter_context(_variant(part))
         return stack
     knob, value = spec.split("=")
     if knob == "cap":
@@ -222,6 +229,16 @@ def _variant(spec: str):
         stack.enter_context(mock.patch.object(pipeline, "SMALL_FACE_EVERY", int(value)))
     elif knob == "crowd":
         stack.enter_context(mock.patch.object(pipeline, "CROWD_SMALL_FACES", int(value)))
+    elif knob.startswith("near"):  # nearmin=, nearinput=, nearface=: detector.NEAR_MIN_PX, NEAR_INPUT_PX, NEAR_FACE_PX
+        from media_api.faces import detector
+
+        stack.enter_context(mock.patch.object(detector, f"NEAR_{knob[4:].upper()}_PX", int(value)))
+    elif knob == "opinion":  # opinion=0: every sure box gets BlazeFace's second opinion, as before 2026-12-05
+        from media_api.faces import yunet
+
+        stack.enter_context(mock.patch.object(yunet, "SECOND_OPINION_MIN_PX", int(value)))
+    elif knob == "look":
+        stack.enter_context(mock.patch.object(pipeline, "LOOK_AGAIN", bool(int(value))))
     else:
         raise SystemExit(f"unknown variant {spec!r}")
     return stack

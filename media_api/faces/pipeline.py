@@ -19,6 +19,7 @@ Writing the result is :mod:`media_api.services.faces`' job.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from media_api.faces import exemplars
 from media_api.faces.cuts import SceneCutDetector
-from media_api.faces.detector import REDUCED_MIN_FACE_PX, Face, detect, load_detector, reduces
+from media_api.faces.detector import REDUCED_MIN_FACE_PX, Face, detect, detect_near, load_detector, reduces
 from media_api.faces.embeddings import align_face_scored, embed_aligned, load_sface
 from media_api.faces.followers import FollowerBudget
 from media_api.faces.tracker import FaceTracker, Track
@@ -76,6 +77,9 @@ CROWD_SMALL_FACES = 12
 #: samples early, sees the search that decides its first own sample (its cadence is then the one
 #: pass's). The sample is usually done by then (two more run meanwhile); if not, the tracker waits.
 CROWD_DELAY_SAMPLES = 3
+#: A followed face that a sample's detections do not match is looked for again on a crop around it, seen
+#: bigger (``FaceTracker.observe``, ``detector.detect_near``) before it counts as missed.
+LOOK_AGAIN = True
 #: Pixel formats whose first plane is the 8-bit luma, read without any conversion.
 _LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
 
@@ -315,7 +319,8 @@ class _Run:
         if self.budget is not None:
             self.budget.crowd = item.crowd
         min_height = 0 if item.small_faces else REDUCED_MIN_FACE_PX
-        for track, face in self.tracker.observe(item.number, item.image, faces, min_height):
+        look_near = functools.partial(detect_near, item.rgb) if LOOK_AGAIN else None
+        for track, face in self.tracker.observe(item.number, item.image, faces, min_height, look_near):
             if self.tracker.wants_embedding(track, face, item.number):
                 embed_face(track, item.rgb, face, item.number, self.embedder.submit)
         self.timings["embed"] += time.perf_counter() - clock

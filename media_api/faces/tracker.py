@@ -36,7 +36,7 @@ import bisect
 import math
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -112,6 +112,23 @@ def same_face(a: Box, b: Box) -> float:
     if overlap >= MATCH_IOU or (inside >= MATCH_CONTAINED and _size_ratio(a, b) <= 3.0):
         return (overlap + inside) / 2
     return 0.0
+
+
+def same_faces(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`same_face` of boxes ``a`` and ``b`` (integer arrays ending in x, y, w, h; broadcast: pairs, or a
+    tracks x faces matrix), the same floats — for the many pairs a crowd makes."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ax, ay, aw, ah = np.moveaxis(a, -1, 0)
+    bx, by, bw, bh = np.moveaxis(b, -1, 0)
+    ix = np.maximum(0, np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx))
+    iy = np.maximum(0, np.minimum(ay + ah, by + bh) - np.maximum(ay, by))
+    inter = ix * iy
+    union, smaller = aw * ah + bw * bh - inter, np.minimum(aw * ah, bw * bh)
+    overlap = np.divide(inter, union, out=np.zeros(inter.shape), where=union != 0)
+    inside = np.divide(inter, smaller, out=np.zeros(inter.shape), where=smaller != 0)
+    ratio = np.maximum(ah, bh) / np.maximum(1, np.minimum(ah, bh))
+    one = (overlap >= MATCH_IOU) | ((inside >= MATCH_CONTAINED) & (ratio <= 3.0))
+    return np.where(one, (overlap + inside) / 2, 0.0)
 
 
 def _centre_shift(a: Box, b: Box) -> float:
@@ -223,19 +240,25 @@ class FaceTracker:
                 still.append(track)
         self._active = still
 
-    def observe(self, frame: int, image: np.ndarray, faces: list[Face],
-                min_height: int = 0) -> list[tuple[Track, Face]]:
+    def observe(self, frame: int, image: np.ndarray, faces: list[Face], min_height: int = 0,
+                look_near: Callable[[list[Box]], list[list[Face]]] | None = None) -> list[tuple[Track, Face]]:
         """Match a sample's detections to the tracks on ``frame``; returns the (track, face) pairs detected.
 
         ``min_height``: the detector was not expected to find faces smaller than this (pixels high) on
         this sample (a search without small faces): a track of a smaller face that no detection matches
         is neither confirmed nor missed, and should it end before a sample sees it again, it is cut back
         to here (tracked boxes are kept only where a sample that could see the face confirmed it).
+
+        ``look_near(boxes)``: the faces found on a closer look around each box (``detector.detect_near``). A
+        track no detection matched is looked for there before it counts as missed (:func:`_found_again`).
         """
         candidates = [t for t in self._active if t.frames and t.frames[-1] == frame]
-        pairs = sorted(((same_face(t.boxes[-1], f.box), ti, fi) for ti, t in enumerate(candidates)
-                        for fi, f in enumerate(faces)), reverse=True)
-        pairs = [pair for pair in pairs if pair[0] > 0]
+        pairs = []
+        if candidates and faces:
+            agree = same_faces(np.array([t.boxes[-1] for t in candidates])[:, None], np.array([f.box for f in faces]))
+            rows, columns = np.nonzero(agree)
+            pairs = sorted(zip(agree[rows, columns].tolist(), rows.tolist(), columns.tolist(), strict=True),
+                           reverse=True)
         # A coasting face (beyond the Median Flow budget: its box is a guess) that went further than the
         # guess: the nearest detection of its size still unmatched, at most COAST_MAX_SHIFT box sides away.
         pairs += sorted((_centre_shift(t.boxes[-1], f.box), ti, fi) for ti, t in enumerate(candidates) if t.coasting
@@ -251,15 +274,23 @@ class FaceTracker:
             track, face = candidates[ti], faces[fi]
             matched_tracks.add(ti)
             matched_faces.add(fi)
-            track.frames.pop(), track.boxes.pop(), track.detected.pop(), track.scores.pop()
-            if track.coasting:
-                _interpolate(track, frame, face.box)
-            track.add(frame, face.box, True, face.score)
-            track.misses, track.first_miss, track.unseen_since = 0, None, None
+            _confirm(track, frame, face)
             anchors.append((track, face.box))
             out.append((track, face))
-        for ti, track in enumerate(candidates):
-            if ti in matched_tracks:
+        taken = [face.box for face in faces]
+        missed = [ti for ti in range(len(candidates)) if ti not in matched_tracks]
+        # Only tracks confirmed MIN_DETECTIONS times are looked for (_found_again says why).
+        lookable = [ti for ti in missed if candidates[ti].detections >= MIN_DETECTIONS] if look_near else []
+        near = dict(zip(lookable, look_near([candidates[ti].boxes[-1] for ti in lookable]) if lookable else [],
+                        strict=True))
+        for ti in missed:
+            track = candidates[ti]
+            face = _found_again(track, near.get(ti, []), taken)
+            if face is not None:
+                _confirm(track, frame, face)
+                taken.append(face.box)
+                anchors.append((track, face.box))
+                out.append((track, face))
                 continue
             if track.boxes[-1][3] < min_height:
                 if track.unseen_since is None:
@@ -383,6 +414,39 @@ def new_evidence(elapsed: float, height: float, earlier_height: float, every: fl
     return elapsed >= every or height >= EMBED_GROWTH * earlier_height
 
 
+def _found_again(track: Track, found: list[Face], taken: list[Box]) -> Face | None:
+    """Of the faces a closer look ``found`` where the track is, best first, the track's face, or None.
+
+    The detector misses a face it sees at the edge of its threshold on one sample and finds on the next (a
+    head turning, a hand in front, a 24 px face in a crowd), and a track missed twice ends; where the track
+    says a face is, a closer look (a crop seen bigger, by the detector's rules) is cheap. The face must be
+    the track's (``same_face`` with its box or, coasting, within COAST_MAX_SHIFT box sides and of its size)
+    and no other's: it may not overlap a face of this sample already given to a track (``taken``). Only a track
+    confirmed MIN_DETECTIONS times is looked for (``observe``): one detection is a trace's noise level (an
+    emblem's lion found on two samples 0.8 s apart became one false trace, bridged by closer looks, on the
+    labelled demo clip: precision 98.3 -> 96.0 %); a closer look keeps a face followed, it does not make one. It is no
+    surer than the track's last detection (a face YuNet is sure of on the crop is not given BlazeFace's second
+    opinion, which puts the detector's scores on the scale the embedding gate was set on).
+    """
+    box = track.boxes[-1]
+    for face in found:
+        ours = same_face(box, face.box) > 0 or (
+            track.coasting and _size_ratio(box, face.box) <= COAST_MAX_SIZE_RATIO
+            and _centre_shift(box, face.box) <= COAST_MAX_SHIFT)
+        if ours and not any(same_face(face.box, other) > 0 for other in taken):
+            return replace(face, score=min(face.score, track.scores[-1]))
+    return None
+
+
+def _confirm(track: Track, frame: int, face: Face) -> None:
+    """A detection of the track's face on ``frame`` (its last, tracked box): the box replaced, misses forgotten."""
+    track.frames.pop(), track.boxes.pop(), track.detected.pop(), track.scores.pop()
+    if track.coasting:
+        _interpolate(track, frame, face.box)
+    track.add(frame, face.box, True, face.score)
+    track.misses, track.first_miss, track.unseen_since = 0, None, None
+
+
 def _last_detection(track: Track, before: int) -> int | None:
     """Index of the track's last detected box before index ``before``, or None."""
     return next((i for i in range(before - 1, -1, -1) if track.detected[i]), None)
@@ -436,16 +500,23 @@ def _merge_duplicates(tracks: list[Track]) -> list[Track]:
     tracked one; the track with more detections keeps its boxes otherwise.
     """
     merged: set[int] = set()
+    arrays = [_frames_and_boxes(track) for track in tracks]
     for i in range(len(tracks)):
         for j in range(i + 1, len(tracks)):
             if i in merged:
                 break
-            if j in merged or not _duplicates(tracks[i], tracks[j]):
+            if j in merged or not _duplicates(tracks[i], tracks[j], arrays[i], arrays[j]):
                 continue
             keep, drop = (i, j) if tracks[i].detections >= tracks[j].detections else (j, i)
             _absorb(tracks[keep], tracks[drop])
+            arrays[keep] = _frames_and_boxes(tracks[keep])
             merged.add(drop)
     return [t for k, t in enumerate(tracks) if k not in merged]
+
+
+def _frames_and_boxes(track: Track) -> tuple[np.ndarray, np.ndarray]:
+    """The track's frame numbers (increasing) and boxes as arrays, for :func:`_duplicates`."""
+    return np.asarray(track.frames, np.int64), np.asarray(track.boxes, np.int64).reshape(-1, 4)
 
 
 def _link_cost(a: Track, b: Track, fps: float) -> float | None:
@@ -492,14 +563,15 @@ def _link(tracks: list[Track], fps: float) -> list[Track]:
     return chains
 
 
-def _duplicates(a: Track, b: Track) -> bool:
-    """Whether two tracks of one shot followed the same face on most of their common frames."""
+def _duplicates(a: Track, b: Track, arrays_a: tuple[np.ndarray, np.ndarray],
+                arrays_b: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Whether two tracks of one shot followed the same face on most of their common frames (``arrays_*``:
+    their :func:`_frames_and_boxes`)."""
     if a.shot != b.shot or b.start > a.end or a.start > b.end:
         return False
-    boxes_a = dict(zip(a.frames, a.boxes, strict=True))
-    common = [(boxes_a[f], box) for f, box in zip(b.frames, b.boxes, strict=True) if f in boxes_a]
-    agree = sum(same_face(x, y) > 0 for x, y in common)
-    return bool(common) and agree >= max(2, DUPLICATE_SHARE * len(common))
+    common, in_a, in_b = np.intersect1d(arrays_a[0], arrays_b[0], assume_unique=True, return_indices=True)
+    agree = int(np.count_nonzero(same_faces(arrays_a[1][in_a], arrays_b[1][in_b])))
+    return len(common) > 0 and agree >= max(2, DUPLICATE_SHARE * len(common))
 
 
 def _absorb(keeper: Track, other: Track) -> None:
