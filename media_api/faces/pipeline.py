@@ -73,7 +73,7 @@ LOOKAHEAD = 2
 CROWD_SMALL_FACES = 12
 #: A full search's count decides from this many samples (by frame number) after its own on: a fixed
 #: delay, so the choice of samples (and the result) depends neither on timing nor on the number of
-#: detector processes; short enough that a chunk, which starts decoding chunks.OVERLAP_SAMPLES (4)
+#: detector processes; short enough that a chunk, which starts decoding chunks.OVERLAP_SAMPLES (8)
 #: samples early, sees the search that decides its first own sample (its cadence is then the one
 #: pass's). The sample is usually done by then (two more run meanwhile); if not, the tracker waits.
 CROWD_DELAY_SAMPLES = 3
