@@ -15,7 +15,7 @@ import numpy as np
 from bench.eval_faces import load_labels
 from media_api.faces.detector import Face, FaceDetector
 from media_api.faces.followers import HoldFollower
-from media_api.faces.tracker import FaceTracker, same_face, same_faces
+from media_api.faces.tracker import FaceTracker, _found_again, same_face, same_faces
 from media_api.faces.yunet import SECOND_OPINION_MIN_PX, SURE_SCORE
 from tests.conftest import FACENET
 
@@ -48,43 +48,66 @@ def test_a_closer_look_finds_the_faces_around_their_boxes_in_frame_pixels():
     assert FaceDetector(threads=1).detect_near(rgb, [(10, 10, 12, 12)]) == [[]]  # too small to look at
 
 
+def _run(look_near, seen=(0, 5), frames=21, min_height=0) -> FaceTracker:
+    """A tracker over blank frames (faces coast): FACE detected on the samples ``seen``, OTHER on every sample."""
+    tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
+    grey = tracker.track_image(np.zeros((360, 640), np.uint8))
+    for frame in range(frames):
+        tracker.advance(frame, grey)
+        if frame % 5 == 0:
+            tracker.observe(frame, grey, [FACE, OTHER] if frame in seen else [OTHER], min_height, look_near)
+    return tracker
+
+
+FACE, OTHER = Face(100, 100, 30, 36, 0.8), Face(300, 100, 30, 36, 0.9)
+
+
+def _found_beside(boxes):
+    """A closer look that finds a face just beside every box."""
+    return [[Face(box[0] + 2, box[1] + 1, 30, 36, 0.95)] for box in boxes]
+
+
 def test_a_track_the_sample_missed_is_confirmed_by_the_closer_look():
     """A face detected on two samples and missed by the next ones is confirmed there when the closer look finds
-    it (detected boxes, no miss); without a closer look it is missed, and missed twice it ends. A face the look
-    finds on another track's detection is not taken from it, and a track detected once is not looked for (one
-    detection is noise: an emblem found twice must not become a trace by closer looks)."""
-    face, other = Face(100, 100, 30, 36, 0.8), Face(300, 100, 30, 36, 0.9)
+    it (detected boxes, no miss) — on MAX_MISSES + 1 samples in a row at most: then it is missed as without a
+    look, and missed twice it ends. Without a look it ends at once."""
     looks: list[list[tuple]] = []
 
     def look_near(boxes):
         looks.append(list(boxes))
-        return [[Face(box[0] + 2, box[1] + 1, 30, 36, 0.95)] for box in boxes]
+        return _found_beside(boxes)
 
-    def run(look, seen=(0, 5)) -> FaceTracker:
-        tracker = FaceTracker(640, 360, 25.0, make_follower=HoldFollower)
-        grey = tracker.track_image(np.zeros((360, 640), np.uint8))
-        for frame in range(21):
-            tracker.advance(frame, grey)
-            if frame % 5 == 0:
-                tracker.observe(frame, grey, [face, other] if frame in seen else [other], look_near=look)
-        return tracker
-
-    looked = run(look_near)
-    [track] = [t for t in looked._active if t.boxes[0][0] == 100]
-    assert [track.detected[f] for f in (10, 15, 20)] == [True] * 3 and track.misses == 0
-    assert track.boxes[10] == (102, 101, 30, 36)  # the face the closer look found, in place of the guess
-    assert track.scores[10] == 0.8  # no surer than the track's last detection
+    tracker = _run(look_near, frames=31)
+    track = next(t for t in tracker.close() if t.boxes[0][0] == 100)
+    assert [track.detected[f] for f in (0, 5, 10, 15)] == [True] * 4
+    assert track.boxes[10] == (102, 101, 30, 36) and track.scores[10] == 0.95  # the face the closer look found
+    assert track.end == 19  # not looked for at 20 (two looks in a row), missed at 20 and 25: cut back to 19
     assert looks and all((300, 100, 30, 36) not in boxes for boxes in looks)  # the other track was matched
 
-    blind = run(None)
-    assert [t.boxes[0][0] for t in blind._active] == [300]  # missed at 10 and 15: ended
+    blind = next(t for t in _run(None, frames=31).close() if t.boxes[0][0] == 100)
+    assert blind.end == 9  # missed at 10 and 15
 
-    def steal(boxes):  # the look finds the other track's detection: not this track's face
-        return [[other] for _ in boxes]
 
-    assert [t.boxes[0][0] for t in run(steal)._active] == [300]
-    looks.clear()
-    assert [t.boxes[0][0] for t in run(look_near, seen=(0,))._active] == [300] and looks == []
+def test_a_closer_look_makes_no_face_and_takes_none():
+    """A track detected once is not looked for (one detection is noise: an emblem found twice must not become a
+    trace by closer looks); nor a small face on a sample that was not searched for small faces (it is neither
+    confirmed nor missed there); and a face the look finds on another track's detection is not its face."""
+    looks: list[list[tuple]] = []
+
+    def look_near(boxes):
+        looks.append(list(boxes))
+        return _found_beside(boxes)
+
+    _run(look_near, seen=(0,))
+    assert looks == []
+    _run(look_near, min_height=40)  # FACE is 36 px high
+    assert looks == []
+
+    track = _run(None, frames=6)._active[0]  # detected at 0 and 5: its last box (100, 100, 30, 36)
+    beside, detection = Face(108, 100, 30, 36, 0.9), (125, 100, 30, 36)  # the detection is not the track's
+    assert same_face(track.boxes[-1], detection) == 0 and same_face(beside.box, detection) > 0
+    assert _found_again(track, [beside], []) == beside
+    assert _found_again(track, [beside], [detection]) is None  # another track's face
 
 
 def test_same_faces_is_same_face_for_many_pairs():
@@ -115,3 +138,27 @@ def test_sure_faces_too_small_to_embed_get_no_second_opinion():
     kept_small, kept_big = verifier.verified(blank, [small, big])
     assert kept_small.score == 0.9 >= SURE_SCORE
     assert kept_big is not None and kept_big.score < 0.5
+
+
+def test_the_pipeline_looks_again(monkeypatch):
+    """``analyse_video`` hands the tracker its closer look (``pipeline.LOOK_AGAIN``): on the Hamilton clip it
+    bridges samples the detector missed (longer traces, more detected boxes), and finds no face the labels do
+    not have."""
+    from bench.eval_faces import evaluate
+    from media_api.faces import pipeline
+    from media_api.ffmpeg.probe import probe_video
+    from tests.conftest import HAMILTON
+
+    probe = probe_video(HAMILTON)
+    results = {}
+    for look in (False, True):
+        monkeypatch.setattr(pipeline, "LOOK_AGAIN", look)
+        analysis = pipeline.analyse_video(HAMILTON, probe.index, float(probe.fps))
+        boxes: dict[int, list] = {}
+        for row in analysis.rows():
+            boxes.setdefault(row["frame_number"], []).append((row["x"], row["y"], row["width"], row["height"]))
+        results[look] = (analysis.rows(), evaluate(load_labels()["face_recognition_short_hamilton_clip"], boxes))
+    (blind, blind_score), (looked, looked_score) = results[False], results[True]
+    detected = [sum(row["origin"] == "detected" for row in rows) for rows in (blind, looked)]
+    assert len(looked) > len(blind) and detected[1] > detected[0], (len(blind), len(looked), detected)
+    assert looked_score["precision"] >= blind_score["precision"] and looked_score["recall"] >= blind_score["recall"]

@@ -38,9 +38,9 @@ CHUNK_SECONDS = 60.0
 #: is detected at least once in SMALL_FACE_EVERY * (MAX_MISSES + 1) (it may be missed MAX_MISSES samples in
 #: a row, and a small face is only searched for on every SMALL_FACE_EVERY-th sample of 720p and more), and
 #: a track is looked for where a sample missed it once it holds MIN_DETECTIONS detections
-#: (``tracker._found_again``), which takes up to SMALL_FACE_EVERY * MIN_DETECTIONS more: with 4, a 720p
-#: crowd in 2-s chunks differed from one pass on 447 of 7 583 rows, with 8 on 86 (bench/bench_crowd.py
-#: --chunks; 129 of 7 195 before the closer look).
+#: (``tracker._worth_a_look``), which takes up to SMALL_FACE_EVERY * MIN_DETECTIONS more: with 4, a 720p
+#: crowd in 2-s chunks differed from one pass on 447 of 7 583 rows, with 8 on 72 of 7 537
+#: (bench/bench_crowd.py --chunks; 129 of 7 195 before the closer look).
 OVERLAP_SAMPLES = SMALL_FACE_EVERY * (MAX_MISSES + 1 + MIN_DETECTIONS)
 #: Two detections on the same frame are the same one (the detector is deterministic).
 SAME_DETECTION_IOU = 0.9

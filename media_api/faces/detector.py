@@ -84,14 +84,12 @@ class FaceDetector:
 
     def detect_near(self, rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[list[Face]]:
         """For each box, the face YuNet finds nearest its centre on a crop around it seen bigger (NEAR_FACE_PX;
-        none for boxes under NEAR_MIN_PX), in frame pixels (inside the frame), as a list of one or none. Unsure
-        faces are verified as :meth:`detect` verifies its own (all boxes' at once: BlazeFace reads four a time);
-        a sure one keeps YuNet's score on the crop (the caller puts it on its scale)."""
+        none for boxes under NEAR_MIN_PX), as a list of one or none, in frame pixels (inside the frame), with
+        BlazeFace's second opinion as :meth:`detect` gives it (all boxes' faces at once: it reads four a time)."""
         found = [_yunet_near(rgb, box)[:1] if box[3] >= NEAR_MIN_PX else [] for box in boxes]
-        checked = iter(self._detector.verified(rgb, [face for faces in found for face in faces], sure=False))
-        verified = [[face for face in (next(checked) for _ in faces) if face is not None] for faces in found]
-        return [sorted((Face(f.x, f.y, f.width, f.height, f.score, f.keypoints) for f in faces),
-                       key=lambda face: -face.score) for faces in verified]
+        checked = iter(self._detector.verified(rgb, [face for faces in found for face in faces]))
+        return [[Face(f.x, f.y, f.width, f.height, f.score, f.keypoints)
+                 for f in (next(checked) for _ in faces) if f is not None] for faces in found]
 
 
 def _yunet_near(rgb: np.ndarray, box: tuple[int, int, int, int]) -> list[DetectedFace]:

@@ -36,7 +36,7 @@ import bisect
 import math
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -161,6 +161,8 @@ class Track:
     embed_tries: int = 0
     embedded_height: int = 0
     misses: int = 0
+    #: Samples in a row on which only a closer look found the face (``_found_again``), since its last detection.
+    looks_in_row: int = 0
     first_miss: int | None = None
     unseen_since: int | None = None
     follower: object | None = None
@@ -250,7 +252,8 @@ class FaceTracker:
         to here (tracked boxes are kept only where a sample that could see the face confirmed it).
 
         ``look_near(boxes)``: the faces found on a closer look around each box (``detector.detect_near``). A
-        track no detection matched is looked for there before it counts as missed (:func:`_found_again`).
+        track no detection matched is looked for there before it counts as missed (:func:`_worth_a_look`,
+        :func:`_found_again`).
         """
         candidates = [t for t in self._active if t.frames and t.frames[-1] == frame]
         pairs = []
@@ -279,15 +282,16 @@ class FaceTracker:
             out.append((track, face))
         taken = [face.box for face in faces]
         missed = [ti for ti in range(len(candidates)) if ti not in matched_tracks]
-        # Only tracks confirmed MIN_DETECTIONS times are looked for (_found_again says why).
-        lookable = [ti for ti in missed if candidates[ti].detections >= MIN_DETECTIONS] if look_near else []
+        lookable = [ti for ti in missed if look_near and _worth_a_look(candidates[ti], min_height)]
         near = dict(zip(lookable, look_near([candidates[ti].boxes[-1] for ti in lookable]) if lookable else [],
                         strict=True))
         for ti in missed:
             track = candidates[ti]
             face = _found_again(track, near.get(ti, []), taken)
             if face is not None:
+                looks = track.looks_in_row
                 _confirm(track, frame, face)
+                track.looks_in_row = looks + 1
                 taken.append(face.box)
                 anchors.append((track, face.box))
                 out.append((track, face))
@@ -414,19 +418,26 @@ def new_evidence(elapsed: float, height: float, earlier_height: float, every: fl
     return elapsed >= every or height >= EMBED_GROWTH * earlier_height
 
 
+def _worth_a_look(track: Track, min_height: int) -> bool:
+    """Whether a track no detection matched is looked for again (:func:`_found_again`): one confirmed
+    MIN_DETECTIONS times, whose face this sample could see (``min_height``), and not found only by closer looks
+    on the last MAX_MISSES + 1 samples — looks buy a face what misses allow it, so a face no full search finds
+    again ends as a missed one would."""
+    return (track.looks_in_row <= MAX_MISSES and track.boxes[-1][3] >= min_height
+            and track.detections >= MIN_DETECTIONS)
+
+
 def _found_again(track: Track, found: list[Face], taken: list[Box]) -> Face | None:
-    """Of the faces a closer look ``found`` where the track is, best first, the track's face, or None.
+    """Of the faces a closer look ``found`` where the track is, nearest its box first, the track's face, or None.
 
     The detector misses a face it sees at the edge of its threshold on one sample and finds on the next (a
     head turning, a hand in front, a 24 px face in a crowd), and a track missed twice ends; where the track
     says a face is, a closer look (a crop seen bigger, by the detector's rules) is cheap. The face must be
     the track's (``same_face`` with its box or, coasting, within COAST_MAX_SHIFT box sides and of its size)
     and no other's: it may not overlap a face of this sample already given to a track (``taken``). Only a track
-    confirmed MIN_DETECTIONS times is looked for (``observe``): one detection is a trace's noise level (an
-    emblem's lion found on two samples 0.8 s apart became one false trace, bridged by closer looks, on the
-    labelled demo clip: precision 98.3 -> 96.0 %); a closer look keeps a face followed, it does not make one. It is no
-    surer than the track's last detection (a face YuNet is sure of on the crop is not given BlazeFace's second
-    opinion, which puts the detector's scores on the scale the embedding gate was set on).
+    confirmed MIN_DETECTIONS times is looked for (:func:`_worth_a_look`): one detection is a trace's noise level
+    (an emblem's lion found on two samples 0.8 s apart became one false trace, bridged by closer looks, on the
+    labelled demo clip: precision 98.3 -> 96.0 %); a closer look keeps a face followed, it does not make one.
     """
     box = track.boxes[-1]
     for face in found:
@@ -434,7 +445,7 @@ def _found_again(track: Track, found: list[Face], taken: list[Box]) -> Face | No
             track.coasting and _size_ratio(box, face.box) <= COAST_MAX_SIZE_RATIO
             and _centre_shift(box, face.box) <= COAST_MAX_SHIFT)
         if ours and not any(same_face(face.box, other) > 0 for other in taken):
-            return replace(face, score=min(face.score, track.scores[-1]))
+            return face
     return None
 
 
@@ -444,7 +455,7 @@ def _confirm(track: Track, frame: int, face: Face) -> None:
     if track.coasting:
         _interpolate(track, frame, face.box)
     track.add(frame, face.box, True, face.score)
-    track.misses, track.first_miss, track.unseen_since = 0, None, None
+    track.misses, track.first_miss, track.unseen_since, track.looks_in_row = 0, None, None, 0
 
 
 def _last_detection(track: Track, before: int) -> int | None:

@@ -38,6 +38,8 @@ VERIFY_SCORE = 0.2
 #: Sure boxes shorter than this get no second opinion and keep YuNet's score: for a sure box BlazeFace only
 #: lowers the score, which decides whether a face is embedded, and faces this small never are
 #: (``tracker.MIN_EMBED_HEIGHT``). In a crowd they are most boxes: ~13 ms a 720p sample, ~23 ms at 1080p.
+#: (BlazeFace reads four boxes to an input, so the bigger sure boxes' scores may move by a few hundredths
+#: with the company they lost.)
 SECOND_OPINION_MIN_PX = 32
 #: Frames are analysed at most this many pixels (a 1920x1080 frame); larger ones are shrunk first,
 #: so the cost per frame stays bounded (a 4K frame then finds faces from about 24 px).
@@ -87,11 +89,10 @@ class YuNetDetector:
         """YuNet's ``faces`` of ``rgb`` after BlazeFace's second opinion (:meth:`verified`), those it drops left out."""
         return [face for face in self.verified(rgb, faces) if face is not None]
 
-    def verified(self, rgb: np.ndarray, faces: list[DetectedFace], *, sure: bool = True) -> list[DetectedFace | None]:
+    def verified(self, rgb: np.ndarray, faces: list[DetectedFace]) -> list[DetectedFace | None]:
         """Each of YuNet's ``faces`` after BlazeFace's second opinion: None for an unsure one it does not confirm,
         else the face with the lower of the two scores (unchanged without a verifier). Sure faces under
-        SECOND_OPINION_MIN_PX, and with ``sure=False`` all sure faces, are returned as they are (BlazeFace would
-        only lower their score)."""
+        SECOND_OPINION_MIN_PX are returned as they are (BlazeFace would only lower their score)."""
         if self._verifier is None:
             return list(faces)
         # Unsure boxes BlazeFace does not confirm are dropped. Every face keeps the lower of its two
@@ -101,8 +102,7 @@ class YuNetDetector:
         # cells share one BlazeFace input, so a batch's company shifts a score by a few hundredths).
         second: dict[int, float] = {}
         for group in ([i for i, f in enumerate(faces) if f.score < SURE_SCORE],
-                      [i for i, f in enumerate(faces)
-                       if f.score >= SURE_SCORE and sure and f.height >= SECOND_OPINION_MIN_PX]):
+                      [i for i, f in enumerate(faces) if f.score >= SURE_SCORE and f.height >= SECOND_OPINION_MIN_PX]):
             boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in group]
             second.update(zip(group, self._verifier.second_opinion(rgb, boxes), strict=True))
         return [f if i not in second else replace(f, score=round(min(f.score, second[i]), 4))
