@@ -22,7 +22,7 @@ from media_api.faces.yunet import MIN_SCORE, REDUCED_MIN_FACE_PX, YuNetDetector,
 #: (:func:`detect_near`): the box's longer side scaled to NEAR_FACE_PX in a NEAR_INPUT_PX square — a 24 px
 #: face seen 2.7 times as big, where YuNet finds turned, blurred or half-hidden faces it scores under its
 #: threshold at their own size — by the detector's own rules (YuNet's MIN_SCORE, BlazeFace's second opinion).
-#: One YuNet input of 160x160: ~1.5 ms.
+#: One YuNet input of 160x160: ~2 ms.
 NEAR_FACE_PX = 64
 NEAR_INPUT_PX = 160
 #: Boxes shorter than this are not looked at again (seen four times bigger, a 12 px face is mostly blur).

@@ -105,8 +105,15 @@ class YuNetDetector:
                       [i for i, f in enumerate(faces) if f.score >= SURE_SCORE and f.height >= SECOND_OPINION_MIN_PX]):
             boxes = [(faces[i].x, faces[i].y, faces[i].width, faces[i].height) for i in group]
             second.update(zip(group, self._verifier.second_opinion(rgb, boxes), strict=True))
-        return [f if i not in second else replace(f, score=round(min(f.score, second[i]), 4))
-                if f.score >= SURE_SCORE or second[i] >= VERIFY_SCORE else None for i, f in enumerate(faces)]
+        kept: list[DetectedFace | None] = []
+        for i, face in enumerate(faces):
+            if i not in second:  # sure and too small ever to be embedded: no opinion asked
+                kept.append(face)
+            elif face.score >= SURE_SCORE or second[i] >= VERIFY_SCORE:
+                kept.append(replace(face, score=round(min(face.score, second[i]), 4)))
+            else:
+                kept.append(None)
+        return kept
 
     def candidates(self, rgb: np.ndarray, small_faces: bool = True) -> list[np.ndarray]:
         """YuNet's rows (frame pixels, best score first) of both passes, merged, before the second opinion."""
