@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from identities import selectors, services
 from identities.cooccurrence import first_cooccurrence
+from identities.fields import NameField
 from identities.models import Identity
 from media_api import selectors as file_selectors
 from media_api.models import Trace
@@ -43,12 +44,12 @@ MERGED_PERSON = OpenApiResponse(schema.ERROR, description="CONFLICT: the person 
 
 
 class IdentityWriteSerializer(serializers.Serializer):
-    name = schema.NameField(trim_whitespace=True)
+    name = NameField(trim_whitespace=True)
     identity_type = serializers.ChoiceField(choices=[t.value for t in Identity.IdentityType], allow_null=True,
                                             required=False)
     status = serializers.ChoiceField(choices=STATUSES, required=False)
     metadata = serializers.DictField(required=False, help_text="free JSON object; aliases live in metadata.aliases")
-    aliases = serializers.ListField(child=schema.NameField(), required=False,
+    aliases = serializers.ListField(child=NameField(), required=False,
                                     help_text="shortcut: replaces metadata.aliases")
     allow_duplicate = StrictBooleanField(
         required=False, default=False,

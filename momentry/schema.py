@@ -8,15 +8,11 @@ by :mod:`momentry.schema_hooks`.
 from __future__ import annotations
 
 import copy
-import functools
-import unicodedata
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field, inline_serializer
 from rest_framework import serializers
-
-from identities import names
 
 
 class SessionScheme(OpenApiAuthenticationExtension):
@@ -131,7 +127,7 @@ def _class_escape(code: int) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
 
 
-def _character_class(codes: list[int]) -> str:
+def character_class(codes: list[int]) -> str:
     """``codes`` (ascending) as the inside of a regex character class, in ranges."""
     parts, start = [], None
     for position, code in enumerate(codes):
@@ -142,47 +138,6 @@ def _character_class(codes: list[int]) -> str:
         parts.append(_class_escape(start) if start == code else f"{_class_escape(start)}-{_class_escape(code)}")
         start = None
     return "".join(parts)
-
-
-@functools.cache
-def name_pattern(max_length: int = names.MAX_LENGTH) -> str:
-    """What :func:`identities.names.clean` accepts, as a pattern (the REST names and aliases).
-
-    White space anywhere (runs become one space, the ends are trimmed), the invisible characters
-    it drops anywhere, and at least one character that stays; never another control or formatting
-    character (NUL, escape, direction overrides...). The length is bounded between the first and
-    the last kept character (the normalised name is never longer).
-    """
-    zero_width, joiners = names._ZERO_WIDTH, names._JOINERS
-    dropped = STRIPPED + _character_class(sorted(map(ord, zero_width)))
-    joining = _character_class(sorted(map(ord, joiners)))
-    forbidden = _character_class([
-        code for code in range(0x110000)
-        if unicodedata.category(chr(code)) in ("Cc", "Cf") and not chr(code).isspace()
-        and chr(code) not in zero_width and chr(code) not in joiners
-    ])
-    kept = f"[^{dropped}{joining}{forbidden}]"
-    return rf"^[{dropped}{joining}]*{kept}(?:[^{forbidden}]{{0,{max_length - 2}}}{kept})?[{dropped}{joining}]*$"
-
-
-@extend_schema_field({"type": "string", "pattern": name_pattern(),
-                      "description": "1..200 characters once spaces are trimmed (runs of white space become one "
-                                     "space, zero-width characters are dropped); no control or direction-changing "
-                                     "characters"})
-class NameField(StrictCharField):
-    """A name or alias: trimmed, not blank, at most 200 characters once trimmed (identities.names has the rule).
-
-    The length is checked here rather than with ``max_length``, which would put a ``maxLength``
-    of the untrimmed string into the schema.
-    """
-
-    MAX_LENGTH = 200
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        if len(value) > self.MAX_LENGTH:
-            self.fail("max_length", max_length=self.MAX_LENGTH)
-        return value
 
 
 # --- Query parameters that only go together -----------------------------------------------------

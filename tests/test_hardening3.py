@@ -552,10 +552,11 @@ def test_the_cast_page_of_a_file_uuid_with_nul_is_a_404_page(staff_user, hamilto
 
 # --- 9.: the platform package knows no domain app -------------------------------------------------------------------
 
-#: momentry's platform modules (credentials, errors, request limits, signing...). settings and urls
-#: name the apps' URLconfs by design; the OpenAPI helpers describe the apps' fields.
+#: momentry's platform modules (credentials, errors, request limits, signing, the OpenAPI helpers...). settings
+#: and urls name the apps' URLconfs by design; a domain field's schema lives with its app (identities.fields).
 PLATFORM_MODULES = ["auth", "bodies", "checks", "client_address", "converters", "errors", "limits", "models", "nul",
-                    "pagination", "parsers", "secret_key", "services", "signing", "views_auth"]
+                    "pagination", "parsers", "schema", "schema_hooks", "secret_key", "services", "signing",
+                    "views_auth"]
 
 
 @pytest.mark.parametrize("module", PLATFORM_MODULES)
