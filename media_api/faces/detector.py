@@ -86,15 +86,15 @@ class FaceDetector:
         """For each box, the face YuNet finds nearest its centre on a crop around it seen bigger (NEAR_FACE_PX;
         none for boxes under NEAR_MIN_PX), as a list of one or none, in frame pixels (inside the frame), with
         BlazeFace's second opinion as :meth:`detect` gives it (all boxes' faces at once: it reads four a time)."""
-        found = [_yunet_near(rgb, box)[:1] if box[3] >= NEAR_MIN_PX else [] for box in boxes]
-        checked = iter(self._detector.verified(rgb, [face for faces in found for face in faces]))
-        return [[Face(f.x, f.y, f.width, f.height, f.score, f.keypoints)
-                 for f in (next(checked) for _ in faces) if f is not None] for faces in found]
+        nearest = [_nearest_face(rgb, box) if box[3] >= NEAR_MIN_PX else None for box in boxes]
+        checked = iter(self._detector.verified(rgb, [face for face in nearest if face is not None]))
+        verified = [None if face is None else next(checked) for face in nearest]
+        return [[] if f is None else [Face(f.x, f.y, f.width, f.height, f.score, f.keypoints)] for f in verified]
 
 
-def _yunet_near(rgb: np.ndarray, box: tuple[int, int, int, int]) -> list[DetectedFace]:
-    """YuNet's faces (MIN_SCORE) on a crop around ``box`` whose longer side becomes NEAR_FACE_PX, in frame pixels,
-    the nearest the box's centre first."""
+def _nearest_face(rgb: np.ndarray, box: tuple[int, int, int, int]) -> DetectedFace | None:
+    """Of YuNet's faces (MIN_SCORE) on a crop around ``box`` whose longer side becomes NEAR_FACE_PX, the one nearest
+    the box's centre, in frame pixels (None: no face inside the frame)."""
     height, width = rgb.shape[:2]
     x, y, w, h = box
     _, rows, scale = yunet_around(rgb, box, face_px=NEAR_FACE_PX, input_px=NEAR_INPUT_PX, min_score=MIN_SCORE)
@@ -112,7 +112,8 @@ def _yunet_near(rgb: np.ndarray, box: tuple[int, int, int, int]) -> list[Detecte
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             marks = tuple(frame_point(row[4 + 2 * i], row[5 + 2 * i]) for i in range(5))
             found.append(DetectedFace(x0, y0, x1 - x0, y1 - y0, round(float(row[14]), 4), marks))
-    return sorted(found, key=lambda f: (f.x + f.width / 2 - centre_x) ** 2 + (f.y + f.height / 2 - centre_y) ** 2)
+    return min(found, key=lambda f: (f.x + f.width / 2 - centre_x) ** 2 + (f.y + f.height / 2 - centre_y) ** 2,
+               default=None)
 
 
 __all__ = ["REDUCED_MIN_FACE_PX", "Face", "FaceDetector", "detect", "detect_near", "load_detector", "reduces"]

@@ -277,7 +277,7 @@ class FaceTracker:
             track, face = candidates[ti], faces[fi]
             matched_tracks.add(ti)
             matched_faces.add(fi)
-            _confirm(track, frame, face)
+            _confirm(track, frame, face, looked=False)
             anchors.append((track, face.box))
             out.append((track, face))
         taken = [face.box for face in faces]
@@ -289,9 +289,7 @@ class FaceTracker:
             track = candidates[ti]
             face = _found_again(track, near.get(ti, []), taken)
             if face is not None:
-                looks = track.looks_in_row
-                _confirm(track, frame, face)
-                track.looks_in_row = looks + 1
+                _confirm(track, frame, face, looked=True)
                 taken.append(face.box)
                 anchors.append((track, face.box))
                 out.append((track, face))
@@ -449,13 +447,15 @@ def _found_again(track: Track, found: list[Face], taken: list[Box]) -> Face | No
     return None
 
 
-def _confirm(track: Track, frame: int, face: Face) -> None:
-    """A detection of the track's face on ``frame`` (its last, tracked box): the box replaced, misses forgotten."""
+def _confirm(track: Track, frame: int, face: Face, looked: bool) -> None:
+    """The track's face found on ``frame`` (its last, tracked box), by the sample's detection or by a closer look
+    (``looked``): the box replaced, misses forgotten, closer looks in a row counted."""
     track.frames.pop(), track.boxes.pop(), track.detected.pop(), track.scores.pop()
     if track.coasting:
         _interpolate(track, frame, face.box)
     track.add(frame, face.box, True, face.score)
-    track.misses, track.first_miss, track.unseen_since, track.looks_in_row = 0, None, None, 0
+    track.misses, track.first_miss, track.unseen_since = 0, None, None
+    track.looks_in_row = track.looks_in_row + 1 if looked else 0
 
 
 def _last_detection(track: Track, before: int) -> int | None:
