@@ -254,7 +254,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--clip", choices=sorted(LAYOUTS), action="append", help="default: both")
     parser.add_argument("--variant", action="append", default=[], metavar="KNOB=N",
-                        help="also run the pipeline with cap=N, crowdcap=N, small=N or crowd=N, interleaved")
+                        help="also run the pipeline with a knob changed (the docstring lists them), interleaved")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--chunks", action="store_true", help="compare chunked analysis with one pass")
     args = parser.parse_args()
