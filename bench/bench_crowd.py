@@ -39,7 +39,8 @@ a crowd too (``followers.FollowerBudget(limit=N, crowd_limit=N)``), ``crowdcap=N
 (``pipeline.CROWD_SMALL_FACES``; ``crowd=1000``: never, as before the crowd rule), ``look=0`` no closer look
 where a followed face was missed (``pipeline.LOOK_AGAIN``), ``nearmin=``/``nearface=``/``nearinput=`` its
 crop (``detector.NEAR_MIN_PX``, ``NEAR_FACE_PX``, ``NEAR_INPUT_PX``), ``opinion=0`` BlazeFace's second
-opinion on every sure box, small ones too (``yunet.SECOND_OPINION_MIN_PX``; as before 2026-12-05).
+opinion on every sure box, small ones too (``yunet.SECOND_OPINION_MIN_PX``; as before 2026-12-05), ``yunet=opencv``
+YuNet run by OpenCV's DNN instead of onnxruntime (``bench_faces.opencv_yunet``; as before 2026-12-05 12:00).
 Knobs combine with ``+``: ``look=0+opinion=0``.
 """
 
@@ -237,6 +238,10 @@ def _variant(spec: str):
         from media_api.faces import yunet
 
         stack.enter_context(mock.patch.object(yunet, "SECOND_OPINION_MIN_PX", int(value)))
+    elif knob == "yunet":  # yunet=opencv: YuNet run by OpenCV's DNN, as before 2026-12-05 12:00
+        from bench.bench_faces import opencv_yunet
+
+        stack.enter_context(opencv_yunet())
     elif knob == "look":
         stack.enter_context(mock.patch.object(pipeline, "LOOK_AGAIN", bool(int(value))))
     else:

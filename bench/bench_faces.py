@@ -6,6 +6,7 @@
     .venv/bin/python bench/bench_faces.py --small-face-every 1  # ... and, interleaved, small faces on every sample
     .venv/bin/python bench/bench_faces.py --detector-processes 1  # ... and, interleaved, one detector process
     .venv/bin/python bench/bench_faces.py --before HEAD~3     # ... and, interleaved, pipeline.py of that commit
+    .venv/bin/python bench/bench_faces.py --yunet-opencv      # ... and, interleaved, YuNet run by OpenCV's DNN
 
 The 720p clip is the 1080p demo clip scaled to 1280x720 (written once to bench/out with PyAV, x264
 CRF 18): the demo has no 720p footage.
@@ -26,6 +27,7 @@ where the suggestion and clustering thresholds come from.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -158,12 +160,12 @@ def pipeline_at(revision: str):
 
 
 def speed(runs: int, small_face_every: int | None = None, detector_processes: int | None = None,
-          before: str | None = None) -> None:
-    """The speed table; with ``small_face_every``, ``detector_processes`` or ``before``, also the pipeline
-    searching small faces on every that many-th sample (``pipeline.SMALL_FACE_EVERY``), with that many
-    detector processes (``analyse_video(detector_processes=)``) or as it was at git revision ``before``,
-    interleaved in the same runs (which of the two goes first alternates run by run), and whether its
-    output is the default's."""
+          before: str | None = None, yunet_opencv: bool = False) -> None:
+    """The speed table; with ``small_face_every``, ``detector_processes``, ``before`` or ``yunet_opencv``, also
+    the pipeline searching small faces on every that many-th sample (``pipeline.SMALL_FACE_EVERY``), with
+    that many detector processes (``analyse_video(detector_processes=)``), as it was at git revision
+    ``before`` or with YuNet run by OpenCV (:func:`opencv_yunet`), interleaved in the same runs (which of the
+    two goes first alternates run by run), and whether its output is the default's."""
     import django
 
     django.setup()
@@ -180,7 +182,8 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
     cores_before = effective_cores()
     rows = []
     default = pipeline.SMALL_FACE_EVERY
-    comparing = small_face_every is not None or detector_processes is not None or before is not None
+    comparing = (small_face_every is not None or detector_processes is not None or before is not None
+                 or yunet_opencv)
     theirs_module = pipeline_at(before) if before is not None else pipeline
     other: dict[str, list[tuple[float, float, dict]]] = {}
     same_output: dict[str, bool] = {}
@@ -189,9 +192,10 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
         if small_face_every is not None:
             theirs_module.SMALL_FACE_EVERY = small_face_every
         try:
-            if detector_processes is not None:
-                return theirs_module.analyse_video(path, index, fps, detector_processes=detector_processes)
-            return theirs_module.analyse_video(path, index, fps)
+            with opencv_yunet() if yunet_opencv else contextlib.nullcontext():
+                if detector_processes is not None:
+                    return theirs_module.analyse_video(path, index, fps, detector_processes=detector_processes)
+                return theirs_module.analyse_video(path, index, fps)
         finally:
             theirs_module.SMALL_FACE_EVERY = default
 
@@ -255,6 +259,8 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
                         "at 720p and more, else 1)")
         if before is not None:
             what.append(f"pipeline.py as of {before}")
+        if yunet_opencv:
+            what.append("YuNet run by OpenCV's DNN (cv2.FaceDetectorYN, as before 2026-12-05 12:00)")
         print(f"\n{', '.join(what)}, same runs:")
         print("| clip | decode only | pipeline (wall) | × realtime | pipeline / decode | CPU s (all processes) "
               "| same traces and vectors as the default |")
@@ -269,6 +275,23 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
             timings = other[media_file.name][-1][2]
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
             print(f"  {media_file.name}: main-process time by step (last run): {parts}")
+
+
+@contextlib.contextmanager
+def opencv_yunet():
+    """YuNet run by OpenCV's ``cv2.FaceDetectorYN`` (one per input size, as before 2026-12-05 12:00) instead of
+    onnxruntime, in this process and in the worker processes it forks meanwhile: the A/B of ``zoo.YuNet``."""
+    from functools import lru_cache
+    from unittest import mock
+
+    from media_api.faces import zoo
+
+    @lru_cache(maxsize=16)
+    def factory(width, height, score_threshold=zoo.YUNET_SCORE_THRESHOLD, *_):
+        return zoo.opencv_yunet(width, height, score_threshold)
+
+    with mock.patch.object(zoo, "yunet", factory):
+        yield
 
 
 def _same_vectors(a: dict, b: dict) -> bool:
@@ -323,6 +346,8 @@ def main() -> None:
                         help="also time the pipeline searching small faces on every N-th sample, interleaved")
     parser.add_argument("--detector-processes", type=int, metavar="N",
                         help="also time the pipeline with N detector processes, interleaved")
+    parser.add_argument("--yunet-opencv", action="store_true",
+                        help="also time the pipeline with YuNet run by OpenCV's DNN (not onnxruntime), interleaved")
     parser.add_argument("--before", metavar="REV",
                         help="also time media_api/faces/pipeline.py as of git revision REV, interleaved")
     args = parser.parse_args()
@@ -331,7 +356,7 @@ def main() -> None:
     elif args.detectors:
         detectors(args.runs)
     else:
-        speed(args.runs, args.small_face_every, args.detector_processes, args.before)
+        speed(args.runs, args.small_face_every, args.detector_processes, args.before, args.yunet_opencv)
 
 
 if __name__ == "__main__":

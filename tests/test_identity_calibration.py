@@ -25,7 +25,7 @@ def _frame_bgr(clip: str, index: int) -> np.ndarray:
     raise AssertionError(f"{clip} has no frame {index}")
 
 
-@pytest.mark.parametrize("model", [zoo.YUNET, zoo.SFACE], ids=lambda m: m.name)
+@pytest.mark.parametrize("model", [zoo.YUNET, zoo.YUNET_FP32, zoo.SFACE], ids=lambda m: m.name)
 def test_vendored_model_matches_its_recorded_sha256(model):
     data = zoo.verified_bytes(model)
     assert data.size == model.size
@@ -47,6 +47,34 @@ def test_an_altered_model_file_is_refused(tmp_path, monkeypatch):
         zoo.verified_bytes(zoo.SFACE)
 
 
+def test_the_float32_yunet_is_the_zoo_file_folded():
+    """The graph onnxruntime runs is what scripts/derive_yunet_fp32.py makes of the zoo's int8bq file, byte
+    for byte: no weight in it was changed by hand."""
+    from scripts.derive_yunet_fp32 import derive
+
+    assert derive(zoo.verified_bytes(zoo.YUNET).tobytes()) == zoo.verified_bytes(zoo.YUNET_FP32).tobytes()
+
+
+@pytest.mark.parametrize("clip, index, shrink", [
+    ("face_recognition_short_hamilton_clip", 10, 1), ("face_recognition_short_hamilton_clip", 213, 1),
+    ("facenet_pytorch_video", 28, 1), ("facenet_pytorch_video", 28, 2), ("facenet_pytorch_video", 82, 4),
+])
+@pytest.mark.parametrize("score_threshold", [0.7, 0.5])
+def test_yunet_on_onnxruntime_answers_as_opencv_does(clip, index, shrink, score_threshold):
+    """The same faces as ``cv2.FaceDetectorYN`` on the zoo's file, in the same order, to float rounding:
+    decoding, thresholds and suppression are OpenCV's (frame sizes that are and are not multiples of 32)."""
+    image = _frame_bgr(clip, index)
+    if shrink > 1:
+        image = cv2.resize(image, (image.shape[1] // shrink, image.shape[0] // shrink), interpolation=cv2.INTER_AREA)
+    height, width = image.shape[:2]
+    _, expected = zoo.opencv_yunet(width, height, score_threshold).detect(image)
+    _, found = zoo.yunet(width, height, score_threshold).detect(image)
+    assert expected is not None and found is not None
+    assert found.shape == expected.shape and found.dtype == np.float32
+    np.testing.assert_allclose(found[:, :14], expected[:, :14], atol=0.01)
+    np.testing.assert_allclose(found[:, 14], expected[:, 14], atol=1e-4)
+
+
 def test_yunet_finds_faces_with_landmarks_and_sface_embeds_them():
     """Hamilton frame 10 (wide shot): two labelled faces; the same face a frame later stays close."""
     first, second = _frame_bgr("face_recognition_short_hamilton_clip", 10), _frame_bgr(
@@ -54,7 +82,7 @@ def test_yunet_finds_faces_with_landmarks_and_sface_embeds_them():
     )
     height, width = first.shape[:2]
     detector = zoo.yunet(width, height)
-    assert zoo.yunet(width, height) is detector  # one detector per size
+    assert zoo.yunet(width // 2, height) is detector  # one detector per thresholds, for any size
     _, faces = detector.detect(first)
     _, faces_next = detector.detect(second)
     assert faces is not None and faces.shape[1] == 15 and len(faces) >= 2

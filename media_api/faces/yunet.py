@@ -1,6 +1,7 @@
 """Face detection with OpenCV Zoo's YuNet (``zoo.py``), verified by BlazeFace where YuNet is unsure.
 
-YuNet (a 0.12 MB int8 network run by ``cv2.FaceDetectorYN``) runs on the whole frame at its own
+YuNet (a 0.12 MB int8 network, its weights folded to float32 and run by onnxruntime with OpenCV's decoding:
+``zoo.YuNet``) runs on the whole frame at its own
 size — a 1080p frame is one input, no tiles — and finds faces from about 12 px up; a second pass
 on the frame at a quarter size catches faces too large for the native pass (a 600 px profile in
 1080p). Asked not to look for small faces (``small_faces=False``, the pipeline's every other sample of
@@ -64,8 +65,8 @@ REDUCED_MIN_FACE_PX = 56
 
 
 class YuNetDetector:
-    """Finds faces in an RGB frame of any size, best score first. One instance per thread of work (OpenCV's
-    detectors are not thread-safe); ``threads`` goes to BlazeFace's interpreter. OpenCV keeps its own
+    """Finds faces in an RGB frame of any size, best score first. One instance per thread of work (neither
+    runtime's sessions are shared between threads); ``threads`` goes to BlazeFace's interpreter. OpenCV keeps its own
     thread count: changing it (``cv2.setNumThreads``) in a worker forked from a process whose OpenCV
     threads already ran deadlocks in OpenCV (seen in the test suite).
 
