@@ -242,6 +242,10 @@ def _variant(spec: str):
         from bench.bench_faces import opencv_yunet
 
         stack.enter_context(opencv_yunet())
+    elif knob == "enlarge":  # enlarge=1: 720p frames searched at their own size (yunet.SMALL_FACE_ENLARGE)
+        from media_api.faces import yunet
+
+        stack.enter_context(mock.patch.object(yunet, "SMALL_FACE_ENLARGE", float(value)))
     elif knob == "look":
         stack.enter_context(mock.patch.object(pipeline, "LOOK_AGAIN", bool(int(value))))
     else:

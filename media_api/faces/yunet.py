@@ -4,8 +4,10 @@ YuNet (a 0.12 MB int8 network, its weights folded to float32 and run by onnxrunt
 ``zoo.YuNet``) runs on the whole frame at its own
 size — a 1080p frame is one input, no tiles — and finds faces from about 12 px up; a second pass
 on the frame at a quarter size catches faces too large for the native pass (a 600 px profile in
-1080p). Asked not to look for small faces (``small_faces=False``, the pipeline's every other sample of
-720p and more), the native pass sees the frame at half size instead: a quarter of the cost, faces from
+1080p). Frames from 720p up to 1080p are searched for small faces enlarged to 1080p (:data:`SMALL_FACE_ENLARGE`),
+so a face gets as many of YuNet's pixels as it would in a 1080p frame. Asked not to look for small faces
+(``small_faces=False``, the pipeline's every other sample of 720p and more), the native pass sees the
+frame at half size instead: a quarter of the cost, faces from
 about :data:`REDUCED_MIN_FACE_PX`. Every box then gets a second opinion from BlazeFace (``blazeface.py``, the Faces v2
 detector), which scores a crop of the box with context: boxes YuNet is unsure of (:data:`MIN_SCORE`
 .. :data:`SURE_SCORE`) are dropped when it scores them under :data:`VERIFY_SCORE` (most backs of
@@ -61,6 +63,10 @@ REDUCED_SHRINK = 2
 #: about 12 px of its input, and on the labelled sets the half-size pass missed faces up to 52 px
 #: that the native pass found (docs/faces.md, "Speed").
 REDUCED_MIN_FACE_PX = 56
+#: Frames from REDUCED_MIN_PIXELS (720p) up to MAX_PIXELS are searched for small faces enlarged up to this many
+#: times (at most to MAX_PIXELS: 1280x720 becomes 1920x1080), so their small faces reach YuNet with as many
+#: pixels as a 1080p frame's would: 16-24 px faces of a 720p crowd become 24-36 px (docs/faces.md, "Crowds").
+SMALL_FACE_ENLARGE = 1.5
 
 
 
@@ -123,7 +129,12 @@ class YuNetDetector:
         shrink = min(1.0, (MAX_PIXELS / (width * height)) ** 0.5)
         if shrink < 1.0:
             bgr = cv2.resize(bgr, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
-        if small_faces or not reduces(width, height):
+        enlarge = min(SMALL_FACE_ENLARGE, (MAX_PIXELS / (width * height)) ** 0.5) if reduces(width, height) else 1.0
+        if small_faces and enlarge > 1.0:
+            size = (round(width * enlarge), round(height * enlarge))
+            enlarged = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+            rows = self._run(enlarged, width / enlarged.shape[1])
+        elif small_faces or not reduces(width, height):
             rows = self._run(bgr, 1.0 / shrink)
         else:
             reduced = cv2.resize(bgr, (bgr.shape[1] // REDUCED_SHRINK, bgr.shape[0] // REDUCED_SHRINK),

@@ -119,8 +119,9 @@ class YuNet:
     def detect(self, image: np.ndarray) -> tuple[int, np.ndarray | None]:
         height, width = image.shape[:2]
         padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
-        padded = cv2.copyMakeBorder(image, 0, padded_h - height, 0, padded_w - width, cv2.BORDER_CONSTANT, value=0)
-        outputs = self._session.run(self.OUTPUTS, {"input": cv2.dnn.blobFromImage(padded)})
+        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)  # cv2.dnn.blobFromImage's, at a fifth of its cost
+        blob[0, :, :height, :width] = image.transpose(2, 0, 1)
+        outputs = self._session.run(self.OUTPUTS, {"input": blob})
         faces = [self._decode(outputs, i, stride, padded_w // stride) for i, stride in enumerate(self.STRIDES)]
         faces = np.concatenate(faces)
         if len(faces) > 1:
