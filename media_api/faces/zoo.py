@@ -22,10 +22,10 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-import onnxruntime
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
@@ -111,8 +111,7 @@ class YuNet:
     STRIDES = (8, 16, 32)
     OUTPUTS = [f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps") for stride in (8, 16, 32)]
 
-    def __init__(self, session: onnxruntime.InferenceSession, score_threshold: float, nms_threshold: float,
-                 top_k: int) -> None:
+    def __init__(self, session: Any, score_threshold: float, nms_threshold: float, top_k: int) -> None:
         self._session = session
         self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
 
@@ -153,9 +152,12 @@ class YuNet:
 
 
 @lru_cache(maxsize=2)
-def _yunet_session(pid: int) -> onnxruntime.InferenceSession:
+def _yunet_session(pid: int) -> Any:
     """One onnxruntime session per process (``pid``: a forked worker makes its own), on one thread: each
-    process is one lane of the cores (the pipeline's detector processes use the others)."""
+    process is one lane of the cores (the pipeline's detector processes use the others). Imported here: web
+    processes, which read the calibration next door, never load the runtime."""
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
