@@ -40,7 +40,8 @@ a crowd too (``followers.FollowerBudget(limit=N, crowd_limit=N)``), ``crowdcap=N
 where a followed face was missed (``pipeline.LOOK_AGAIN``), ``nearmin=``/``nearface=``/``nearinput=`` its
 crop (``detector.NEAR_MIN_PX``, ``NEAR_FACE_PX``, ``NEAR_INPUT_PX``), ``opinion=0`` BlazeFace's second
 opinion on every sure box, small ones too (``yunet.SECOND_OPINION_MIN_PX``; as before 2026-12-05), ``yunet=opencv``
-YuNet run by OpenCV's DNN instead of onnxruntime (``bench_faces.opencv_yunet``; as before 2026-12-05 12:00).
+YuNet run by OpenCV's DNN instead of onnxruntime (``bench_faces.opencv_yunet``; as before 2026-12-05 12:00),
+``enlarge=N`` how much a 720p frame is enlarged for its small faces (``yunet.SMALL_FACE_ENLARGE``; 1: not).
 Knobs combine with ``+``: ``look=0+opinion=0``.
 """
 

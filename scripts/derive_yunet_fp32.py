@@ -1,13 +1,14 @@
 """Derive the YuNet graph onnxruntime runs from OpenCV Zoo's block-quantised file (a build step, not run time).
 
 Why: OpenCV's DNN runs YuNet at ~110 ms a 1080p frame on one core, onnxruntime at ~45 ms (docs/faces.md,
-"Speed"), but onnxruntime 1.32 refuses the zoo's int8bq file (DequantizeLinear with a block size on int8
-weights; 29 constant weights also declared as graph inputs). The int8bq file is weight-only quantisation:
-OpenCV itself folds the weights back to float32 and computes in float32. This script does that fold once,
-offline: every ``DequantizeLinear`` of a constant becomes the float32 constant ``(q - zero_point) * scale``
-(scale and zero point repeated over each block of ``block_size``), the weights declared as inputs are no
-longer inputs, and the input's height and width become free (YuNet is fully convolutional: one session
-serves every frame size). No weight is changed otherwise; the result computes what OpenCV computes.
+"Speed"), but onnxruntime 1.32 cannot run the zoo's int8bq file: the session loads, the first run fails on a
+bias's DequantizeLinear ("block_size must be 0 for per-tensor quantization"). The int8bq file is weight-only
+quantisation: OpenCV itself folds the weights back to float32 and computes in float32. This script does that
+fold once, offline: every ``DequantizeLinear`` of a constant becomes the float32 constant ``(q - zero_point) *
+scale`` (scale and zero point repeated over each block of ``block_size``: 9 to 64 values here), any constant
+also declared as a graph input stops being one (a safeguard: this file declares none), and the input's height
+and width become free (YuNet is fully convolutional: one session serves every frame size). No weight is
+changed otherwise; the result computes what OpenCV computes.
 
     .venv/bin/python scripts/derive_yunet_fp32.py            # writes media_api/faces/models/<fp32 file>
     .venv/bin/python scripts/derive_yunet_fp32.py --check    # exit 1 if the vendored file is not what this gives

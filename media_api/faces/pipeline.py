@@ -168,8 +168,8 @@ def analyse_video(path: str | Path, index: FrameIndexData, fps: float, *, start:
     stride = stride or default_stride(fps)
     started = time.perf_counter()
     count = 1 if workers else 0
-    # YuNet and SFace run OpenCV in the worker processes, which are forked: a child that inherits
-    # OpenCV's thread pool (started here by an earlier detection or tracking) deadlocks on the pool's
+    # SFace and the detector's resizing run OpenCV in the worker processes, which are forked: a child that
+    # inherits OpenCV's thread pool (started here by an earlier detection or tracking) deadlocks on the pool's
     # lock (seen in the tests). One OpenCV thread per process stops the pool; each process is one
     # lane of the two cores anyway (two detector processes, not OpenCV threads, use the second).
     cv2.setNumThreads(1)

@@ -71,8 +71,9 @@ SMALL_FACE_ENLARGE = 1.5
 
 
 class YuNetDetector:
-    """Finds faces in an RGB frame of any size, best score first. One instance per thread of work (neither
-    runtime's sessions are shared between threads); ``threads`` goes to BlazeFace's interpreter. OpenCV keeps its own
+    """Finds faces in an RGB frame of any size, best score first. One instance per thread of work (BlazeFace's
+    interpreter is not thread-safe; YuNet's onnxruntime session, one per process, is); ``threads`` goes to
+    BlazeFace's interpreter. OpenCV keeps its own
     thread count: changing it (``cv2.setNumThreads``) in a worker forked from a process whose OpenCV
     threads already ran deadlocks in OpenCV (seen in the test suite).
 
@@ -133,7 +134,7 @@ class YuNetDetector:
         if small_faces and enlarge > 1.0:
             size = (round(width * enlarge), round(height * enlarge))
             enlarged = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
-            rows = self._run(enlarged, width / enlarged.shape[1])
+            rows = self._run(enlarged, width / enlarged.shape[1], height / enlarged.shape[0])
         elif small_faces or not reduces(width, height):
             rows = self._run(bgr, 1.0 / shrink)
         else:
@@ -147,14 +148,16 @@ class YuNetDetector:
             rows += [r for r in self._run(small, scale) if r[3] >= BIG_PASS_MIN_PX]
         return _suppress(rows)
 
-    def _run(self, bgr: np.ndarray, scale: float) -> list[np.ndarray]:
-        """YuNet rows of one image, in frame pixels (``scale``: frame pixels per image pixel)."""
+    def _run(self, bgr: np.ndarray, scale: float, scale_y: float | None = None) -> list[np.ndarray]:
+        """YuNet rows of one image, in frame pixels (``scale``: frame pixels per image pixel; ``scale_y``, if
+        the vertical one differs)."""
         detector = zoo.yunet(bgr.shape[1], bgr.shape[0], self.min_score)
         _, found = detector.detect(bgr)
         if found is None:
             return []
         found = found.copy()
-        found[:, :14] *= scale
+        found[:, 0:14:2] *= scale  # x, width and the landmarks' x
+        found[:, 1:14:2] *= scale if scale_y is None else scale_y
         return list(found)
 
 
