@@ -110,6 +110,25 @@ def test_720p_small_faces_are_searched_at_1080p_detail():
     assert result["fp"] <= 4, result["false_positives"]
 
 
+def test_the_enlarged_search_gives_rows_in_frame_pixels():
+    """A frame between 720p and 1080p whose sides do not scale by one ratio (1366x768 -> 1920x1080: 1.4055 and
+    1.4063): the enlarged search's rows are YuNet's on the enlarged image mapped back axis by axis."""
+    import cv2
+
+    from media_api.faces import zoo
+    from media_api.faces.yunet import MIN_SCORE, YuNetDetector
+
+    [(_, rgb, _)] = labelled_frames("facenet_pytorch_video", {28})
+    frame = cv2.resize(rgb, (1366, 768), interpolation=cv2.INTER_AREA)
+    rows = YuNetDetector(threads=1, native_only=True).candidates(frame, small_faces=True)
+    enlarged = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    _, expected = zoo.yunet(1920, 1080, MIN_SCORE).detect(enlarged)
+    assert len(rows) == len(expected) >= 5
+    expected[:, 0:14:2] *= 1366 / 1920
+    expected[:, 1:14:2] *= 768 / 1080
+    np.testing.assert_allclose(np.array(rows)[:, :14], expected[:, :14], atol=1e-3)
+
+
 @pytest.mark.parametrize("name", list(CLIPS))
 def test_stored_traces_find_the_labelled_faces(analyses, name):
     """What the traces hold (detected and tracked boxes) on every labelled frame: recall ≥ 90 %, precision ≥ 97 %
