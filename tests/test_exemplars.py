@@ -59,6 +59,28 @@ def test_large_turned_faces_are_embedded_and_recognised():
         assert distance <= calibration.CONFIDENT_DISTANCE, (number, distance)
 
 
+def test_a_big_face_is_shrunk_by_area_averaging_for_its_landmarks():
+    """The crop YuNet reads landmarks from (and SFace's face is cut from) shrinks a big face by area averaging:
+    an affine warp alone samples every few pixels, and on detail finer than that (a one-pixel checkerboard
+    here; hair, stubble and skin texture in a 300 px face) it aliases — on dlib's collage of four bald
+    actors, one stranger pair came within the confident distance that way (docs/faces.md, "Big faces").
+    The crop keeps its geometry: a frame point lands where ``yunet_around``'s scale says."""
+    board = np.dstack([(np.indices((1080, 1920)).sum(axis=0) % 2 * 255).astype(np.uint8)] * 3)
+    crop, _, scale = embeddings.yunet_around(board, (800, 400, 400, 400))
+    assert scale == pytest.approx(112 / 400)
+    assert crop[60:164, 60:164].std() < 5  # the grey a checkerboard averages to (warpAffine alone: std 43)
+    dots = np.zeros((1080, 1920, 3), np.uint8)
+    dots[580:620, 980:1020] = 255  # at the box's centre
+    dots[580:620, 1080:1120] = 255  # 100 px to its right
+    crop, _, scale = embeddings.yunet_around(dots, (800, 400, 400, 400))
+    rows, columns = np.nonzero(crop[:, :, 0] > 64)
+    left, right = columns < 126, columns >= 126
+    for part, (u, v) in ((left, (112, 112)), (right, (112 + 100 * scale, 112))):
+        weights = crop[rows[part], columns[part], 0].astype(float)
+        assert np.average(columns[part], weights=weights) + 0.5 == pytest.approx(u, abs=0.6)
+        assert np.average(rows[part], weights=weights) + 0.5 == pytest.approx(v, abs=0.6)
+
+
 def test_choose_keeps_the_best_face_then_the_most_different_and_packs_them():
     rng = np.random.default_rng(3)
     base = embeddings.normalise(rng.normal(size=128))

@@ -100,13 +100,17 @@ def test_yunet_finds_faces_with_landmarks_and_sface_embeds_them():
 def assert_confident_is_the_closest_stranger(record: dict) -> None:
     """The open-set rule: *confident* (one click names a trace) is the distance no two different people came
     within on the calibration set — per-pair FAR 0, single faces and exemplar sets (closest pair) alike —
-    and not less (the threshold is the closest impostor distance rounded down to 3 decimals). A per-pair
-    FAR p above 0 gives a person named nowhere about N x p chance of a confident wrong name among N named."""
+    however each face was read (as stored, re-compressed, at 3/4 size, its box moved: ``READINGS``), and not
+    less (that distance rounded down to 3 decimals). A per-pair FAR p above 0 gives a person named nowhere
+    about N x p chance of a confident wrong name among N named; a reading moves a stranger pair by hundredths."""
     assert record["far_targets"]["confident"] == 0.0
+    assert record["readings"] == ["jpeg75", "three_quarters", "box_moved"]
+    single, sets = record["closest_strangers_read_any_way"][0], record["sets"]["min"]["closest_strangers_read_any_way"]
+    assert single == sets <= record["impostor"]["min"]  # a reading can only bring strangers closer
     for part in (record, record["sets"]["min"]):
-        confident, closest = part["thresholds_cosine"]["confident"], part["impostor"]["min"]
+        confident = part["thresholds_cosine"]["confident"]
         assert part["rates"]["confident"]["false_accepts"] == 0
-        assert closest - 0.0011 < confident <= closest, (confident, closest)
+        assert single - 0.0011 < confident <= single, (confident, single)
 
 
 def test_calibration_is_what_the_committed_identity_set_gives():
@@ -177,9 +181,11 @@ def test_an_altered_crop_of_the_identity_set_is_detected(tmp_path):
 def test_turned_faces_the_old_frontal_check_refused_are_embedded_and_recognised():
     """The performer's medium shots (Hamilton frames 108-210, faces 85-103 px) turn his head: Faces v2's
     frontal check (nose between BlazeFace's ear points >= 0.5) refused these faces (measured 0.0-0.49), so
-    that shot had few or no embeddings. SFace, aligned on YuNet's landmarks, reads them, and each one
-    matches his photo from another source (face_recognition's example photo) within the calibrated
-    confident distance — the same person across sources, confidently."""
+    that shot had few or no embeddings. SFace, aligned on YuNet's landmarks, reads them, and they match his
+    photo from another source (face_recognition's example photo): each within the offered distance, the
+    shot's faces as an exemplar set (their closest one) within the confident distance — the same person
+    across sources, confidently. (Measured 2026-12-05: 0.938, 1.053, 0.824, 0.816 against confident 1.0459
+    and offered 1.1924; the most turned, frame 120, is a weak match on its own.)"""
     from media_api.faces import calibration, embeddings
     from media_api.faces.detector import detect
     from media_api.faces.tracker import FaceTracker, Track
@@ -188,14 +194,17 @@ def test_turned_faces_the_old_frontal_check_refused_are_embedded_and_recognised(
                  if f["file"].startswith("photos/lin_manuel_miranda/"))
     image = cv2.imread(str(REPO / "bench" / "identity_set" / photo["file"]))
     reference = embeddings.embed_aligned(embeddings.align_face(image, photo["box"], rgb=False))
+    distances = []
     for frame in (114, 120, 204, 210):
         rgb = cv2.cvtColor(_frame_bgr("face_recognition_short_hamilton_clip", frame), cv2.COLOR_BGR2RGB)
         performer = max(detect(rgb), key=lambda face: face.height)  # the one big face of the medium shot
         assert FaceTracker(rgb.shape[1], rgb.shape[0], 29.97).wants_embedding(Track(key=1, shot=0), performer, frame)
         aligned = embeddings.align_face(rgb, performer.box)
         assert aligned is not None, frame
-        distance = float(np.linalg.norm(embeddings.embed_aligned(aligned) - reference))
-        assert distance <= calibration.CONFIDENT_DISTANCE, (frame, distance)
+        distances.append(float(np.linalg.norm(embeddings.embed_aligned(aligned) - reference)))
+    assert max(distances) <= calibration.OFFERED_DISTANCE, distances
+    assert min(distances) <= calibration.SET_CONFIDENT_DISTANCE, distances
+    assert sum(d <= calibration.CONFIDENT_DISTANCE for d in distances) >= 3, distances
 
 
 def test_profiles_and_faces_yunet_cannot_find_get_no_embedding():

@@ -132,6 +132,20 @@ _AZURE = {"Family1-Dad": ["Family1-Dad1", "Family1-Dad2", "Family1-Dad3"],
 _COMPREFACE = {"CompreFace person A": ["001_A", "002_A", "003_A", "004_A", "005_A", "006_A"],
                "CompreFace person B": ["007_B", "008_B"], "CompreFace person C": ["009_C"]}
 
+#: Collages: one picture of several photos, several people; every face is a photo of its own (its own session)
+#: and is named by a point inside it (pixels of the original picture). dlib's examples/faces/bald_guys.jpg:
+#: 24 photos of four bald actors — the picture dlib's face-clustering example sorts into four people —
+#: named by recognising them, face by face, on a numbered contact sheet (2026-12-05). Hard strangers: four
+#: bald men of an age, two of them with the same stubble.
+_COLLAGES = {
+    ("davisking/dlib", "examples/faces/bald_guys.jpg"): {
+        "Vin Diesel": [(145, 148), (636, 174), (140, 453), (387, 290), (645, 509), (150, 1369)],
+        "Jason Statham": [(397, 100), (955, 175), (962, 474), (391, 514), (144, 767), (493, 915)],
+        "Dwayne Johnson": [(1601, 236), (1880, 483), (1696, 747), (1166, 1387), (1513, 1394), (1869, 1390)],
+        "Bruce Willis": [(855, 899), (1148, 838), (124, 1052), (453, 1331), (847, 1311), (1188, 1139)],
+    },
+}
+
 #: people.json names -> the names used here (the same person as in the photos where there is one).
 VIDEO_NAMES = {"Alex Lacamoire (pianist)": "Alex Lacamoire"}
 
@@ -186,15 +200,17 @@ def crop_face(image: np.ndarray, box: tuple[float, float, float, float]) -> tupl
     return crop, [round((x - x0) * scale), round((y - y0) * scale), round(w * scale), round(h * scale)]
 
 
-def largest_face(image: np.ndarray) -> tuple[float, float, float, float] | None:
-    """YuNet's largest face, searched on the image shrunk to at most 1280 px."""
+def all_faces(image: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """YuNet's faces (x, y, w, h in the image's pixels), searched on the image shrunk to at most 1280 px."""
     scale = min(1.0, 1280 / max(image.shape[:2]))
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
     _, faces = zoo.yunet(small.shape[1], small.shape[0]).detect(small)
-    if faces is None:
-        return None
-    x, y, w, h = max(faces, key=lambda row: row[2] * row[3])[:4] / scale
-    return float(x), float(y), float(w), float(h)
+    return [] if faces is None else [tuple(float(v) for v in row[:4] / scale) for row in faces]
+
+
+def largest_face(image: np.ndarray) -> tuple[float, float, float, float] | None:
+    """YuNet's largest face, searched on the image shrunk to at most 1280 px."""
+    return max(all_faces(image), key=lambda box: box[2] * box[3], default=None)
 
 
 def _read_blob(mirrors: Path, repo: str, commit: str, path: str) -> bytes:
@@ -230,6 +246,29 @@ def build_photos(mirrors: Path) -> list[dict]:
                                    "licence": REPOS[repo]["licence"],
                                    "original_sha256": hashlib.sha256(data).hexdigest()},
                         "face_px": round(box[3]), **_write(crop_face(image, box), relative)})
+    return entries
+
+
+def build_collages(mirrors: Path) -> list[dict]:
+    """Every named face of the _COLLAGES pictures (a face no point names is left out)."""
+    entries = []
+    for (repo, path), people in _COLLAGES.items():
+        commit = REPOS[repo]["commit"]
+        data = _read_blob(mirrors, repo, commit, path)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        for number, box in enumerate(sorted(all_faces(image), key=lambda b: (round(b[1]), round(b[0])))):
+            named = [person for person, points in people.items()
+                     if any(box[0] <= x < box[0] + box[2] and box[1] <= y < box[1] + box[3] for x, y in points)]
+            if len(named) != 1:
+                continue
+            name = slug(repo.split("/")[1] + "_" + Path(path).stem + f"_{number:02d}")
+            relative = f"photos/{slug(named[0])}/{name}.jpg"
+            entries.append({"file": relative, "person": named[0], "session": f"{repo}:{path}#{number}",
+                            "kind": "photo",
+                            "source": {"repo": repo, "path": path, "commit": commit, "face": number,
+                                       "box": [round(v) for v in box], "licence": REPOS[repo]["licence"],
+                                       "original_sha256": hashlib.sha256(data).hexdigest()},
+                            "face_px": round(box[3]), **_write(crop_face(image, box), relative)})
     return entries
 
 
@@ -292,10 +331,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--video-only", action="store_true", help="keep the photos, rebuild the video crops")
+    parser.add_argument("--collages-only", action="store_true", help="keep the rest, rebuild the collages' crops")
     args = parser.parse_args()
     old = json.loads(MANIFEST.read_text())["faces"] if MANIFEST.exists() else []
-    photos = [e for e in old if e["kind"] == "photo"] if args.video_only else build_photos(args.mirrors)
-    faces = photos + build_video()
+    collage = {f"{repo}:{path}" for repo, path in _COLLAGES}
+    if args.collages_only:
+        kept = [e for e in old if e["session"].split("#")[0] not in collage]
+        faces = ([e for e in kept if e["kind"] == "photo"] + build_collages(args.mirrors)
+                 + [e for e in kept if e["kind"] == "video"])
+        photos = [e for e in faces if e["kind"] == "photo"]
+    else:
+        photos = ([e for e in old if e["kind"] == "photo"] if args.video_only
+                  else build_photos(args.mirrors) + build_collages(args.mirrors))
+        faces = photos + build_video()
     MANIFEST.write_text(json.dumps({"faces": faces}, indent=1, ensure_ascii=False) + "\n")
     people = {e["person"] for e in faces}
     print(f"{len(faces)} faces ({len(photos)} photos) of {len(people)} people -> {MANIFEST}")

@@ -24,6 +24,7 @@ never compared: every stored embedding carries its model's name (:data:`MODEL_NA
 from __future__ import annotations
 
 import importlib.util
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -120,21 +121,41 @@ def yunet_around(image: np.ndarray, box: tuple[float, float, float, float], *, r
     """YuNet on a square crop around ``box``: (the BGR crop, YuNet's rows on it in crop pixels — empty when
     none scored ``min_score`` — and the crop's scale, crop pixels per frame pixel).
 
-    The box's longer side becomes ``face_px`` pixels, centred in an ``input_px`` square (one affine warp,
-    black outside the frame): by default the crop :func:`align_face` reads landmarks from. The box's centre
-    is the crop's centre, so a crop point (u, v) is the frame point
-    (cx + (u - input_px / 2) / scale, cy + (v - input_px / 2) / scale).
+    The box's longer side becomes ``face_px`` pixels, centred in an ``input_px`` square (black outside the
+    frame): by default the crop :func:`align_face` reads landmarks from. The box's centre is the crop's
+    centre, so a crop point (u, v) is the frame point (cx + (u - input_px / 2) / scale, cy + (v - input_px /
+    2) / scale). A face bigger than ``face_px`` is shrunk by area averaging first (:func:`_shrunk_around`):
+    an affine warp samples without filtering (OpenCV's warpAffine has no INTER_AREA), and a 300 px face
+    sampled every third pixel aliases into a different vector (docs/faces.md, "Big faces").
     """
     x, y, w, h = box
     scale = face_px / max(w, h)
     cx, cy = x + w / 2, y + h / 2
-    matrix = np.float32([[scale, 0, input_px / 2 - cx * scale], [0, scale, input_px / 2 - cy * scale]])
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    crop = cv2.warpAffine(image, matrix, (input_px, input_px), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+    source, left, top, sx, sy = (image, 0, 0, 1.0, 1.0) if scale >= 1 else _shrunk_around(image, cx, cy,
+                                                                                        input_px / scale, scale)
+    matrix = np.float32([[scale / sx, 0, input_px / 2 + (left - cx) * scale],
+                         [0, scale / sy, input_px / 2 + (top - cy) * scale]])
+    crop = cv2.warpAffine(source, matrix, (input_px, input_px), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
     if rgb:
         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
     _, faces = zoo.yunet(input_px, input_px, min_score).detect(crop)
     return crop, (np.empty((0, 15), np.float32) if faces is None else faces), scale
+
+
+def _shrunk_around(image: np.ndarray, cx: float, cy: float, side: float,
+                   scale: float) -> tuple[np.ndarray, int, int, float, float]:
+    """The part of the frame inside the ``side`` square centred on (cx, cy), shrunk ``scale`` times by area
+    averaging: (pixels, the part's left and top in the frame, the horizontal and vertical scale it got)."""
+    height, width = image.shape[:2]
+    left, top = max(0, math.floor(cx - side / 2)), max(0, math.floor(cy - side / 2))
+    right, bottom = min(width, math.ceil(cx + side / 2)), min(height, math.ceil(cy + side / 2))
+    if right <= left or bottom <= top:  # the square lies outside the frame: the crop is black
+        return np.zeros((1, 1) + image.shape[2:], image.dtype), left, top, scale, scale
+    part = image[top:bottom, left:right]
+    size = (max(1, round(part.shape[1] * scale)), max(1, round(part.shape[0] * scale)))
+    return (cv2.resize(part, size, interpolation=cv2.INTER_AREA), left, top,
+            size[0] / part.shape[1], size[1] / part.shape[0])
 
 
 def embed_aligned(aligned: np.ndarray) -> np.ndarray:
