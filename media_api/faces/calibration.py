@@ -1,16 +1,18 @@
 """Same-person thresholds of the face embedding, as measured on the identity-labelled set.
 
 ``calibration.json`` next to this file is written by ``bench/eval_identity.py --write`` from
-bench/identity_set/ (380 faces of 78 people: public photos and the demo clips' known people,
+bench/identity_set/ (404 faces of 82 people: public photos and the demo clips' known people,
 provenance in its README). It records the model and its sha256, the set's hash, the genuine and
 impostor distance distributions, and three thresholds chosen by false-accept rate on that set:
 
-- **confident** — no different-person pair closer at all (FAR 0): a suggestion this close may be
+- **confident** — no different-person pair closer at all (FAR 0), each face read any of four ways (as
+  stored, re-compressed, at 3/4 size, its box moved: ``bench/eval_identity.READINGS``, as a pipeline's
+  reading of a face varies): a suggestion this close may be
   accepted in one click. The use is open-set (the person on screen may be named nowhere while
   everybody else is), and with N people named a per-pair FAR p gives such a stranger about N x p
   chance of a confident wrong name, so only the closest different-person distance measured is safe;
 - **offered** — at most 1 % closer: the top of the weak band (shown, marked not confident);
-- **cluster** — no different-person pair closer at all: clustering joins traces with nobody
+- **cluster** — no different-person pair closer at all, read any way: clustering joins traces with nobody
   looking, so it only joins what the set never confused.
 
 Distances in the code are Euclidean between unit vectors (``np.linalg.norm(a - b)``), so the
