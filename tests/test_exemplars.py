@@ -69,16 +69,21 @@ def test_a_big_face_is_shrunk_by_area_averaging_for_its_landmarks():
     crop, _, scale = embeddings.yunet_around(board, (800, 400, 400, 400))
     assert scale == pytest.approx(112 / 400)
     assert crop[60:164, 60:164].std() < 5  # the grey a checkerboard averages to (warpAffine alone: std 43)
-    dots = np.zeros((1080, 1920, 3), np.uint8)
-    dots[580:620, 980:1020] = 255  # at the box's centre
-    dots[580:620, 1080:1120] = 255  # 100 px to its right
-    crop, _, scale = embeddings.yunet_around(dots, (800, 400, 400, 400))
-    rows, columns = np.nonzero(crop[:, :, 0] > 64)
-    left, right = columns < 126, columns >= 126
-    for part, (u, v) in ((left, (112, 112)), (right, (112 + 100 * scale, 112))):
-        weights = crop[rows[part], columns[part], 0].astype(float)
-        assert np.average(columns[part], weights=weights) + 0.5 == pytest.approx(u, abs=0.6)
-        assert np.average(rows[part], weights=weights) + 0.5 == pytest.approx(v, abs=0.6)
+    # two dots, one at the box's centre and one off it; also a box by the frame's corner, of an odd size (its
+    # square clipped by the frame), and a box wholly outside the frame
+    for box, (dx, dy) in (((800, 400, 400, 400), (100, 0)), ((5, 7, 301, 301), (80, 40))):
+        cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+        dots = np.zeros((1080, 1920, 3), np.uint8)
+        for x, y in ((cx, cy), (cx + dx, cy + dy)):
+            dots[round(y - 20.5):round(y + 20.5), round(x - 20.5):round(x + 20.5)] = 255
+        crop, _, scale = embeddings.yunet_around(dots, box)
+        rows, columns = np.nonzero(crop[:, :, 0] > 64)
+        second = columns >= 112 + dx * scale / 2
+        for part, (u, v) in ((~second, (112, 112)), (second, (112 + dx * scale, 112 + dy * scale))):
+            weights = crop[rows[part], columns[part], 0].astype(float)
+            assert np.average(columns[part], weights=weights) + 0.5 == pytest.approx(u, abs=0.6), box
+            assert np.average(rows[part], weights=weights) + 0.5 == pytest.approx(v, abs=0.6), box
+    assert not embeddings.yunet_around(dots, (2500, 1500, 400, 400))[0].any()
 
 
 def test_choose_keeps_the_best_face_then_the_most_different_and_packs_them():

@@ -102,11 +102,13 @@ def assert_confident_is_the_closest_stranger(record: dict) -> None:
     within on the calibration set — per-pair FAR 0, single faces and exemplar sets (closest pair) alike —
     however each face was read (as stored, re-compressed, at 3/4 size, its box moved: ``READINGS``), and not
     less (that distance rounded down to 3 decimals). A per-pair FAR p above 0 gives a person named nowhere
-    about N x p chance of a confident wrong name among N named; a reading moves a stranger pair by hundredths."""
+    about N x p chance of a confident wrong name among N named; a reading moves a stranger pair by up to 0.37."""
     assert record["far_targets"]["confident"] == 0.0
     assert record["readings"] == ["jpeg75", "three_quarters", "box_moved"]
     single, sets = record["closest_strangers_read_any_way"][0], record["sets"]["min"]["closest_strangers_read_any_way"]
     assert single == sets <= record["impostor"]["min"]  # a reading can only bring strangers closer
+    # clustering compares set means, and a one-face set's mean is its face: the cluster distance is under both
+    assert record["sets"]["centroid"]["thresholds_cosine"]["cluster"] <= record["thresholds_cosine"]["cluster"]
     for part in (record, record["sets"]["min"]):
         confident = part["thresholds_cosine"]["confident"]
         assert part["rates"]["confident"]["false_accepts"] == 0
@@ -126,15 +128,17 @@ def test_calibration_is_what_the_committed_identity_set_gives():
     fresh = eval_identity.sface_calibration(faces, set_hash)
     for key in ("faces", "embedded", "below_min_face_px", "unreadable", "people", "genuine_pairs", "impostor_pairs"):
         assert fresh[key] == stored[key], key
+    # thresholds are 3-decimal floors: a distance a hair from a step may land one step away on another machine
     for name, value in stored["thresholds_cosine"].items():
-        assert fresh["thresholds_cosine"][name] == pytest.approx(value, abs=1e-3), name
+        assert fresh["thresholds_cosine"][name] == pytest.approx(value, abs=1.5e-3), name
         assert fresh["rates"][name]["false_accepts"] == stored["rates"][name]["false_accepts"], name
     # exemplar sets (what suggestions and clustering compare): the same simulated sets, the same thresholds
     for key in ("seed", "sets", "genuine_pairs", "impostor_pairs"):
         assert fresh["sets"][key] == stored["sets"][key], key
     for linkage in ("min", "centroid"):
         for name, value in stored["sets"][linkage]["thresholds_cosine"].items():
-            assert fresh["sets"][linkage]["thresholds_cosine"][name] == pytest.approx(value, abs=1e-3), (linkage, name)
+            assert fresh["sets"][linkage]["thresholds_cosine"][name] == pytest.approx(value, abs=1.5e-3), (linkage,
+                                                                                                           name)
             assert (fresh["sets"][linkage]["rates"][name]["false_accepts"]
                     == stored["sets"][linkage]["rates"][name]["false_accepts"]), (linkage, name)
     assert_confident_is_the_closest_stranger(stored)
@@ -202,7 +206,7 @@ def test_turned_faces_the_old_frontal_check_refused_are_embedded_and_recognised(
         aligned = embeddings.align_face(rgb, performer.box)
         assert aligned is not None, frame
         distances.append(float(np.linalg.norm(embeddings.embed_aligned(aligned) - reference)))
-    assert max(distances) <= calibration.OFFERED_DISTANCE, distances
+    assert max(distances) <= calibration.SET_OFFERED_DISTANCE, distances
     assert min(distances) <= calibration.SET_CONFIDENT_DISTANCE, distances
     assert sum(d <= calibration.CONFIDENT_DISTANCE for d in distances) >= 3, distances
 
