@@ -172,7 +172,7 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
     django.setup()
     from django.core.management import call_command
 
-    from bench.eval_faces import evaluate, load_labels
+    from bench.eval_faces import evaluate, labels_at_height, load_labels
     from media_api.faces import pipeline
     from media_api.faces.pipeline import analyse_video
     from media_api.services.faces import detect_faces
@@ -230,7 +230,9 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
         boxes: dict[int, list] = {}
         for row in analysis.rows():
             boxes.setdefault(row["frame_number"], []).append((row["x"], row["y"], row["width"], row["height"]))
-        quality = evaluate(scaled_labels(labels, stem), boxes) if stem.removesuffix("_720p") in labels else None
+        source, quality = stem.removesuffix("_720p"), None  # a _720p clip: the source's labels, scaled
+        if source in labels:
+            quality = evaluate(labels[stem] if source == stem else labels_at_height(labels[source], 720), boxes)
         rows.append((media_file, statistics.median(decodes), statistics.median(walls), statistics.median(cpus),
                      with_db, stored, analysis, quality))
     cores_after = effective_cores()
@@ -276,18 +278,6 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
             timings = other[media_file.name][-1][2]
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
             print(f"  {media_file.name}: main-process time by step (last run): {parts}")
-
-
-def scaled_labels(labels: dict, stem: str) -> dict:
-    """A clip's hand labels; for ``<stem>_720p`` (the 1080p clip scaled to 1280x720) scaled by 2/3."""
-    from bench.eval_faces import placed_faces
-
-    if not stem.endswith("_720p"):
-        return labels[stem]
-    source = labels[stem.removesuffix("_720p")]
-    scale = 720 / source["height"]
-    return {**source, "width": 1280, "height": 720,
-            "frames": {k: placed_faces(faces, scale, 0, 0) for k, faces in source["frames"].items()}}
 
 
 @contextlib.contextmanager

@@ -285,6 +285,13 @@ def placed_faces(faces: Iterable[Mapping], scale: float, ox: float, oy: float, n
     return out
 
 
+def labels_at_height(clip_labels: Mapping, height: int) -> dict:
+    """A clip's hand labels for the clip scaled to frames ``height`` pixels tall (the same aspect ratio)."""
+    scale = height / clip_labels["height"]
+    return {**clip_labels, "width": round(clip_labels["width"] * scale), "height": height,
+            "frames": {k: placed_faces(faces, scale, 0, 0) for k, faces in clip_labels["frames"].items()}}
+
+
 def run_pipeline(clip: str) -> tuple[dict[int, list[Box]], dict[int, set[Box]], float]:
     """All trace boxes per frame from the full pipeline, the tracked ones among them, and its wall time."""
     sys.path.insert(0, str(ROOT))

@@ -108,14 +108,8 @@ def load_set(manifest: Path = MANIFEST) -> tuple[list[Face], str]:
     return faces, hashlib.sha256(data).hexdigest()
 
 
-def embed_sface(face: Face) -> np.ndarray | None:
-    image = cv2.imread(str(SET_DIR / face.file))
-    aligned = embeddings.align_face(image, face.box, rgb=False)
-    return None if aligned is None else embeddings.embed_aligned(aligned)
-
-
-def embed_sface_read(face: Face, reading: str) -> np.ndarray | None:
-    """SFace's vector of ``face`` read one of the READINGS ways (None: unreadable that way)."""
+def embed_sface(face: Face, reading: str | None = None) -> np.ndarray | None:
+    """SFace's vector of ``face`` as stored, or read one of the READINGS ways (None: unreadable that way)."""
     image, box = cv2.imread(str(SET_DIR / face.file)), face.box
     if reading == "jpeg75":
         image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])[1], cv2.IMREAD_COLOR)
@@ -241,7 +235,7 @@ def calibrate(faces: Sequence[Face], embed, min_face_px: int = MIN_FACE_PX,
 
 
 def sface_calibration(faces: Sequence[Face], set_hash: str) -> dict:
-    result = calibrate(faces, embed_sface, reread=embed_sface_read)
+    result = calibrate(faces, embed_sface, reread=embed_sface)
     kept, readings = result.pop("kept"), result.pop("readings")
     del result["vectors"]
     return {"model": zoo.SFACE.name, "model_sha256": zoo.SFACE.sha256, "set_sha256": set_hash,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from bench.eval_faces import evaluate, labelled_frames, load_labels, person_of, placed_faces, small_face_sets
+from bench.eval_faces import evaluate, labelled_frames, labels_at_height, load_labels, person_of, small_face_sets
 from media_api.faces.cuts import SceneCutDetector
 from media_api.faces.detector import FaceDetector
 from media_api.faces.embeddings import EMBEDDING_DIM, from_bytes
@@ -98,8 +98,7 @@ def test_720p_small_faces_are_searched_at_1080p_detail():
     import cv2
 
     labels = LABELS["facenet_pytorch_video"]
-    scale = 720 / labels["height"]
-    scaled = {**labels, "frames": {k: placed_faces(faces, scale, 0, 0) for k, faces in labels["frames"].items()}}
+    scaled = labels_at_height(labels, 720)
     detector = FaceDetector(threads=2)
     found = {number: [f.box for f in detector.detect(cv2.resize(rgb, (1280, 720), interpolation=cv2.INTER_AREA))]
              for number, rgb, _ in labelled_frames("facenet_pytorch_video", {int(n) for n in labels["frames"]})}

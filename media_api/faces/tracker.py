@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -525,13 +526,20 @@ def _merge_duplicates(tracks: list[Track]) -> list[Track]:
     return [t for k, t in enumerate(tracks) if k not in merged]
 
 
-def _frames_and_boxes(track: Track) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """The track's frame numbers (increasing) and boxes as arrays, and the region all its boxes lie in (left,
-    top, right, bottom), for :func:`_duplicates`."""
+class _Footprint(NamedTuple):
+    """A track as :func:`_duplicates` compares it: frame numbers (increasing) and boxes as arrays, and the region
+    all its boxes lie in (left, top, right, bottom)."""
+
+    frames: np.ndarray
+    boxes: np.ndarray
+    region: tuple[int, int, int, int]
+
+
+def _frames_and_boxes(track: Track) -> _Footprint:
     boxes = np.asarray(track.boxes, np.int64).reshape(-1, 4)
     ends = boxes[:, :2] + boxes[:, 2:]
     region = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(ends[:, 0].max()), int(ends[:, 1].max()))
-    return np.asarray(track.frames, np.int64), boxes, region
+    return _Footprint(np.asarray(track.frames, np.int64), boxes, region)
 
 
 def _link_cost(a: Track, b: Track, fps: float) -> float | None:
@@ -578,17 +586,17 @@ def _link(tracks: list[Track], fps: float) -> list[Track]:
     return chains
 
 
-def _duplicates(a: Track, b: Track, arrays_a: tuple, arrays_b: tuple) -> bool:
+def _duplicates(a: Track, b: Track, arrays_a: _Footprint, arrays_b: _Footprint) -> bool:
     """Whether two tracks of one shot followed the same face on most of their common frames (``arrays_*``:
     their :func:`_frames_and_boxes`). Tracks whose regions do not meet have no box in common, let alone the
     same face (which needs boxes that intersect): in a crowd, most pairs, answered without a frame compared."""
     if a.shot != b.shot or b.start > a.end or a.start > b.end:
         return False
-    (left_a, top_a, right_a, bottom_a), (left_b, top_b, right_b, bottom_b) = arrays_a[2], arrays_b[2]
+    (left_a, top_a, right_a, bottom_a), (left_b, top_b, right_b, bottom_b) = arrays_a.region, arrays_b.region
     if min(right_a, right_b) <= max(left_a, left_b) or min(bottom_a, bottom_b) <= max(top_a, top_b):
         return False
-    common, in_a, in_b = np.intersect1d(arrays_a[0], arrays_b[0], assume_unique=True, return_indices=True)
-    agree = int(np.count_nonzero(same_faces(arrays_a[1][in_a], arrays_b[1][in_b])))
+    common, in_a, in_b = np.intersect1d(arrays_a.frames, arrays_b.frames, assume_unique=True, return_indices=True)
+    agree = int(np.count_nonzero(same_faces(arrays_a.boxes[in_a], arrays_b.boxes[in_b])))
     return len(common) > 0 and agree >= max(2, DUPLICATE_SHARE * len(common))
 
 

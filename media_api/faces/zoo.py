@@ -98,6 +98,10 @@ def _model_buffer(model: ZooModel) -> np.ndarray:
 _EMPTY_CONFIG = np.empty(0, dtype=np.uint8)
 
 
+#: YuNet's three heads: anchors 8, 16 and 32 pixels apart.
+_STRIDES = (8, 16, 32)
+
+
 class YuNet:
     """YuNet on onnxruntime, answering as ``cv2.FaceDetectorYN.detect`` does, for BGR images of any size.
 
@@ -108,8 +112,8 @@ class YuNet:
     dropped, the rest suppressed by ``cv2.dnn.NMSBoxes`` on integer boxes.
     """
 
-    STRIDES = (8, 16, 32)
-    OUTPUTS = [f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps") for stride in (8, 16, 32)]
+    STRIDES = _STRIDES
+    OUTPUTS = [f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps") for stride in _STRIDES]
 
     def __init__(self, session: Any, score_threshold: float, nms_threshold: float, top_k: int) -> None:
         self._session = session
