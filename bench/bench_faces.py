@@ -7,6 +7,7 @@
     .venv/bin/python bench/bench_faces.py --detector-processes 1  # ... and, interleaved, one detector process
     .venv/bin/python bench/bench_faces.py --before HEAD~3     # ... and, interleaved, pipeline.py of that commit
     .venv/bin/python bench/bench_faces.py --yunet-opencv      # ... and, interleaved, YuNet run by OpenCV's DNN
+    .venv/bin/python bench/bench_faces.py --sface-opencv      # ... and, interleaved, SFace run by OpenCV's DNN
 
 The 720p clip is the 1080p demo clip scaled to 1280x720 (written once to bench/out with PyAV, x264
 CRF 18): the demo has no 720p footage. Its recall and precision are scored on the 1080p clip's labels
@@ -161,8 +162,9 @@ def pipeline_at(revision: str):
 
 
 def speed(runs: int, small_face_every: int | None = None, detector_processes: int | None = None,
-          before: str | None = None, yunet_opencv: bool = False) -> None:
-    """The speed table; with ``small_face_every``, ``detector_processes``, ``before`` or ``yunet_opencv``, also
+          before: str | None = None, yunet_opencv: bool = False, sface_opencv: bool = False) -> None:
+    """The speed table; with ``small_face_every``, ``detector_processes``, ``before``, ``yunet_opencv`` or
+    ``sface_opencv`` (:func:`opencv_sface`; vectors then compared to 1e-5, not bit for bit), also
     the pipeline searching small faces on every that many-th sample (``pipeline.SMALL_FACE_EVERY``), with
     that many detector processes (``analyse_video(detector_processes=)``), as it was at git revision
     ``before`` or with YuNet run by OpenCV (:func:`opencv_yunet`), interleaved in the same runs (which of the
@@ -184,7 +186,7 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
     rows = []
     default = pipeline.SMALL_FACE_EVERY
     comparing = (small_face_every is not None or detector_processes is not None or before is not None
-                 or yunet_opencv)
+                 or yunet_opencv or sface_opencv)
     theirs_module = pipeline_at(before) if before is not None else pipeline
     other: dict[str, list[tuple[float, float, dict]]] = {}
     same_output: dict[str, bool] = {}
@@ -193,7 +195,8 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
         if small_face_every is not None:
             theirs_module.SMALL_FACE_EVERY = small_face_every
         try:
-            with opencv_yunet() if yunet_opencv else contextlib.nullcontext():
+            with (opencv_yunet() if yunet_opencv else contextlib.nullcontext(),
+                  opencv_sface() if sface_opencv else contextlib.nullcontext()):
                 if detector_processes is not None:
                     return theirs_module.analyse_video(path, index, fps, detector_processes=detector_processes)
                 return theirs_module.analyse_video(path, index, fps)
@@ -222,7 +225,8 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
                     other.setdefault(media_file.name, []).append((wall, used, result.timings))
             if comparing:
                 same = (analysis.rows() == theirs.rows()
-                        and _same_vectors(analysis.trace_embeddings(), theirs.trace_embeddings()))
+                        and _same_vectors(analysis.trace_embeddings(), theirs.trace_embeddings(),
+                                          1e-5 if sface_opencv else 0.0))
                 same_output[media_file.name] = same_output.get(media_file.name, True) and same
         start = time.perf_counter()
         stored = detect_faces(media_file, replace=True)
@@ -264,6 +268,8 @@ def speed(runs: int, small_face_every: int | None = None, detector_processes: in
             what.append(f"pipeline.py as of {before}")
         if yunet_opencv:
             what.append("YuNet run by OpenCV's DNN (cv2.FaceDetectorYN, as before 2026-12-05 12:00)")
+        if sface_opencv:
+            what.append("SFace run by OpenCV's DNN (cv2.FaceRecognizerSF, as before 2026-12-05 14:00)")
         print(f"\n{', '.join(what)}, same runs:")
         print("| clip | decode only | pipeline (wall) | × realtime | pipeline / decode | CPU s (all processes) "
               "| same traces and vectors as the default |")
@@ -297,10 +303,25 @@ def opencv_yunet():
         yield
 
 
-def _same_vectors(a: dict, b: dict) -> bool:
+@contextlib.contextmanager
+def opencv_sface():
+    """SFace run by OpenCV's ``cv2.FaceRecognizerSF`` (as before 2026-12-05 14:00) instead of OpenVINO, in this
+    process and in the worker processes it forks meanwhile: the A/B of ``zoo.sface_features``."""
+    from unittest import mock
+
+    from media_api.faces import zoo
+
+    def features(aligned):
+        return zoo.opencv_sface().feature(aligned).reshape(-1)
+
+    with mock.patch.object(zoo, "sface_features", features), mock.patch.object(zoo, "load_sface", zoo.opencv_sface):
+        yield
+
+
+def _same_vectors(a: dict, b: dict, atol: float = 0.0) -> bool:
     import numpy as np
 
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=0, atol=atol) for k in a)
 
 
 def _share(quality: dict | None, key: str) -> str:
@@ -351,6 +372,8 @@ def main() -> None:
                         help="also time the pipeline with N detector processes, interleaved")
     parser.add_argument("--yunet-opencv", action="store_true",
                         help="also time the pipeline with YuNet run by OpenCV's DNN (not onnxruntime), interleaved")
+    parser.add_argument("--sface-opencv", action="store_true",
+                        help="also time the pipeline with SFace run by OpenCV's DNN (not OpenVINO), interleaved")
     parser.add_argument("--before", metavar="REV",
                         help="also time media_api/faces/pipeline.py as of git revision REV, interleaved")
     args = parser.parse_args()
@@ -359,7 +382,8 @@ def main() -> None:
     elif args.detectors:
         detectors(args.runs)
     else:
-        speed(args.runs, args.small_face_every, args.detector_processes, args.before, args.yunet_opencv)
+        speed(args.runs, args.small_face_every, args.detector_processes, args.before, args.yunet_opencv,
+              args.sface_opencv)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
 """128-d face embeddings: OpenCV Zoo's SFace (the pipeline's) and dlib's ResNet (the former one).
 
-**SFace** (``zoo.SFACE``, run by ``cv2.FaceRecognizerSF``): the face is aligned on five landmarks
-into a 112x112 image and the network gives a 128-d vector; traces store it L2-normalised, so the
-Euclidean distance used by suggestions and clustering is ``sqrt(2 * cosine distance)``. The
-landmarks come from YuNet run on a fixed-size crop around the face box (:func:`align_face`), so
-any detector's box will do and one YuNet instance serves every face (changing its input size
-costs ~30 ms). YuNet finding no face on that crop (a strong profile, a back of a head, a blur)
+**SFace** (``zoo.SFACE``, run by OpenVINO: ``zoo.sface_features``): the face is aligned on five
+landmarks into a 112x112 image (:func:`reference_transform`, OpenCV's ``alignCrop``) and the network
+gives a 128-d vector; traces store it L2-normalised, so the Euclidean distance used by suggestions
+and clustering is ``sqrt(2 * cosine distance)``. The landmarks come from YuNet run on a fixed-size
+crop around the face box (:func:`align_face`), so any detector's box will do and one YuNet
+instance serves every face. YuNet finding no face on that crop (a strong profile, a back of a head, a blur)
 means no embedding: that is the gate for "a face SFace can read", not a frontal-pose rule — the
 Faces v2 frontal check refused three-quarter faces SFace matches well. Calibration on an
 identity-labelled set: ``media_api/faces/calibration.py`` and docs/faces.md.
 
-An embedding costs ~28 ms on one core (SFace int8), so the pipeline computes them in a worker
+An embedding costs ~9 ms on one core (OpenVINO; ~30 with OpenCV's DNN), so the pipeline computes them in a worker
 process (:mod:`media_api.faces.workers`): the main process aligns (~2 ms) and sends the 112x112
 face; the worker returns the vector (:func:`embed_aligned`).
 
@@ -56,6 +56,12 @@ ALIGN_MIN_FRONTAL = 0.2
 #: calibration set's readable faces all have at least 17.5 (its darkest: an audience face at 17.5), so
 #: the thresholds were never measured below it; the Hamilton close-up's dark audience faces have 4-7.
 ALIGN_MIN_CONTRAST = 12.0
+#: SFace's input: the aligned face's side, and where its five reference landmarks go (right eye, left eye, nose
+#: tip, right and left mouth corner) with their mean, as OpenCV's face_recognize.cpp writes them.
+ALIGN_SIZE = 112
+_REFERENCE = np.float32([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+                         [70.7299, 92.2041]])
+_REFERENCE_MEAN = np.float32([56.0262, 71.9008])
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 
@@ -97,7 +103,8 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
     ``image`` is the whole frame (RGB by default, as the pipeline decodes it; ``rgb=False`` for
     BGR). The box is scaled so its longer side is ALIGN_FACE pixels inside an ALIGN_INPUT square
     crop (one affine warp, black outside the frame); YuNet on that crop gives the five landmarks
-    of the face overlapping the box best, and OpenCV's ``alignCrop`` warps the crop to 112x112.
+    of the face overlapping the box best, and the crop is warped onto SFace's reference points at 112x112
+    (:func:`reference_transform`: what OpenCV's ``alignCrop`` does).
     """
     x, y, w, h = box
     if max(w, h) <= 0:
@@ -111,7 +118,7 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
     pose = frontal(faces[best])
     if overlaps[best] < ALIGN_MIN_IOU or pose < ALIGN_MIN_FRONTAL:
         return None
-    aligned = zoo.sface().alignCrop(crop, faces[best])
+    aligned = cv2.warpAffine(crop, reference_transform(faces[best]), (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR)
     return (aligned, pose) if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
 
 
@@ -158,14 +165,50 @@ def _shrunk_around(image: np.ndarray, cx: float, cy: float, side: float,
             size[0] / part.shape[1], size[1] / part.shape[0])
 
 
+def reference_transform(row: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity taking a YuNet row's five landmarks onto SFace's reference points: the transform of
+    OpenCV's ``FaceRecognizerSF.alignCrop`` (face_recognize.cpp: Umeyama's least squares), computed as it does
+    — means and products in float32, sums in float64 — so that the warped face is the same bytes (a test
+    compares them) without loading OpenCV's copy of the network just to align."""
+    source = np.asarray(row[4:14], np.float32).reshape(5, 2)
+    mean = np.array([(((source[0, k] + source[1, k]) + source[2, k]) + source[3, k] + source[4, k]) / np.float32(5)
+                     for k in (0, 1)], np.float32)
+    centred, reference = source - mean, _REFERENCE - _REFERENCE_MEAN
+    covariance = np.array([[_sum(reference[:, r] * centred[:, c]) / 5 for c in (0, 1)] for r in (0, 1)])
+    signs = np.array([1.0, -1.0 if covariance[0, 0] * covariance[1, 1] - covariance[0, 1] * covariance[1, 0] < 0
+                      else 1.0])
+    u, singular, vt = np.linalg.svd(covariance)
+    rotation_signs = signs
+    if (singular > singular.max() * 2 * np.finfo(np.float32).tiny).sum() == 1:  # rank 1
+        rotation_signs = np.array([1.0, 1.0 if _det(u) * _det(vt) > 0 else -1.0])
+    rotation = u @ (np.diag(rotation_signs) @ vt)
+    variance = _sum(centred[:, 0] * centred[:, 0]) / 5 + _sum(centred[:, 1] * centred[:, 1]) / 5
+    scale = 1.0 / variance * (singular[0] * signs[0] + singular[1] * signs[1])
+    shift = [rotation[k, 0] * float(mean[0]) + rotation[k, 1] * float(mean[1]) for k in (0, 1)]
+    return np.array([[rotation[0, 0] * scale, rotation[0, 1] * scale, float(_REFERENCE_MEAN[0]) - scale * shift[0]],
+                     [rotation[1, 0] * scale, rotation[1, 1] * scale, float(_REFERENCE_MEAN[1]) - scale * shift[1]]])
+
+
+def _sum(products: np.ndarray) -> float:
+    """float32 products summed one by one in float64, as face_recognize.cpp sums them."""
+    total = 0.0
+    for value in products:
+        total += float(value)
+    return total
+
+
+def _det(matrix: np.ndarray) -> float:
+    return matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]
+
+
 def embed_aligned(aligned: np.ndarray) -> np.ndarray:
     """SFace's 128-d vector of an aligned face, L2-normalised (float32)."""
-    return normalise(zoo.sface().feature(aligned).ravel())
+    return normalise(zoo.sface_features(aligned))
 
 
 def load_sface() -> None:
     """Load SFace once (in a worker process, before the first face arrives); checks the file's sha256."""
-    zoo.sface()
+    zoo.load_sface()
 
 
 class ModelFilesMissing(RuntimeError):

@@ -1,20 +1,28 @@
 """OpenCV Zoo's YuNet face detector and SFace face recogniser, vendored in ``models/``.
 
-SFace is run by OpenCV (``cv2.FaceRecognizerSF`` from opencv-contrib-python-headless). YuNet is run by
-onnxruntime (:class:`YuNet`): 2-2.5x faster than OpenCV's DNN on one core (a 1080p frame ~45 ms against
-~110 ms; the detector is most of a face analysis' CPU), on the zoo's own weights folded to float32 once
-(``scripts/derive_yunet_fp32.py``: OpenCV folds them the same way at load), with OpenCV's own decoding of
-the network's output (``FaceDetectorYN``'s, face_detect.cpp) — the same rows as ``cv2.FaceDetectorYN``
-to float rounding (tests/test_identity_calibration.py). The model files are read into memory, checked
-against the sha256 recorded here and handed to the runtime *as those bytes*: what is hashed is exactly
-what runs, and a file altered on disk is refused with :class:`ModelFileAltered` instead of silently
-producing different vectors. Nothing is downloaded; provenance and licences are in ``models/SOURCE.md``.
+Each runs on the runtime measured fastest for it on one core, on the zoo's own weights:
 
-Neither runtime's objects are shared between threads: callers get one YuNet per thresholds
-(:func:`yunet`; any image size) and one recogniser (:func:`sface`) per process; use them from one
-thread (the pipeline's main thread or a worker process).
+* **YuNet** on onnxruntime (:class:`YuNet`): 2-2.5x OpenCV's DNN (a 1080p frame ~45 ms against ~110 ms;
+  the detector is most of a face analysis' CPU; OpenVINO: ~50 ms). Its weights are folded to float32 once
+  (``scripts/derive_models.py``: OpenCV folds them the same way at load) and the network's output is decoded
+  as OpenCV's ``FaceDetectorYN`` decodes it (face_detect.cpp): the same rows to float rounding.
+* **SFace** on OpenVINO (:func:`sface_features`): ~9 ms a face against ~30 with OpenCV's DNN and ~24 with
+  onnxruntime, in float32 (the precision is pinned: OpenVINO would pick bfloat16 on CPUs that have it), on
+  the zoo's int8 weights with their blocked dequantisation written in standard operators
+  (``scripts/derive_models.py``). Its vectors are OpenCV's to 4e-6 (L2, unit vectors), so they keep SFace's
+  model name and calibration. The alignment is OpenCV's ``alignCrop`` (``embeddings.reference_transform``).
+
+Both are checked against OpenCV's own (:func:`opencv_yunet`, :func:`opencv_sface`) by
+tests/test_identity_calibration.py. The model files are read into memory, checked against the sha256
+recorded here and handed to the runtime *as those bytes*: what is hashed is exactly what runs, and a file
+altered on disk is refused with :class:`ModelFileAltered` instead of silently producing different vectors.
+Nothing is downloaded; provenance and licences are in ``models/SOURCE.md``. The runtimes are imported on
+first use: a web process that never embeds a photo never loads them.
+
+No runtime object is shared between threads or processes: each process makes its own (keyed by pid, so a
+forked worker does too), to be used from one thread (the pipeline's main thread, a worker process, or under
+a lock: ``services/face_search.py``).
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -63,6 +71,14 @@ SFACE = ZooModel(
     filename="face_recognition_sface_2021dec_int8bq.onnx",
     sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
     size=10_667_852,
+)
+#: SFACE with its blocked dequantisation written in standard operators, the graph OpenVINO runs (derived from
+#: SFACE by scripts/derive_models.py, which a test re-runs; the same int8 weights, restored to float32 at load).
+SFACE_UNBLOCKED = ZooModel(
+    name="sface-2021dec-int8bq-unblocked",
+    filename="face_recognition_sface_2021dec_int8bq_unblocked.onnx",
+    sha256="7060a1bfc3526368c21372af606cbac0a5a201b933b6797038e57e4a51b793f7",
+    size=10_692_758,
 )
 
 #: YuNet's default score threshold in OpenCV Zoo's demo (boxes below it are dropped).
@@ -197,8 +213,36 @@ def opencv_yunet(width: int, height: int, score_threshold: float = YUNET_SCORE_T
                                      float(score_threshold), YUNET_NMS_THRESHOLD, YUNET_TOP_K)
 
 
+@lru_cache(maxsize=2)
+def _sface_request(pid: int) -> Any:
+    """This process's OpenVINO inference request for SFace (``pid``: a forked worker compiles its own), on one
+    thread and in float32."""
+    import openvino
+
+    core = openvino.Core()
+    network = core.read_model(verified_bytes(SFACE_UNBLOCKED).tobytes())  # not kept: compiled, it is not read again
+    compiled = core.compile_model(network, "CPU", {
+        "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",  # bfloat16 where the CPU has it would move the vectors by ~0.01
+    })
+    return compiled.create_infer_request()
+
+
+def load_sface() -> None:
+    """Compile SFace in this process now (a worker, before its first face), checking the file's sha256."""
+    _sface_request(os.getpid())
+
+
+def sface_features(aligned: np.ndarray) -> np.ndarray:
+    """SFace's 128 float32 values (not unit length) for a 112x112 BGR aligned face: what
+    ``cv2.FaceRecognizerSF.feature`` gives, whose input blob (RGB, planar, unscaled) is built the same way."""
+    blob = np.ascontiguousarray(aligned[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None]
+    return _sface_request(os.getpid()).infer({0: blob})[0].reshape(-1).copy()
+
+
 @lru_cache(maxsize=1)
-def sface() -> cv2.FaceRecognizerSF:
-    """The SFace recogniser: ``alignCrop(bgr_image, yunet_row)`` gives the 112x112 aligned face,
-    ``feature(aligned)`` its 1x128 float32 vector (not unit length)."""
+def opencv_sface() -> cv2.FaceRecognizerSF:
+    """OpenCV's SFace recogniser on the zoo's file: the reference :func:`sface_features` and
+    ``embeddings.reference_transform`` are checked against (tests) and measured against (bench).
+    ``alignCrop(bgr_image, yunet_row)`` gives the 112x112 aligned face, ``feature(aligned)`` its 1x128 vector."""
     return cv2.FaceRecognizerSF.create("onnx", _model_buffer(SFACE), _EMPTY_CONFIG)
