@@ -26,9 +26,10 @@ their new vector lies from the pipeline's (they must stay within the confident d
 once: decoding every frame of the file (the least a re-detection costs), and loading the models in a
 fresh process (a worker pays it once, not per job).
 
-``--wall``: WALL time of the current re-embed with its embedding process (SFace in a second process while this
-one decodes and aligns, as a job runs it) and inline (``workers=False``) with OpenCV's own thread count (as a
-fresh worker process ran it before) and with one OpenCV thread (as one that ran a face analysis before),
+``--wall``: WALL time of the current re-embed with its reading process (two lanes decoding and aligning batches of
+GOPs, this process embedding, as a job runs it; before 2026-12-05 14:00 an embedding process ran SFace while this
+one read) and with one lane (``workers=False``) with OpenCV's own thread count (as a fresh worker process would)
+and with one OpenCV thread (as one that ran a face analysis before),
 interleaved round by round on the same traces, medians; the stored vectors of all three must be the same bytes.
 The machine is shared: the effective cores (two busy processes against one, bench_faces.effective_cores) are
 measured between rounds, and the medians given again for the quiet rounds (>= 1.8 cores before and after).
@@ -194,8 +195,8 @@ def stored_vectors(media_file) -> dict[int, tuple[bytes, bytes]]:
         file=media_file, embedding_model=MODEL_NAME).values_list("pk", "embedding", "exemplars")}
 
 
-#: --wall's variants: the embedding process; inline with OpenCV's own threads (a fresh worker process before the
-#: embedding process: SFace and YuNet then spread over the cores by themselves); inline on one OpenCV thread (a
+#: --wall's variants: two lanes (the reading process); one lane with OpenCV's own threads (OpenCV's resizing and
+#: warps spread over the cores by themselves, FFmpeg's frame threads too); one lane on one OpenCV thread (a
 #: worker process that ran a face analysis before, which sets one).
 VARIANTS = ("process", "inline", "inline-1")
 #: A round counts as quiet when the machine lent at least this many cores before and after it.
@@ -203,7 +204,7 @@ QUIET_CORES = 1.8
 
 
 def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads: int) -> list[str]:
-    """Wall time of one job's re-embed with its embedding process and inline (:data:`VARIANTS`), interleaved (the
+    """Wall time of one job's re-embed with its reading process and with one lane (:data:`VARIANTS`), interleaved (the
     order rotating each round), with the effective cores measured between rounds; medians of all rounds and of
     the quiet ones."""
     import cv2
@@ -225,14 +226,14 @@ def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads
             walls[label].append(result.seconds)
             cpus[label].append(result.cpu_seconds)
             if label == "process":
-                processes.add(result.embedding_processes)
+                processes.add(result.reading_processes)
             stored = stored_vectors(media_file)
             if vectors.setdefault(label, stored) != stored:
                 raise SystemExit(f"{label}: the vectors differ from one run to the next")
         cores.append(effective_cores())
     quiet = [n for n in range(rounds) if min(cores[n], cores[n + 1]) >= QUIET_CORES]
     same = "the same bytes" if all(v == vectors["process"] for v in vectors.values()) else "DIFFERENT"
-    lines = [f"  effective cores between rounds: {' '.join(f'{c:.2f}' for c in cores)}; embedding processes "
+    lines = [f"  effective cores between rounds: {' '.join(f'{c:.2f}' for c in cores)}; reading processes "
              f"{sorted(processes)}; vectors of the three {same}"]
     for name, chosen in (("all", list(range(rounds))), ("quiet", quiet)):
         if not chosen:
@@ -253,7 +254,7 @@ def wall_comparison(module, media_file, traces: int, rounds: int, opencv_threads
 
 def model_load_cpu() -> float:
     """CPU seconds of a fresh process: Django set up, SFace and YuNet loaded (sha256 checked), as a worker starts."""
-    code = ("import time, django; django.setup(); from media_api.faces import zoo; zoo.sface();"
+    code = ("import time, django; django.setup(); from media_api.faces import zoo; zoo.load_sface();"
             " zoo.yunet(224, 224, 0.5); print(time.process_time())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -272,14 +273,14 @@ def main() -> None:
                         help="the before's FFmpeg layer: decoding every picture (as at 575b5be) or the current one")
     parser.add_argument("--no-decode-all", action="store_true", help="skip the decode-every-frame baseline")
     parser.add_argument("--wall", type=int, default=3, metavar="ROUNDS",
-                        help="rounds of the current re-embed with its embedding process and inline, interleaved, "
+                        help="rounds of the current re-embed with its reading process and with one lane, interleaved, "
                              "for wall time (0: none)")
     args = parser.parse_args()
 
     import cv2
     import django
 
-    opencv_threads = cv2.getNumThreads()  # before a re-embed with its embedding process sets one
+    opencv_threads = cv2.getNumThreads()  # before a re-embed with its reading process sets one
     django.setup()
     from django.conf import settings
     from django.core.management import call_command

@@ -136,9 +136,9 @@ def run_cluster(job: Job) -> dict[str, Any]:
 
 
 def run_reembed(job: Job) -> dict[str, Any]:
-    """New embeddings for the file's traces with the current model; no detection, curation untouched. SFace runs in
-    an embedding process, as a job's face analysis forks its helpers (``MOMENTRY_ANALYSIS_HELPERS``: off, inline);
-    the result says how many (``embedding_processes``)."""
+    """New embeddings for the file's traces with the current model; no detection, curation untouched. A reading
+    process decodes part of the file, as a job's face analysis forks its helpers (``MOMENTRY_ANALYSIS_HELPERS``:
+    off, one process); the result says how many (``reading_processes``)."""
     from media_api.services.reembed import reembed_file
 
     result = reembed_file(job.file, only_stale=bool(job.params.get("only_stale")),

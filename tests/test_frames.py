@@ -120,6 +120,21 @@ def test_out_of_range_and_unreadable(tmp_path):
         reader.read(270)
 
 
+def test_a_source_failure_crosses_a_process_boundary_intact():
+    """A re-embed's reading process raises SourceUnavailable in another process: unpickled, it must still say
+    which source failed and carry the answer (503 / 404), not become a TypeError."""
+    import pickle
+
+    from media_api.ffmpeg.frames import SourceUnavailable, api_error
+    from media_api.ffmpeg.source import SourceMissing, StoreUnavailable
+
+    for error, status in ((StoreUnavailable(), 503), (SourceMissing(), 404)):
+        raised = SourceUnavailable("cannot open s3://bucket/key", error)
+        received = pickle.loads(pickle.dumps(raised))
+        assert type(received) is SourceUnavailable and str(received) == str(raised)
+        assert api_error(received).status == status
+
+
 @pytest.mark.parametrize("name", ["hamilton.mp4", "facenet.mp4", "open-gop.mp4", "vfr.mkv", "facenet.ts"])
 def test_range_reads_are_exact_and_decode_each_frame_once(variants, name):
     path = variants[name]

@@ -108,6 +108,28 @@ def test_plan_reads_near_keyframes_and_gives_a_short_trace_its_shallowest_good_f
     assert len(deep) in (1, 2) and all(abs(a - b) >= 60 for a in deep for b in frames if a != b), frames
 
 
+def test_batches_are_whole_gops_in_file_order():
+    """A GOP is never split between two batches (both lanes would decode its reference pictures); a batch holds at
+    least BATCH_FRAMES wanted frames unless it is the last."""
+    from fractions import Fraction
+
+    from media_api.ffmpeg.index import FrameIndexData
+    from media_api.services.reembed import BATCH_FRAMES, batches
+
+    keyframes = np.array([0, 30, 40, 100, 250], np.int32)
+    index = FrameIndexData(pts=np.arange(300, dtype=np.int64), keyframes=keyframes, time_base=Fraction(1, 30))
+    wanted = {frame: [(frame % 7, 0, (0, 0, 40, 40))] for frame in (0, 3, 29, 31, 35, 41, 42, 43, 44, 45, 46, 47,
+                                                                     48, 60, 99, 100, 101, 260)}
+    cut = batches(wanted, index)
+    assert [frame for batch in cut for frame in batch] == sorted(wanted)
+    assert all(batch[frame] == wanted[frame] for batch in cut for frame in batch)
+    gop_of = {frame: index.keyframe_at_or_before(frame) for frame in wanted}
+    for first, second in zip(cut, cut[1:], strict=False):
+        assert {gop_of[f] for f in first}.isdisjoint(gop_of[f] for f in second)
+    assert all(len(batch) >= BATCH_FRAMES for batch in cut[:-1])
+    assert len(cut) > 1
+
+
 def test_best_faces_follows_the_pipelines_evidence_rule():
     """The best face, then only faces 2 s from every one taken or 1.4x taller than an earlier one, at most 3."""
     def face(quality, rank, seconds, height=100):
@@ -165,21 +187,30 @@ def test_reembed_gives_every_readable_trace_a_current_vector_and_keeps_curation(
         assert exemplars.set_distance(current[trace_id][None, :], matrix) < CONFIDENT_DISTANCE / 2, trace_id
 
 
-def test_the_embedding_process_gives_the_inline_vectors_bit_for_bit(facenet, monkeypatch):
-    """SFace in a second process (some calls taken back and embedded here: IN_FLIGHT 1) stores the same bytes."""
+@pytest.mark.parametrize("clip", ["facenet", "hamilton"])
+def test_two_reading_lanes_give_the_vectors_of_one_bit_for_bit(clip, request, monkeypatch):
+    """Two lanes (this process and a reading process, batches of one frame so that both read) store the bytes
+    one lane stores: on facenet (one GOP: one batch, traces with several faces) and on Hamilton (keyframes at
+    its cuts: both lanes read)."""
     from media_api.services import reembed
 
-    _load(facenet, STEMS["facenet"])
+    media_file = request.getfixturevalue(clip)
+    _load(media_file, STEMS[clip])
     stored = {}
     for workers in (False, True):
-        _as_old_model(facenet)
-        monkeypatch.setattr(reembed, "IN_FLIGHT", 1)
-        result = reembed_file(facenet, workers=workers)
-        assert result.embedding_processes == (1 if workers else 0)
-        rows = (Trace.objects.filter(file=facenet, embedding_model=MODEL_NAME)
+        _as_old_model(media_file)
+        monkeypatch.setattr(reembed, "BATCH_FRAMES", 1)
+        result = reembed_file(media_file, workers=workers)
+        assert result.reading_processes == (1 if workers else 0)
+        here, there = result.batches_read
+        assert here + there > 0 and (there > 0) == workers, result.batches_read
+        if clip == "hamilton":
+            assert here > 0 or not workers, result.batches_read
+        rows = (Trace.objects.filter(file=media_file, embedding_model=MODEL_NAME)
                 .values_list("pk", "embedding", "exemplars"))
         stored[workers] = (result.faces_embedded, {pk: (bytes(vector), bytes(kept)) for pk, vector, kept in rows})
-    assert len(stored[False][1]) >= 8 and stored[False][0] > len(stored[False][1])  # traces with several faces
+    if clip == "facenet":
+        assert len(stored[False][1]) >= 8 and stored[False][0] > len(stored[False][1])  # traces with several faces
     assert stored[True] == stored[False]
 
 
@@ -300,7 +331,8 @@ def test_reembed_job_over_rest_on_a_real_worker(hamilton, facenet, staff_user, p
     assert done["state"] == "succeeded", done
     assert done["result"]["embedded"] == Trace.objects.filter(file=hamilton, embedding_model=MODEL_NAME).count() > 0
     assert done["result"]["traces"] == Trace.objects.filter(file=hamilton).count()
-    assert done["result"]["embedding_processes"] == 1, done  # the job's (daemonic) pool process forked SFace's
+    assert done["result"]["reading_processes"] == 1, done  # the job's (daemonic) pool process forked a reader
+    assert sum(done["result"]["batches_read"]) >= 1, done
     assert _curation_state(hamilton) == before
     assert writer.get("/api/v1/jobs?kind=reembed").json()["total"] == 1
 

@@ -50,6 +50,17 @@ class SourceUnavailable(FrameReadError):
         super().__init__(f"{cause}: {message}")  # a job's one-line reason says which
         self.error = error
 
+    def __reduce__(self) -> tuple:
+        """Rebuilt as it was when it crosses a process boundary (a re-embed's reading process raises it)."""
+        return _source_unavailable, (str(self), self.error)
+
+
+def _source_unavailable(text: str, error: ApiError) -> SourceUnavailable:
+    exc = SourceUnavailable.__new__(SourceUnavailable)
+    FrameReadError.__init__(exc, text)
+    exc.error = error
+    return exc
+
 
 def api_error(exc: FrameReadError) -> ApiError:
     """The API answer for a failed read: the source's own (503/404) or MEDIA_ERROR (a broken file)."""
@@ -59,8 +70,10 @@ def api_error(exc: FrameReadError) -> ApiError:
 class FrameReader:
     """Reads exact frames of one video file; use as a context manager (it owns the container)."""
 
-    def __init__(self, path: str | Path, index: FrameIndexData, stream_index: int | None = None) -> None:
-        """``path``: a local path, ``s3://bucket/key`` or a URL (opened by ``source.open_input``)."""
+    def __init__(self, path: str | Path, index: FrameIndexData, stream_index: int | None = None, *,
+                 frame_threads: bool = True) -> None:
+        """``path``: a local path, ``s3://bucket/key`` or a URL (opened by ``source.open_input``).
+        ``frame_threads=False``: decode on this thread alone (where other processes already fill the cores)."""
         self.index = index
         try:
             self._container = open_input(path)
@@ -74,7 +87,10 @@ class FrameReader:
         streams = self._container.streams
         self._stream = streams[stream_index] if stream_index is not None else streams.video[0]
         # Frame threads: the same pictures, about 1.5x faster on 2 cores (measured in the research).
-        self._stream.thread_type = "AUTO"
+        if frame_threads:
+            self._stream.thread_type = "AUTO"
+        else:
+            self._stream.codec_context.thread_count = 1
         self.frames_decoded = 0
 
     def __enter__(self) -> FrameReader:

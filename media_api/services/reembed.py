@@ -28,10 +28,11 @@ only rewrites ``Trace.embedding``, ``Trace.exemplars`` and ``Trace.embedding_mod
    in one transaction at the end; a trace whose detections changed meanwhile
    (``detections_version``) or that was deleted is left alone.
 
-Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame. SFace runs in
-an embedding process (``workers.Worker``) while this one decodes and aligns: a trace's faces go to it as soon as
-the read has passed the last frame planned for the trace, so one job keeps both cores busy (a long film is one
-job on one queue worker). The vectors are the same as inline, bit for bit.
+Only the few pixels a face needs are converted to RGB (:func:`face_region`), not the whole frame. The file is read
+in two lanes, this process and a reading process (``workers.Worker``), each decoding whole batches of GOPs on one
+thread and aligning their faces (:func:`read_batch`); this one also embeds each trace once every batch with its
+frames is read (SFace, ~9 ms a face), so one job keeps both cores busy (a long film is one job on one queue worker).
+The vectors are the same as with one lane, bit for bit.
 Cost and what each choice saved: bench/bench_reembed.py, docs/BENCHMARKS.md.
 
 A trace with no readable face keeps what it had (an old model's vector is never compared anyway,
@@ -43,12 +44,14 @@ next visit): it carries over traces that gain or lose a vector, but cannot see o
 
 from __future__ import annotations
 
+import os
 import resource
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import combinations
 from typing import Any, NamedTuple
 
@@ -86,7 +89,7 @@ SECOND_PASS_CANDIDATES = 1
 #: stops at the deepest frame wanted in a GOP, so the earliest good face is the cheap one). Taking instead its best
 #: face among the frames other traces' needs decode anyway embedded fewer traces (70 of 80 on facenet1080).
 SECOND_PASS_QUALITY = 0.8
-#: Readable faces embedded per trace (SFace, ~30 ms each), best first by ``exemplars.quality`` (size, pose,
+#: Readable faces embedded per trace (SFace, ~9 ms each), best first by ``exemplars.quality`` (size, pose,
 #: sharpness), by the pipeline's own evidence rule (``tracker.wants_embedding``): a track embeds its first
 #: readable face, then again only EMBED_EVERY_SECONDS later or once the face has grown EMBED_GROWTH times, at
 #: most MAX_EMBEDDINGS. Here each face embedded must be that far in time, or that much bigger than the earlier
@@ -95,10 +98,11 @@ SECOND_PASS_QUALITY = 0.8
 #: frames of a short trace, whose SFace vectors are 0.26-0.38 apart, median): bench/bench_reembed.py,
 #: docs/BENCHMARKS.md (Re-embedding) for what it saved and what it kept.
 FACES_PER_TRACE = MAX_EMBEDDINGS
-#: Traces whose faces may wait for the embedding process at most: with that many waiting, this process embeds the
-#: next trace itself (where decoding is cheaper than embedding — 360p — both processes embed, and the aligned
-#: faces held meanwhile, ~37 KB each, stay few). Once the file is read, it takes back the calls not yet started.
-IN_FLIGHT = 16
+#: Frames a batch holds at least (:func:`batches`: whole GOPs): small enough that the two lanes finish together,
+#: big enough that a call's round trip (~1 ms) is nothing beside decoding a GOP.
+BATCH_FRAMES = 8
+#: Batches queued for the reading process at most; meanwhile this process reads the next one itself.
+QUEUED_BATCHES = 2
 #: Planar 4:2:0 formats whose face regions are converted to RGB alone (:func:`face_region`), not the frame.
 _I420 = {"yuv420p", "yuvj420p"}
 
@@ -122,9 +126,11 @@ class ReembedResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     model: str = MODEL_NAME
-    #: Processes SFace ran in besides this one (0: inline). ``cpu_seconds`` counts theirs too.
-    embedding_processes: int = 0
-    #: CPU seconds (every thread of the process) of decoding, aligning and embedding (SFace's, in whichever process).
+    #: Processes that decoded and aligned besides this one (0: this one alone). ``cpu_seconds`` counts theirs too.
+    reading_processes: int = 0
+    #: Batches of GOPs read (:func:`batches`): by this process, by the reading process.
+    batches_read: list[int] = field(default_factory=lambda: [0, 0])
+    #: CPU seconds (every thread, in whichever process) of decoding, aligning and embedding.
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("decode", "align", "embed"), 0.0))
 
     def as_dict(self) -> dict[str, Any]:
@@ -186,8 +192,8 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False, on_progress
     (:func:`plan_faces`) and the file is read once: each GOP decoded once, only up to the deepest frame
     wanted in it (and of that, only the pictures those frames need: ``FrameReader``).
     ``on_progress(done, total, message)`` is called as frames are read and once before storing; if it
-    raises (a cancelled job), nothing has been written. SFace runs in an embedding process meanwhile
-    (``workers=False``: inline, as where no process can be started).
+    raises (a cancelled job), nothing has been written. A reading process decodes and aligns part of the
+    file meanwhile (``workers=False``: this process alone, as where no process can be started).
     """
     clock, cpu = time.perf_counter(), time.process_time()
     result = ReembedResult(file_uuid=media_file.file_uuid)
@@ -196,19 +202,14 @@ def reembed_file(media_file: MediaFile, *, only_stale: bool = False, on_progress
     index = frame_index_for(media_file)
     chosen = plan_faces(rows, index)
     if workers:
-        # SFace runs OpenCV in a forked process: a child that inherits OpenCV's thread pool deadlocks on the
-        # pool's lock (media_api/faces/pipeline.py). One OpenCV thread per process; the two processes are the lanes.
+        # A forked child that inherits OpenCV's thread pool deadlocks on the pool's lock (media_api/faces/pipeline.py).
+        # One OpenCV thread per process; the two processes are the lanes.
         cv2.setNumThreads(1)
-    load_sface()  # this process aligns with it too; loaded before forking, the embedding process inherits it
+    load_sface()  # this process embeds
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with Worker("embedding", load_sface, 1 if workers else 0) as embedder:
-        embedder.submit(load_sface)  # forks the process now, before FFmpeg's decoding threads start
-        with FrameReader(media_file.path, index) as reader:
-            faces, calls = _read_faces(reader, chosen, result, on_progress, embedder.submit)
-            result.frames_decoded = reader.frames_decoded
-        vectors = _collect(faces, calls, result)
-        result.embedding_processes = embedder.processes
-    ended = resource.getrusage(resource.RUSAGE_CHILDREN)  # the embedding process, joined on closing
+    faces, calls = _read_faces(media_file, index, chosen, result, on_progress, workers)
+    vectors = _collect(faces, calls, result)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)  # the reading process, joined on closing
     child_cpu = ended.ru_utime + ended.ru_stime - children.ru_utime - children.ru_stime
     if on_progress is not None:
         on_progress(1, 1, "storing embeddings")  # the last chance to cancel: storing is one transaction
@@ -296,79 +297,154 @@ def face_region(frame: Any, box: Box) -> tuple[np.ndarray, Box]:
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), (x - x0, y - y0, w, h)
 
 
-Submit = Callable[..., Future]
-#: {trace pk: (the qualities of the faces sent to SFace, the call giving their vectors and its CPU seconds)}
-Calls = dict[int, tuple[list[float], Future]]
-#: Calls the embedding process may not have started, oldest first, with the faces they carry.
-Pending = deque[tuple[int, Future, list[np.ndarray]]]
+class BatchRead(NamedTuple):
+    """What a reading lane got from one batch of frames: the readable faces as (trace pk, face), the pictures it
+    decoded, its CPU seconds decoding and aligning, and the process that read it."""
+
+    faces: list[tuple[int, Readable]]
+    frames_decoded: int
+    decode: float
+    align: float
+    pid: int
 
 
-def _read_faces(reader: FrameReader, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
-                on_progress: OnProgress | None, submit: Submit) -> tuple[dict[int, list[Readable]], Calls]:
-    """({trace pk: its readable faces}, their embedding calls): every chosen face aligned, frames decoded once each
-    in order; a trace's :func:`best_faces` go to ``submit`` once the read has passed its last chosen frame (its
-    readable faces are then all known), so SFace works while the next frames are decoded. A trace's aligned faces
-    are let go once sent (its list emptied), so memory does not grow with the file's traces."""
-    wanted: dict[int, list[tuple[int, int, Box]]] = defaultdict(list)
-    last: dict[int, list[int]] = defaultdict(list)  # {frame: traces chosen on no later frame}
-    for trace_pk, choices in chosen.items():
-        for rank, (frame, box) in enumerate(choices):
-            wanted[frame].append((trace_pk, rank, box))
-        if choices:
-            last[max(frame for frame, _ in choices)].append(trace_pk)
-    faces: dict[int, list[Readable]] = defaultdict(list)
-    calls: Calls = {}
-    pending: Pending = deque()
-    total = len(wanted)
+#: {frame: [(trace pk, rank among its choices, box)]}: the faces to read on each frame.
+Wanted = dict[int, list[tuple[int, int, Box]]]
+#: This process's reader of the file being re-embedded (:func:`open_lane`).
+_lane: dict[str, FrameReader] = {}
+
+
+def open_lane(path: str, index: Any, frame_threads: bool) -> None:
+    """Open ``path`` for this process's :func:`read_batch` calls: the reading process's setup, and this
+    process's before it reads. Two lanes fill two cores: each decodes on one thread (FFmpeg's frame threads
+    cost ~25 % more CPU on this read for 1.3x the speed: bench/bench_reembed.py); one lane alone uses them."""
+    _lane["reader"] = FrameReader(path, index, frame_threads=frame_threads)
+
+
+def close_lane() -> None:
+    reader = _lane.pop("reader", None)
+    if reader is not None:
+        reader.close()
+
+
+def read_batch(wanted: Wanted) -> BatchRead:
+    """Decode the frames of ``wanted`` (whole GOPs, each once) and align every chosen face on them
+    (``embeddings.align_face_scored``; unreadable faces are left out), with each face's quality."""
+    reader = _lane["reader"]
+    before = reader.frames_decoded
+    faces: list[tuple[int, Readable]] = []
+    decode = align = 0.0
     clock = time.process_time()
-    for done, (number, frame) in enumerate(reader.read_many(wanted), start=1):
-        result.timings["decode"] += time.process_time() - clock
+    for number, frame in reader.read_many(wanted):
+        decode += time.process_time() - clock
         clock = time.process_time()
         seconds = reader.index.seconds_of(number)
         for trace_pk, rank, box in wanted[number]:
-            result.faces_tried += 1
             pixels, inside = face_region(frame, box)
             found = align_face_scored(pixels, inside)
             if found is not None:
                 aligned, pose = found
-                faces[trace_pk].append(Readable(exemplars.quality(box[3], pose, aligned), rank, seconds, box[3],
-                                                aligned))
-        result.timings["align"] += time.process_time() - clock
-        _submit([pk for pk in last.pop(number, ()) if pk in faces], faces, calls, pending, submit)
+                faces.append((trace_pk, Readable(exemplars.quality(box[3], pose, aligned), rank, seconds, box[3],
+                                                 aligned)))
+        align += time.process_time() - clock
+        clock = time.process_time()
+    return BatchRead(faces, reader.frames_decoded - before, decode, align, os.getpid())
+
+
+def batches(wanted: Wanted, index: Any) -> list[Wanted]:
+    """``wanted`` cut into batches in file order, each of whole GOPs (a GOP read by two lanes would have its
+    reference pictures decoded twice) and at least BATCH_FRAMES frames (the last excepted)."""
+    cut: list[Wanted] = []
+    batch: Wanted = {}
+    keyframe = None
+    for number in sorted(wanted):
+        starts = index.keyframe_at_or_before(number)
+        if batch and starts != keyframe and len(batch) >= BATCH_FRAMES:
+            cut.append(batch)
+            batch = {}
+        keyframe = starts
+        batch[number] = wanted[number]
+    if batch:
+        cut.append(batch)
+    return cut
+
+
+def _ready() -> None:
+    """A call that does nothing: submitted first, it forks the reading process before this one opens the file."""
+
+
+#: {trace pk: (the qualities of the faces embedded, the call giving their vectors and its CPU seconds)}
+Calls = dict[int, tuple[list[float], Future]]
+
+
+def _read_faces(media_file: MediaFile, index: Any, chosen: dict[int, list[tuple[int, Box]]], result: ReembedResult,
+                on_progress: OnProgress | None, workers: bool) -> tuple[dict[int, list[Readable]], Calls]:
+    """({trace pk: its readable faces}, their embeddings): every chosen face read and aligned, by two lanes — this
+    process and a reading process (``workers``), each decoding whole batches of GOPs (:func:`batches`), the
+    reading process kept QUEUED_BATCHES ahead — and each trace's :func:`best_faces` embedded here once every
+    batch with its frames is read. A trace's aligned faces are let go once embedded (its list emptied)."""
+    wanted: Wanted = defaultdict(list)
+    for trace_pk, choices in chosen.items():
+        for rank, (frame, box) in enumerate(choices):
+            wanted[frame].append((trace_pk, rank, box))
+    cut = batches(wanted, index)
+    unread: Counter[int] = Counter()  # {trace pk: batches with its frames not read yet}
+    for batch in cut:
+        unread.update({trace_pk for faces in batch.values() for trace_pk, _, _ in faces})
+    faces: dict[int, list[Readable]] = defaultdict(list)
+    calls: Calls = {}
+    total, done = len(wanted), 0
+
+    def take(batch: Wanted, read: BatchRead) -> None:
+        nonlocal done
+        result.frames_decoded += read.frames_decoded
+        result.timings["decode"] += read.decode
+        result.timings["align"] += read.align
+        result.faces_tried += sum(len(chosen_here) for chosen_here in batch.values())
+        for trace_pk, face in read.faces:
+            faces[trace_pk].append(face)
+        for trace_pk in {trace_pk for chosen_here in batch.values() for trace_pk, _, _ in chosen_here}:
+            unread[trace_pk] -= 1
+            if not unread[trace_pk] and faces.get(trace_pk):
+                best = best_faces(faces[trace_pk])
+                calls[trace_pk] = ([face.quality for face in best],
+                                   run_here(embed_faces, [face.aligned for face in best]))
+                faces[trace_pk] = []  # embedded: only the order of traces is needed from here
+        done += len(batch)
         if on_progress is not None:
             on_progress(done, total, f"{done} of {total} frames read")
-        clock = time.process_time()
-    _submit([pk for pk in faces if pk not in calls], faces, calls, pending, submit)
-    while pending:  # the newest calls the embedding process has not started: embedded here, meanwhile
-        trace_pk, call, aligned = pending.pop()
-        if call.cancel():
-            calls[trace_pk] = (calls[trace_pk][0], run_here(embed_faces, aligned))
+
+    with Worker("reading", partial(open_lane, media_file.path, index, False), 1 if workers else 0) as lane:
+        lane.submit(_ready)  # forks the reading process now, before this one opens the file or starts FFmpeg
+        result.reading_processes = lane.processes
+        open_lane(media_file.path, index, frame_threads=not lane.in_process)
+        try:
+            queued: deque[tuple[Wanted, Future]] = deque()
+            for batch in cut:
+                while queued and queued[0][1].done():
+                    take(*_done(queued.popleft(), result))
+                if lane.in_process and len(queued) < QUEUED_BATCHES:
+                    queued.append((batch, lane.submit(read_batch, batch)))
+                    continue
+                take(batch, read_batch(batch))
+                result.batches_read[0] += 1
+            while queued:
+                take(*_done(queued.popleft(), result))
+        finally:
+            close_lane()
     return faces, calls
 
 
-def _submit(traces: list[int], faces: dict[int, list[Readable]], calls: Calls, pending: Pending,
-            submit: Submit) -> None:
-    """Each trace's :func:`best_faces` to SFace (``embed_faces``): to ``submit``, or here while IN_FLIGHT traces
-    wait for it."""
-    for trace_pk in traces:
-        best = best_faces(faces[trace_pk])
-        if not best:
-            continue
-        while pending and pending[0][1].done():
-            pending.popleft()
-        aligned = [face.aligned for face in best]
-        faces[trace_pk] = []  # sent: only the order of traces is needed from here
-        qualities = [face.quality for face in best]
-        if len(pending) >= IN_FLIGHT:
-            calls[trace_pk] = (qualities, run_here(embed_faces, aligned))  # same bytes here
-            continue
-        call = submit(embed_faces, aligned)
-        calls[trace_pk] = (qualities, call)
-        pending.append((trace_pk, call, aligned))
+def _done(queued: tuple[Wanted, Future], result: ReembedResult) -> tuple[Wanted, BatchRead]:
+    """A queued batch and what was read of it (by the reading process, or here where it could not take it)."""
+    batch, call = queued
+    read = call.result()
+    result.batches_read[0 if read.pid == os.getpid() else 1] += 1
+    return batch, read
 
 
 def embed_faces(aligned: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
-    """(SFace's vectors of aligned faces, the CPU seconds they took): what the embedding process runs."""
+    """(SFace's vectors of aligned faces, the CPU seconds they took)."""
     clock = time.process_time()
     return [embed_aligned(face) for face in aligned], time.process_time() - clock
 
@@ -463,6 +539,6 @@ def files_to_reembed(file_uuids: Iterable[str] = (), only_stale: bool = False) -
     return list(files)
 
 
-__all__ = ["CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "IN_FLIGHT", "Readable", "ReembedResult", "best_faces",
-           "choose_faces", "embed_faces", "files_to_reembed", "new_evidence", "plan_faces", "reembed_file",
-           "stale_traces", "store_vectors"]
+__all__ = ["BATCH_FRAMES", "CANDIDATES_PER_TRACE", "FACES_PER_TRACE", "QUEUED_BATCHES", "Readable", "ReembedResult",
+           "batches", "best_faces", "choose_faces", "embed_faces", "files_to_reembed", "new_evidence", "plan_faces",
+           "read_batch", "reembed_file", "stale_traces", "store_vectors"]
