@@ -7,7 +7,7 @@
 Why: suggestions ("confident": one click names a trace), clustering (joins traces with nobody
 looking) and the joining of a track's pieces all decide "same person" by a distance between
 embeddings. Those thresholds must come from people we know apart, not from the two same-person
-pairs of the demo. The set (README.md there): 404 faces of 82 people, photos from ten public
+pairs of the demo. The set (README.md there): 487 faces of 106 people, photos from eighteen public
 repositories and crops of the demo clips' known people.
 
 Every face is embedded as the pipeline does it (``media_api.faces.embeddings``): SFace on the face

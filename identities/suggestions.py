@@ -15,7 +15,7 @@ again. Distances are Euclidean between unit vectors (0 = identical, 2 = opposite
   member the way a closest-pair rule would (which chains strangers together).
 
 The thresholds are measured, not chosen: ``media_api/faces/calibration.py`` derives them from an
-identity-labelled set of 404 faces of 82 people (bench/identity_set/, ``bench/eval_identity.py``;
+identity-labelled set of 487 faces of 106 people (bench/identity_set/, ``bench/eval_identity.py``;
 docs/faces.md) and exemplar sets simulated from it: **confident** lets no different-person set pair
 through (one click in the admin: with N people named, any per-pair false-accept rate p would give an
 unnamed person about N x p chance of a confident stranger), **offered** at most 1 % (the weak band

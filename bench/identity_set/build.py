@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/identity_set/build.py --mirrors /work/.mirror      # photos + video crops
     .venv/bin/python bench/identity_set/build.py --video-only                 # only the demo-clip crops
+    .venv/bin/python bench/identity_set/build.py --add-new                    # keep every crop, add new sources
 
 Photos: each listed file is read from its repository at the pinned commit (``git show
 COMMIT:PATH`` in ``MIRRORS/<owner>+<name>/repo``, a bare clone), the largest face YuNet finds is
@@ -58,6 +59,21 @@ REPOS = {
                               "licence": "Apache-2.0 (repository)"},
     "davidsandberg/facenet": {"commit": "096ed770f163957c1e56efa7feeb194773920f6e",
                               "licence": "MIT (repository)"},
+    # added 2026-12-05 14:20 (README.md, "How it was labelled")
+    "jasmcaus/opencv-course": {"commit": "c028d3624fd77f34ae9f1a57a13106551a018c4c",
+                               "licence": "MIT (repository); the photos from Kaggle's 5-celebrity-faces-dataset"},
+    "TencentARC/PhotoMaker": {"commit": "060b4fcb10b76a4554edf565d6106b7e36c968f0",
+                              "licence": "Apache-2.0 (repository)"},
+    "instantX-research/InstantID": {"commit": "2145b67f9607da6234702063692330185f374486",
+                                    "licence": "Apache-2.0 (repository)"},
+    "ToTheBeginning/PuLID": {"commit": "1aa2fc7df4bf51080df39f355f9abdc1cbfefbaa",
+                             "licence": "Apache-2.0 (repository)"},
+    "VectorSpaceLab/OmniGen": {"commit": "d4752019ae16741dc3801fd4989432aad4c81a4f", "licence": "MIT (repository)"},
+    "foivospar/Arc2Face": {"commit": "8f3acd701d17fda7fde4c9f1d170fc88fecbe9ad", "licence": "MIT (repository)"},
+    "scikit-image/scikit-image": {"commit": "cd0a3d22b9f359f05618d75d5c7a29b91b4951ca",
+                                  "licence": "public domain (NASA photograph; repository BSD-3-Clause)"},
+    "deepinsight/insightface": {"commit": "7fadd420c2351d0ffa8cac403421c1a3ed733365",
+                                "licence": "MIT (repository's code; test images carry no other licence)"},
 }
 
 _DEEPFACE = {
@@ -147,6 +163,43 @@ _COLLAGES = {
 }
 
 #: people.json names -> the names used here (the same person as in the photos where there is one).
+#: jasmcaus/opencv-course's Resources/Faces: (train folder, val folder) per person; its val photos and the first
+#: five of train (the others are more of the same five people).
+_OPENCV_COURSE = {"Ben Affleck": ("Ben Afflek", "ben_afflek"), "Elton John": ("Elton John", "elton_john"),
+                  "Jerry Seinfeld": ("Jerry Seinfield", "jerry_seinfeld"), "Madonna": ("Madonna", "madonna"),
+                  "Mindy Kaling": ("Mindy Kaling", "mindy_kaling")}
+#: One or a few photos of a named person in image-generation and face-analysis repositories' examples (file names
+#: say who; where a name is only a first name the person is labelled by it and the repository).
+_NAMED_EXAMPLES = [
+    *[("TencentARC/PhotoMaker", f"examples/yangmi_woman/yangmi_{n}.{'jpeg' if n == 2 else 'jpg'}", "Yang Mi")
+      for n in range(1, 7)],
+    *[("TencentARC/PhotoMaker", f"examples/scarletthead_woman/scarlett_{n}.jpg", "Scarlett Johansson")
+      for n in range(4)],
+    ("instantX-research/InstantID", "examples/musk_resize.jpeg", "Elon Musk"),
+    ("instantX-research/InstantID", "examples/kaifu_resize.png", "Kai-Fu Lee"),
+    ("instantX-research/InstantID", "examples/sam_resize.png", "Sam Altman"),
+    ("instantX-research/InstantID", "examples/schmidhuber_resize.png", "Juergen Schmidhuber"),
+    ("instantX-research/InstantID", "examples/yann-lecun_resize.jpg", "Yann LeCun"),
+    ("ToTheBeginning/PuLID", "example_inputs/hinton.jpeg", "Geoffrey Hinton"),
+    ("ToTheBeginning/PuLID", "example_inputs/lifeifei.jpg", "Fei-Fei Li"),
+    ("ToTheBeginning/PuLID", "example_inputs/rihanna.webp", "Rihanna"),
+    ("ToTheBeginning/PuLID", "example_inputs/liuyifei.png", "Liu Yifei"),
+    ("VectorSpaceLab/OmniGen", "imgs/test_cases/yifei2.png", "Liu Yifei"),
+    ("VectorSpaceLab/OmniGen", "imgs/test_cases/young_musk.jpg", "Elon Musk"),
+    ("VectorSpaceLab/OmniGen", "imgs/test_cases/young_trump.jpeg", "Donald Trump"),
+    ("VectorSpaceLab/OmniGen", "imgs/test_cases/Amanda.jpg", "OmniGen's Amanda"),
+    ("VectorSpaceLab/OmniGen", "imgs/test_cases/mckenna.jpg", "OmniGen's Mckenna"),
+    ("VectorSpaceLab/OmniGen", "imgs/demo_cases/emma.jpeg", "OmniGen's Emma"),
+    ("foivospar/Arc2Face", "assets/examples/freeman.jpg", "Morgan Freeman"),
+    ("foivospar/Arc2Face", "assets/examples/jackie.png", "Jackie Chan"),
+    ("foivospar/Arc2Face", "assets/examples/joacquin.png", "Joaquin Phoenix"),
+    ("scikit-image/scikit-image", "src/_skimage2/data/astronaut.png", "Eileen Collins"),
+    ("deepinsight/insightface", "cpp-package/inspireface/test_res/data/bulk/Rob_Lowe_0001.jpg", "Rob Lowe"),
+    ("deepinsight/insightface", "cpp-package/inspireface/test_res/data/bulk/Rob_Lowe_0002.jpg", "Rob Lowe"),
+    ("deepinsight/insightface", "cpp-package/inspireface/test_res/data/bulk/Nathalie_Baye_0002.jpg", "Nathalie Baye"),
+    ("deepinsight/insightface", "cpp-package/inspireface/test_res/data/bulk/yifei.jpg", "Liu Yifei"),
+]
+
 VIDEO_NAMES = {"Alex Lacamoire (pianist)": "Alex Lacamoire"}
 
 
@@ -177,7 +230,10 @@ def photo_sources() -> list[tuple[str, str, str]]:
     for person, stems in _COMPREFACE.items():
         rows += [("exadel-inc/CompreFace", f"embedding-calculator/sample_images/{stem}.jpg", person) for stem in stems]
     rows += [("davidsandberg/facenet", f"data/images/Anthony_Hopkins_000{n}.jpg", "Anthony Hopkins") for n in (1, 2)]
-    return rows
+    for person, (train, val) in _OPENCV_COURSE.items():
+        rows += [("jasmcaus/opencv-course", f"Resources/Faces/{part}/{folder}/{n}.jpg", person)
+                 for part, folder in (("train", train), ("val", val)) for n in range(1, 6)]
+    return rows + _NAMED_EXAMPLES
 
 
 def slug(text: str) -> str:
@@ -229,9 +285,12 @@ def _write(cropped: tuple[np.ndarray, list[int]], relative: str) -> dict:
     return {"box": box, "sha256": hashlib.sha256(encoded.tobytes()).hexdigest()}
 
 
-def build_photos(mirrors: Path) -> list[dict]:
+def build_photos(mirrors: Path, skip: set[str] = frozenset()) -> list[dict]:
+    """Crops of the photo_sources() of the repositories not in ``skip``."""
     entries = []
     for repo, path, person in photo_sources():
+        if repo in skip:
+            continue
         commit = REPOS[repo]["commit"]
         data = _read_blob(mirrors, repo, commit, path)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -239,7 +298,8 @@ def build_photos(mirrors: Path) -> list[dict]:
         if box is None:
             print(f"skipped (no face found): {repo} {path}", file=sys.stderr)
             continue
-        name = slug(repo.split("/")[1] + "_" + path.rsplit("/", 2)[-2] + "_" + Path(path).stem)
+        name = slug(repo.split("/")[1] + "_" + "_".join(path.split("/")[-3 if "Resources/Faces" in path else -2:-1])
+                    + "_" + Path(path).stem)
         relative = f"photos/{slug(person)}/{name}.jpg"
         entries.append({"file": relative, "person": person, "session": f"{repo}:{path}", "kind": "photo",
                         "source": {"repo": repo, "path": path, "commit": commit,
@@ -332,10 +392,16 @@ def main() -> None:
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--video-only", action="store_true", help="keep the photos, rebuild the video crops")
     parser.add_argument("--collages-only", action="store_true", help="keep the rest, rebuild the collages' crops")
+    parser.add_argument("--add-new", action="store_true",
+                        help="keep every crop made before, add the photos of repositories not in the manifest yet")
     args = parser.parse_args()
     old = json.loads(MANIFEST.read_text())["faces"] if MANIFEST.exists() else []
     collage = {f"{repo}:{path}" for repo, path in _COLLAGES}
-    if args.collages_only:
+    if args.add_new:
+        kept = [e for e in old if e["kind"] == "photo"]
+        photos = kept + build_photos(args.mirrors, skip={e["source"]["repo"] for e in kept})
+        faces = photos + [e for e in old if e["kind"] == "video"]
+    elif args.collages_only:
         kept = [e for e in old if e["session"].split("#")[0] not in collage]
         faces = ([e for e in kept if e["kind"] == "photo"] + build_collages(args.mirrors)
                  + [e for e in kept if e["kind"] == "video"])

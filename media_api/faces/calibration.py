@@ -1,7 +1,7 @@
 """Same-person thresholds of the face embedding, as measured on the identity-labelled set.
 
 ``calibration.json`` next to this file is written by ``bench/eval_identity.py --write`` from
-bench/identity_set/ (404 faces of 82 people: public photos and the demo clips' known people,
+bench/identity_set/ (487 faces of 106 people: public photos and the demo clips' known people,
 provenance in its README). It records the model and its sha256, the set's hash, the genuine and
 impostor distance distributions, and three thresholds chosen by false-accept rate on that set:
 
