@@ -183,8 +183,9 @@ def spread(values: np.ndarray) -> dict:
 
 
 def to_l2(cosine: float) -> float:
-    """The Euclidean distance between unit vectors at this cosine distance (what the code compares)."""
-    return round(math.sqrt(2.0 * cosine), 4)
+    """The Euclidean distance between unit vectors at this cosine distance (what the code compares), rounded down
+    to 4 decimals as media_api/faces/calibration.py rounds a threshold (never accepting more)."""
+    return math.floor(math.sqrt(2.0 * cosine) * 10_000) / 10_000
 
 
 def calibrate(faces: Sequence[Face], embed, min_face_px: int = MIN_FACE_PX,

@@ -104,6 +104,25 @@ def test_yunet_on_onnxruntime_answers_as_opencv_does(clip, index, shrink, score_
     np.testing.assert_allclose(found[:, 14], expected[:, 14], atol=1e-4)
 
 
+def test_the_alignment_is_opencvs_on_random_and_degenerate_landmarks():
+    """reference_transform is alignCrop's transform for any five points — collinear ones too, where the SVD's
+    signs are arbitrary and only OpenCV's own SVD gives OpenCV's warp — and five points on one spot are no face."""
+    from media_api.faces.embeddings import reference_transform
+
+    rng = np.random.default_rng(19)
+    image = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    reference = zoo.opencv_sface()
+    for case in range(300):
+        row = np.zeros(15, np.float32)
+        points = rng.uniform(40, 260, (5, 2)) if case % 3 else np.linspace(10, 50, 5)[:, None].repeat(2, axis=1)
+        row[4:14] = np.asarray(points, np.float32).ravel()
+        ours = cv2.warpAffine(image, reference_transform(row), (112, 112), flags=cv2.INTER_LINEAR)
+        assert np.array_equal(ours, reference.alignCrop(image, row)), case
+    row = np.zeros(15, np.float32)
+    row[4:14] = 7.0
+    assert reference_transform(row) is None
+
+
 def test_yunet_finds_faces_with_landmarks_and_sface_embeds_them():
     """Hamilton frame 10 (wide shot): two labelled faces; the same face a frame later stays close."""
     first, second = _frame_bgr("face_recognition_short_hamilton_clip", 10), _frame_bgr(

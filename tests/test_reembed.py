@@ -214,6 +214,33 @@ def test_two_reading_lanes_give_the_vectors_of_one_bit_for_bit(clip, request, mo
     assert stored[True] == stored[False]
 
 
+def test_a_reading_process_that_cannot_read_leaves_the_batches_to_this_one(hamilton, monkeypatch):
+    """The reading process fails to open the file (a store that answers one process and not another, an OOM
+    kill): the batches queued for it and every later one are read here, and the job stores what one lane does."""
+    import os
+
+    from media_api.services import reembed
+
+    _load(hamilton, STEMS["hamilton"])
+    _as_old_model(hamilton)
+    reembed_file(hamilton, workers=False)
+    expected = dict(Trace.objects.filter(file=hamilton, embedding_model=MODEL_NAME).values_list("pk", "embedding"))
+    parent, real = os.getpid(), reembed.open_lane
+
+    def open_here_only(path, index, frame_threads):
+        if os.getpid() != parent:
+            raise OSError("the reading process cannot open the file")
+        real(path, index, frame_threads)
+
+    monkeypatch.setattr(reembed, "open_lane", open_here_only)
+    monkeypatch.setattr(reembed, "BATCH_FRAMES", 1)
+    _as_old_model(hamilton)
+    result = reembed_file(hamilton, workers=True)
+    assert result.batches_read[1] == 0 and result.batches_read[0] > 2, result.batches_read
+    stored = dict(Trace.objects.filter(file=hamilton, embedding_model=MODEL_NAME).values_list("pk", "embedding"))
+    assert {pk: bytes(v) for pk, v in stored.items()} == {pk: bytes(v) for pk, v in expected.items()}
+
+
 def test_a_trace_of_another_model_becomes_comparable_again(hamilton, facenet, staff_user):
     """The performer named in one shot is suggested in another only once both were re-embedded."""
     from tests.test_suggestions import traces_of

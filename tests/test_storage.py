@@ -256,3 +256,27 @@ def test_cached_opening_bytes_are_never_mixed_with_a_replaced_object(stored, s3_
     replaced = admin_client_api.get(f"{url}?frame=200")  # a GOP not among the cached opening bytes
     assert replaced.status_code == 404 and replaced.json()["error"]["code"] == "SOURCE_MISSING", replaced.content
     assert not cached[0].exists()
+
+
+def test_a_forked_process_never_shares_its_parents_s3_connections(s3_storage):
+    """A re-embed's reading process (and prewarm's workers) are forked from a worker that may have read the store:
+    the child must make its own client, or the two processes' requests would share pooled sockets."""
+    import os
+
+    from media_api.storage.config import s3_client
+
+    parent = s3_client()
+    parent.list_objects_v2(Bucket=s3_storage.bucket, MaxKeys=1)  # a pooled connection in the parent
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked child reports through the pipe
+        try:
+            own = s3_client()
+            answered = own.list_objects_v2(Bucket=s3_storage.bucket, MaxKeys=1)["ResponseMetadata"]["HTTPStatusCode"]
+            os.write(write, b"own" if own is not parent and own is s3_client() and answered == 200 else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    assert os.read(read, 16) == b"own"
+    assert s3_client() is parent  # one client per process, reused

@@ -397,9 +397,12 @@ def main() -> None:
     args = parser.parse_args()
     old = json.loads(MANIFEST.read_text())["faces"] if MANIFEST.exists() else []
     collage = {f"{repo}:{path}" for repo, path in _COLLAGES}
-    if args.add_new:
+    if args.add_new:  # in the order a whole rebuild gives (the set's hash and its simulated sets depend on it)
         kept = [e for e in old if e["kind"] == "photo"]
-        photos = kept + build_photos(args.mirrors, skip={e["source"]["repo"] for e in kept})
+        added = build_photos(args.mirrors, skip={e["source"]["repo"] for e in kept})
+        order = {f"{repo}:{path}": number for number, (repo, path, _) in enumerate(photo_sources())}
+        photos = (sorted((e for e in kept + added if e["session"] in order), key=lambda e: order[e["session"]])
+                  + [e for e in kept if e["session"] not in order])  # the collages' crops
         faces = photos + [e for e in old if e["kind"] == "video"]
     elif args.collages_only:
         kept = [e for e in old if e["session"].split("#")[0] not in collage]

@@ -118,7 +118,10 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
     pose = frontal(faces[best])
     if overlaps[best] < ALIGN_MIN_IOU or pose < ALIGN_MIN_FRONTAL:
         return None
-    aligned = cv2.warpAffine(crop, reference_transform(faces[best]), (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR)
+    matrix = reference_transform(faces[best])
+    if matrix is None:
+        return None
+    aligned = cv2.warpAffine(crop, matrix, (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR)
     return (aligned, pose) if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
 
 
@@ -165,11 +168,12 @@ def _shrunk_around(image: np.ndarray, cx: float, cy: float, side: float,
             size[0] / part.shape[1], size[1] / part.shape[0])
 
 
-def reference_transform(row: np.ndarray) -> np.ndarray:
+def reference_transform(row: np.ndarray) -> np.ndarray | None:
     """The 2x3 similarity taking a YuNet row's five landmarks onto SFace's reference points: the transform of
     OpenCV's ``FaceRecognizerSF.alignCrop`` (face_recognize.cpp: Umeyama's least squares), computed as it does
-    — means and products in float32, sums in float64 — so that the warped face is the same bytes (a test
-    compares them) without loading OpenCV's copy of the network just to align."""
+    — means and products in float32, sums in float64, OpenCV's own SVD — so that the warped face is the same
+    bytes (a test compares them) without loading OpenCV's copy of the network just to align. None for five
+    landmarks on one point (no face to align; OpenCV would divide by zero)."""
     source = np.asarray(row[4:14], np.float32).reshape(5, 2)
     mean = np.array([(((source[0, k] + source[1, k]) + source[2, k]) + source[3, k] + source[4, k]) / np.float32(5)
                      for k in (0, 1)], np.float32)
@@ -177,12 +181,15 @@ def reference_transform(row: np.ndarray) -> np.ndarray:
     covariance = np.array([[_sum(reference[:, r] * centred[:, c]) / 5 for c in (0, 1)] for r in (0, 1)])
     signs = np.array([1.0, -1.0 if covariance[0, 0] * covariance[1, 1] - covariance[0, 1] * covariance[1, 0] < 0
                       else 1.0])
-    u, singular, vt = np.linalg.svd(covariance)
+    singular, u, vt = cv2.SVDecomp(covariance)  # OpenCV's Jacobi SVD: its signs where LAPACK's could differ
+    singular = singular.ravel()
     rotation_signs = signs
     if (singular > singular.max() * 2 * np.finfo(np.float32).tiny).sum() == 1:  # rank 1
         rotation_signs = np.array([1.0, 1.0 if _det(u) * _det(vt) > 0 else -1.0])
     rotation = u @ (np.diag(rotation_signs) @ vt)
     variance = _sum(centred[:, 0] * centred[:, 0]) / 5 + _sum(centred[:, 1] * centred[:, 1]) / 5
+    if variance <= 0:
+        return None
     scale = 1.0 / variance * (singular[0] * signs[0] + singular[1] * signs[1])
     shift = [rotation[k, 0] * float(mean[0]) + rotation[k, 1] * float(mean[1]) for k in (0, 1)]
     return np.array([[rotation[0, 0] * scale, rotation[0, 1] * scale, float(_REFERENCE_MEAN[0]) - scale * shift[0]],

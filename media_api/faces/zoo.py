@@ -59,7 +59,7 @@ YUNET = ZooModel(
     size=122_489,
 )
 #: YUNET with its block-quantised weights folded to float32, the graph onnxruntime runs (derived from YUNET by
-#: scripts/derive_yunet_fp32.py, which a test re-runs; input height and width free).
+#: scripts/derive_models.py, which a test re-runs; input height and width free).
 YUNET_FP32 = ZooModel(
     name="yunet-2023mar-int8bq-folded-fp32",
     filename="face_detection_yunet_2023mar_int8bq_folded_fp32.onnx",

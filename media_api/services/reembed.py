@@ -49,7 +49,7 @@ import resource
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import combinations
@@ -436,9 +436,13 @@ def _read_faces(media_file: MediaFile, index: Any, chosen: dict[int, list[tuple[
 
 
 def _done(queued: tuple[Wanted, Future], result: ReembedResult) -> tuple[Wanted, BatchRead]:
-    """A queued batch and what was read of it (by the reading process, or here where it could not take it)."""
+    """A queued batch and what was read of it: by the reading process, or here when that process is gone (it
+    could not open the file, or died): the next calls then run here too (``Worker.submit``)."""
     batch, call = queued
-    read = call.result()
+    try:
+        read = call.result()
+    except BrokenExecutor:
+        read = read_batch(batch)
     result.batches_read[0 if read.pid == os.getpid() else 1] += 1
     return batch, read
 

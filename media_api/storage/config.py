@@ -51,7 +51,7 @@ def storage_config() -> StorageConfig:
 
 
 @lru_cache(maxsize=4)
-def _client(endpoint_hint: str):  # noqa: ANN202 - a botocore client class is generated at run time
+def _client(endpoint_hint: str, pid: int):  # noqa: ANN202 - a botocore client class is generated at run time
     import boto3
     from botocore.config import Config
 
@@ -60,7 +60,7 @@ def _client(endpoint_hint: str):  # noqa: ANN202 - a botocore client class is ge
 
 
 @lru_cache(maxsize=4)
-def _quick_client(endpoint_hint: str):  # noqa: ANN202
+def _quick_client(endpoint_hint: str, pid: int):  # noqa: ANN202
     import boto3
     from botocore.config import Config
 
@@ -70,7 +70,7 @@ def _quick_client(endpoint_hint: str):  # noqa: ANN202
 
 
 def s3_client(quick: bool = False):  # noqa: ANN201
-    """A boto3 S3 client configured from the standard AWS_* environment (cached per endpoint).
+    """A boto3 S3 client configured from the standard AWS_* environment (cached per endpoint and process).
 
     ``quick``: one attempt with short timeouts, for a check that must answer a request within seconds
     (why a read failed: :func:`media_api.ffmpeg.source.diagnose`) rather than ride out a store's hiccup.
@@ -78,4 +78,6 @@ def s3_client(quick: bool = False):  # noqa: ANN201
     import os
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
-    return _quick_client(endpoint) if quick else _client(endpoint)
+    # One client per process: a forked child (a re-embed's reading process, prewarm's workers) must not share
+    # its parent's pooled connections, or two processes' requests and answers mix on one socket.
+    return _quick_client(endpoint, os.getpid()) if quick else _client(endpoint, os.getpid())
