@@ -75,8 +75,7 @@ def test_sface_on_openvino_aligns_and_embeds_as_opencv_does(clip, index):
         crop, crop_rows, _ = embeddings.yunet_around(image, tuple(float(v) for v in row[:4]), rgb=False)
         for picture, landmarks in [(image, row)] + [(crop, r) for r in crop_rows]:
             aligned = reference.alignCrop(picture, landmarks)
-            ours = cv2.warpAffine(picture, embeddings.reference_transform(landmarks), (112, 112),
-                                  flags=cv2.INTER_LINEAR)
+            ours = embeddings.align_crop(picture, landmarks)
             assert np.array_equal(ours, aligned)
             expected = embeddings.normalise(reference.feature(aligned).ravel())
             assert np.linalg.norm(embeddings.embed_aligned(aligned) - expected) < 2e-5
@@ -107,7 +106,7 @@ def test_yunet_on_onnxruntime_answers_as_opencv_does(clip, index, shrink, score_
 def test_the_alignment_is_opencvs_on_random_and_degenerate_landmarks():
     """reference_transform is alignCrop's transform for any five points — collinear ones too, where the SVD's
     signs are arbitrary and only OpenCV's own SVD gives OpenCV's warp — and five points on one spot are no face."""
-    from media_api.faces.embeddings import reference_transform
+    from media_api.faces.embeddings import align_crop, reference_transform
 
     rng = np.random.default_rng(19)
     image = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
@@ -116,7 +115,7 @@ def test_the_alignment_is_opencvs_on_random_and_degenerate_landmarks():
         row = np.zeros(15, np.float32)
         points = rng.uniform(40, 260, (5, 2)) if case % 3 else np.linspace(10, 50, 5)[:, None].repeat(2, axis=1)
         row[4:14] = np.asarray(points, np.float32).ravel()
-        ours = cv2.warpAffine(image, reference_transform(row), (112, 112), flags=cv2.INTER_LINEAR)
+        ours = align_crop(image, row)
         assert np.array_equal(ours, reference.alignCrop(image, row)), case
     row = np.zeros(15, np.float32)
     row[4:14] = 7.0
@@ -134,10 +133,10 @@ def test_yunet_finds_faces_with_landmarks_and_sface_embeds_them():
     _, faces = detector.detect(first)
     _, faces_next = detector.detect(second)
     assert faces is not None and faces.shape[1] == 15 and len(faces) >= 2
-    from media_api.faces.embeddings import reference_transform
+    from media_api.faces.embeddings import align_crop
 
     def vector(image, row):
-        return zoo.sface_features(cv2.warpAffine(image, reference_transform(row), (112, 112), flags=cv2.INTER_LINEAR))
+        return zoo.sface_features(align_crop(image, row))
 
     vectors = [vector(first, row) for row in faces[:2]]
     again = vector(second, faces_next[0])

@@ -1,7 +1,7 @@
 """128-d face embeddings: OpenCV Zoo's SFace (the pipeline's) and dlib's ResNet (the former one).
 
 **SFace** (``zoo.SFACE``, run by OpenVINO: ``zoo.sface_features``): the face is aligned on five
-landmarks into a 112x112 image (:func:`reference_transform`, OpenCV's ``alignCrop``) and the network
+landmarks into a 112x112 image (:func:`align_crop`, OpenCV's ``alignCrop``) and the network
 gives a 128-d vector; traces store it L2-normalised, so the Euclidean distance used by suggestions
 and clustering is ``sqrt(2 * cosine distance)``. The landmarks come from YuNet run on a fixed-size
 crop around the face box (:func:`align_face`), so any detector's box will do and one YuNet
@@ -104,7 +104,7 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
     BGR). The box is scaled so its longer side is ALIGN_FACE pixels inside an ALIGN_INPUT square
     crop (one affine warp, black outside the frame); YuNet on that crop gives the five landmarks
     of the face overlapping the box best, and the crop is warped onto SFace's reference points at 112x112
-    (:func:`reference_transform`: what OpenCV's ``alignCrop`` does).
+    (:func:`align_crop`: what OpenCV's ``alignCrop`` does).
     """
     x, y, w, h = box
     if max(w, h) <= 0:
@@ -118,11 +118,8 @@ def align_face_scored(image: np.ndarray, box: tuple[int, int, int, int], *,
     pose = frontal(faces[best])
     if overlaps[best] < ALIGN_MIN_IOU or pose < ALIGN_MIN_FRONTAL:
         return None
-    matrix = reference_transform(faces[best])
-    if matrix is None:
-        return None
-    aligned = cv2.warpAffine(crop, matrix, (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR)
-    return (aligned, pose) if contrast(aligned) >= ALIGN_MIN_CONTRAST else None
+    aligned = align_crop(crop, faces[best])
+    return (aligned, pose) if aligned is not None and contrast(aligned) >= ALIGN_MIN_CONTRAST else None
 
 
 def yunet_around(image: np.ndarray, box: tuple[float, float, float, float], *, rgb: bool = True,
@@ -168,6 +165,13 @@ def _shrunk_around(image: np.ndarray, cx: float, cy: float, side: float,
             size[0] / part.shape[1], size[1] / part.shape[0])
 
 
+def align_crop(image: np.ndarray, row: np.ndarray) -> np.ndarray | None:
+    """The 112x112 face SFace reads: ``image`` warped onto SFace's reference points by a YuNet row's landmarks
+    (OpenCV's ``FaceRecognizerSF.alignCrop``, the same bytes); None where :func:`reference_transform` is."""
+    matrix = reference_transform(row)
+    return None if matrix is None else cv2.warpAffine(image, matrix, (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR)
+
+
 def reference_transform(row: np.ndarray) -> np.ndarray | None:
     """The 2x3 similarity taking a YuNet row's five landmarks onto SFace's reference points: the transform of
     OpenCV's ``FaceRecognizerSF.alignCrop`` (face_recognize.cpp: Umeyama's least squares), computed as it does
@@ -178,18 +182,17 @@ def reference_transform(row: np.ndarray) -> np.ndarray | None:
     mean = np.array([(((source[0, k] + source[1, k]) + source[2, k]) + source[3, k] + source[4, k]) / np.float32(5)
                      for k in (0, 1)], np.float32)
     centred, reference = source - mean, _REFERENCE - _REFERENCE_MEAN
+    variance = _sum(centred[:, 0] * centred[:, 0]) / 5 + _sum(centred[:, 1] * centred[:, 1]) / 5
+    if variance <= 0:
+        return None
     covariance = np.array([[_sum(reference[:, r] * centred[:, c]) / 5 for c in (0, 1)] for r in (0, 1)])
-    signs = np.array([1.0, -1.0 if covariance[0, 0] * covariance[1, 1] - covariance[0, 1] * covariance[1, 0] < 0
-                      else 1.0])
+    signs = np.array([1.0, -1.0 if _det(covariance) < 0 else 1.0])
     singular, u, vt = cv2.SVDecomp(covariance)  # OpenCV's Jacobi SVD: its signs where LAPACK's could differ
     singular = singular.ravel()
     rotation_signs = signs
     if (singular > singular.max() * 2 * np.finfo(np.float32).tiny).sum() == 1:  # rank 1
         rotation_signs = np.array([1.0, 1.0 if _det(u) * _det(vt) > 0 else -1.0])
     rotation = u @ (np.diag(rotation_signs) @ vt)
-    variance = _sum(centred[:, 0] * centred[:, 0]) / 5 + _sum(centred[:, 1] * centred[:, 1]) / 5
-    if variance <= 0:
-        return None
     scale = 1.0 / variance * (singular[0] * signs[0] + singular[1] * signs[1])
     shift = [rotation[k, 0] * float(mean[0]) + rotation[k, 1] * float(mean[1]) for k in (0, 1)]
     return np.array([[rotation[0, 0] * scale, rotation[0, 1] * scale, float(_REFERENCE_MEAN[0]) - scale * shift[0]],

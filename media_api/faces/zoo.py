@@ -10,7 +10,7 @@ Each runs on the runtime measured fastest for it on one core, on the zoo's own w
   onnxruntime, in float32 (the precision is pinned: OpenVINO would pick bfloat16 on CPUs that have it), on
   the zoo's int8 weights with their blocked dequantisation written in standard operators
   (``scripts/derive_models.py``). Its vectors are OpenCV's to 4e-6 (L2, unit vectors), so they keep SFace's
-  model name and calibration. The alignment is OpenCV's ``alignCrop`` (``embeddings.reference_transform``).
+  model name and calibration. The alignment is OpenCV's ``alignCrop`` (``embeddings.align_crop``).
 
 Both are checked against OpenCV's own (:func:`opencv_yunet`, :func:`opencv_sface`) by
 tests/test_identity_calibration.py. The model files are read into memory, checked against the sha256
@@ -243,6 +243,6 @@ def sface_features(aligned: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def opencv_sface() -> cv2.FaceRecognizerSF:
     """OpenCV's SFace recogniser on the zoo's file: the reference :func:`sface_features` and
-    ``embeddings.reference_transform`` are checked against (tests) and measured against (bench).
+    ``embeddings.align_crop`` are checked against (tests) and measured against (bench).
     ``alignCrop(bgr_image, yunet_row)`` gives the 112x112 aligned face, ``feature(aligned)`` its 1x128 vector."""
     return cv2.FaceRecognizerSF.create("onnx", _model_buffer(SFACE), _EMPTY_CONFIG)

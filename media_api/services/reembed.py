@@ -369,6 +369,11 @@ def batches(wanted: Wanted, index: Any) -> list[Wanted]:
     return cut
 
 
+def _traces_in(batch: Wanted) -> set[int]:
+    """The traces with a face to read in ``batch``."""
+    return {trace_pk for faces in batch.values() for trace_pk, _, _ in faces}
+
+
 def _ready() -> None:
     """A call that does nothing: submitted first, it forks the reading process before this one opens the file."""
 
@@ -390,7 +395,7 @@ def _read_faces(media_file: MediaFile, index: Any, chosen: dict[int, list[tuple[
     cut = batches(wanted, index)
     unread: Counter[int] = Counter()  # {trace pk: batches with its frames not read yet}
     for batch in cut:
-        unread.update({trace_pk for faces in batch.values() for trace_pk, _, _ in faces})
+        unread.update(_traces_in(batch))
     faces: dict[int, list[Readable]] = defaultdict(list)
     calls: Calls = {}
     total, done = len(wanted), 0
@@ -403,7 +408,7 @@ def _read_faces(media_file: MediaFile, index: Any, chosen: dict[int, list[tuple[
         result.faces_tried += sum(len(chosen_here) for chosen_here in batch.values())
         for trace_pk, face in read.faces:
             faces[trace_pk].append(face)
-        for trace_pk in {trace_pk for chosen_here in batch.values() for trace_pk, _, _ in chosen_here}:
+        for trace_pk in _traces_in(batch):
             unread[trace_pk] -= 1
             if not unread[trace_pk] and faces.get(trace_pk):
                 best = best_faces(faces[trace_pk])
